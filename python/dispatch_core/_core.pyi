@@ -1,0 +1,241 @@
+"""Type stub for the Rust extension `dispatch_core._core`.
+
+Enumerations travel as plain ints whose values equal the `dispatch.v1` proto enum numbers
+(see `dispatch_core.types`), so the gRPC layer maps them without a table. Times are integer
+Unix milliseconds throughout.
+"""
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+#: Largest K a ranking call accepts.
+MAX_K: int
+#: Number of distinct capabilities a vocabulary may hold.
+MAX_CAPABILITIES: int
+#: Longest unit_id, incident_id, unit type or area name accepted, in bytes.
+MAX_ID_LEN: int
+#: Mean Earth radius used for great-circle distances, metres.
+EARTH_RADIUS_M: float
+#: The capability names shipped by default.
+DEFAULT_CAPABILITIES: list[str]
+#: The capabilities counted as scarce by default (the specialist cost).
+DEFAULT_SCARCE_CAPABILITIES: list[str]
+
+class InvalidArgument(ValueError):
+    """A malformed argument; `field` names it (e.g. ``lat``, ``lat[3]``, ``capabilities``)."""
+
+    field: str
+
+class UnknownUnit(KeyError):
+    """The unit_id is not registered; `field` is that id."""
+
+    field: str
+
+class InvalidTransition(ValueError):
+    """A status change the lifecycle refuses; `field` is the unit_id."""
+
+    field: str
+
+class NotAssignable(ValueError):
+    """A unit that cannot be assigned (taken, wrong status); `field` is the unit_id."""
+
+    field: str
+
+class ScoreBreakdown:
+    """Every term of a candidate's score, in seconds."""
+
+    @property
+    def mobilisation_seconds(self) -> float: ...
+    @property
+    def travel_seconds(self) -> float: ...
+    @property
+    def cross_area_cost(self) -> float: ...
+    @property
+    def shift_overrun_cost(self) -> float: ...
+    @property
+    def specialist_cost(self) -> float: ...
+
+class Candidate:
+    """One ranked unit."""
+
+    @property
+    def unit_id(self) -> str: ...
+    @property
+    def slot(self) -> int: ...
+    @property
+    def eta_seconds(self) -> float: ...
+    @property
+    def distance_m(self) -> float: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def breakdown(self) -> ScoreBreakdown: ...
+
+class BatchRanking:
+    """Top-K for many query points at once; row i answers query i.
+
+    Every array has shape (n_queries, k); rows shorter than k are padded with slot -1
+    and NaN. `counts[i]` is the number of real candidates in row i.
+    """
+
+    @property
+    def slots(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def eta_seconds(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def distance_m(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def score(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def counts(self) -> npt.NDArray[np.int64]: ...
+
+class LocationReport:
+    """What a batch location update did: applied pings and skipped ones by reason."""
+
+    @property
+    def applied(self) -> int: ...
+    @property
+    def skipped_unknown_unit(self) -> int: ...
+    @property
+    def skipped_bad_coordinate(self) -> int: ...
+    @property
+    def skipped_stale(self) -> int: ...
+
+class UnitView:
+    """A copy of one unit's state."""
+
+    @property
+    def unit_id(self) -> str: ...
+    @property
+    def slot(self) -> int: ...
+    @property
+    def agency(self) -> int: ...
+    @property
+    def unit_type(self) -> str: ...
+    @property
+    def capabilities(self) -> list[str]: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def home_area(self) -> str | None: ...
+    @property
+    def shift_start_ms(self) -> int | None: ...
+    @property
+    def shift_end_ms(self) -> int | None: ...
+    @property
+    def lat(self) -> float | None: ...
+    @property
+    def lon(self) -> float | None: ...
+    @property
+    def location_time_ms(self) -> int | None: ...
+    @property
+    def incident_id(self) -> str | None: ...
+
+class UnitIndex:
+    """The unit table, its moving-point spatial index and the ranking engine.
+
+    Safe to share between threads: reads run concurrently, writes are serialised, and
+    every call that does real work releases the GIL.
+    """
+
+    def __init__(
+        self,
+        *,
+        capabilities: Sequence[str] | None = None,
+        scarce_capabilities: Sequence[str] | None = None,
+        config: Mapping[str, object] | None = None,
+        cell_deg: float = 0.01,
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    def capability_names(self) -> list[str]: ...
+    def config(self) -> dict[str, object]: ...
+    def set_config(self, overrides: Mapping[str, object]) -> None: ...
+    def upsert_unit(
+        self,
+        unit_id: str,
+        *,
+        agency: int,
+        unit_type: str,
+        capabilities: Sequence[str] = (),
+        home_area: str | None = None,
+        shift_start_ms: int | None = None,
+        shift_end_ms: int | None = None,
+        status: int | None = None,
+    ) -> int: ...
+    def remove_unit(self, unit_id: str) -> None: ...
+    def get_unit(self, unit_id: str) -> UnitView: ...
+    def slot_of(self, unit_id: str) -> int: ...
+    def slots_of(self, unit_ids: Sequence[str]) -> npt.NDArray[np.int64]: ...
+    def unit_ids(self) -> list[str]: ...
+    def list_units(
+        self,
+        *,
+        statuses: Sequence[int] | None = None,
+        agencies: Sequence[int] | None = None,
+        home_area: str | None = None,
+    ) -> list[UnitView]: ...
+    def counts_by_agency_status(self) -> dict[tuple[int, int], int]: ...
+    def set_status(self, unit_id: str, status: int) -> str | None: ...
+    def check_assignable(self, unit_ids: Sequence[str]) -> None: ...
+    def assign(self, incident_id: str, unit_ids: Sequence[str]) -> None: ...
+    def release_incident(self, incident_id: str, unit_ids: Sequence[str]) -> list[str]: ...
+    def update_location(self, unit_id: str, lat: float, lon: float, time_ms: int) -> bool: ...
+    def update_locations(
+        self,
+        unit_ids: Sequence[str],
+        lat: npt.NDArray[np.float64],
+        lon: npt.NDArray[np.float64],
+        time_ms: npt.NDArray[np.int64],
+        *,
+        strict: bool = True,
+    ) -> LocationReport: ...
+    def update_locations_by_slot(
+        self,
+        slots: npt.NDArray[np.int64],
+        lat: npt.NDArray[np.float64],
+        lon: npt.NDArray[np.float64],
+        time_ms: npt.NDArray[np.int64],
+        *,
+        strict: bool = True,
+    ) -> LocationReport: ...
+    def rank(
+        self,
+        lat: float,
+        lon: float,
+        *,
+        now_ms: int,
+        k: int = 5,
+        grade: int = 1,
+        required: Sequence[str] = (),
+        agencies: Sequence[int] | None = None,
+        statuses: Sequence[int] | None = None,
+        unit_types: Sequence[str] | None = None,
+        area: str | None = None,
+    ) -> list[Candidate]: ...
+    def rank_batch(
+        self,
+        lat: npt.NDArray[np.float64],
+        lon: npt.NDArray[np.float64],
+        *,
+        now_ms: int,
+        k: int = 5,
+        grade: int = 1,
+        required: Sequence[str] = (),
+        agencies: Sequence[int] | None = None,
+        statuses: Sequence[int] | None = None,
+        unit_types: Sequence[str] | None = None,
+        area: str | None = None,
+    ) -> BatchRanking: ...
+    def positions(
+        self,
+    ) -> tuple[
+        list[str],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.int64],
+    ]: ...
+    def memory_bytes(self) -> int: ...

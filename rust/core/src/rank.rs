@@ -1,0 +1,334 @@
+//! Filtered top-K ranking: eligibility, scoring, and an exact ring search over the grid.
+//!
+//! A candidate's score is its ETA plus its cost terms, all in seconds; lower is better and
+//! equal scores are broken by `unit_id`. [`brute_force`] ranks by scanning every unit with
+//! the same [`score`] and [`eligible`] functions: it is the oracle the search is tested
+//! against, and any difference between the two is a bug in the search.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use crate::caps::CapSet;
+use crate::error::{CoreError, CoreResult};
+use crate::eta::RankConfig;
+use crate::geo::{self, chord2, chord2_of_distance, haversine_m, unit_vector};
+use crate::index::{cell_key, partition_of, Entry, Grid};
+use crate::types::{Agency, Grade, Status};
+use crate::units::{AreaId, TypeId, UnitTable};
+
+/// Largest K a query may ask for: more is a client bug, not a dispatch question.
+pub const MAX_K: usize = 1000;
+
+/// A ranking question in caller terms (names, not ids).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub lat: f64,
+    pub lon: f64,
+    /// Unix ms; decides who is on shift and how long a shift has left.
+    pub now_ms: i64,
+    pub k: usize,
+    pub grade: Grade,
+    /// Capabilities a unit must all hold.
+    pub required: Vec<String>,
+    /// Allowed agencies; empty means all.
+    pub agencies: Vec<Agency>,
+    /// Allowed statuses; empty means AVAILABLE only.
+    pub statuses: Vec<Status>,
+    /// Allowed unit types; empty means all.
+    pub unit_types: Vec<String>,
+    /// The area (BCU) of the incident, for the cross-area cost; `None` disables it.
+    pub area: Option<String>,
+}
+
+impl Query {
+    /// Top-5 IMMEDIATE, any agency, AVAILABLE units, no requirement.
+    pub fn new(lat: f64, lon: f64, now_ms: i64) -> Self {
+        Self {
+            lat,
+            lon,
+            now_ms,
+            k: 5,
+            grade: Grade::Immediate,
+            required: Vec::new(),
+            agencies: Vec::new(),
+            statuses: Vec::new(),
+            unit_types: Vec::new(),
+            area: None,
+        }
+    }
+}
+
+/// Every term of a score, seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Breakdown {
+    pub mobilisation_seconds: f64,
+    pub travel_seconds: f64,
+    pub cross_area_cost: f64,
+    pub shift_overrun_cost: f64,
+    pub specialist_cost: f64,
+}
+
+/// One ranked unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub unit_id: String,
+    pub slot: u32,
+    pub eta_seconds: f64,
+    pub distance_m: f64,
+    pub score: f64,
+    pub breakdown: Breakdown,
+}
+
+/// A query with names resolved to ids and the pruning bounds precomputed; resolve once and
+/// reuse it for a batch of locations.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub now_ms: i64,
+    pub k: usize,
+    pub grade: Grade,
+    pub required: CapSet,
+    /// Partitions (agency × status) the query may draw from.
+    pub partitions: Vec<usize>,
+    pub agency_ok: [bool; 3],
+    pub status_ok: [bool; 7],
+    /// Allowed type ids, `None` for all. A name never seen matches no unit.
+    pub unit_types: Option<Vec<TypeId>>,
+    /// 0 when the cross-area cost does not apply.
+    pub area: AreaId,
+    /// Smallest mobilisation of any allowed status.
+    pub min_mobilisation: f64,
+    /// Seconds per metre of straight line at the fastest allowed speed: circuity ÷ speed.
+    pub min_pace: f64,
+}
+
+/// What the scorer needs beside the table: the model and per-type speeds.
+pub struct Model<'a> {
+    pub config: &'a RankConfig,
+    /// Speed of each type id, m/s (before the blue-light factor).
+    pub type_speed: &'a [f64],
+    /// Agency of each type id.
+    pub type_agency: &'a [Agency],
+    /// Scarce capabilities, for the specialist cost.
+    pub scarce: CapSet,
+}
+
+/// Whether a unit may be offered at all. The one place where eligibility is decided:
+/// ring-fencing and pre-emption will add their tests here.
+#[inline]
+pub fn eligible(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
+    let s = slot as usize;
+    table.live[s]
+        && table.has_location(slot)
+        && q.agency_ok[table.agency[s].index()]
+        && q.status_ok[table.status[s].index()]
+        && table.caps[s] & q.required == q.required
+        && q.unit_types.as_ref().is_none_or(|t| t.contains(&table.unit_type[s]))
+        && table.on_shift(slot, q.now_ms)
+}
+
+/// The score of an eligible unit for a query at (`lat`, `lon`).
+#[inline]
+pub fn score(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lon: f64, q: &Resolved) -> Candidate {
+    let s = slot as usize;
+    let cfg = model.config;
+    let distance_m = haversine_m(lat, lon, table.lat[s], table.lon[s]);
+    let speed = model.type_speed[table.unit_type[s] as usize] * cfg.blue_light(q.grade);
+    let mobilisation_seconds = cfg.mobilisation(table.status[s]);
+    let travel_seconds = distance_m * cfg.circuity / speed;
+    let eta_seconds = mobilisation_seconds + travel_seconds;
+    let home = table.home_area[s];
+    let cross_area_cost = if q.area != 0 && home != 0 && home != q.area { cfg.cross_area_cost_seconds } else { 0.0 };
+    let shift_end = table.shift_end_ms[s];
+    let shift_overrun_cost = if shift_end == crate::units::NO_TIME {
+        0.0
+    } else {
+        let done_ms = q.now_ms as f64 + 1000.0 * (eta_seconds + cfg.expected_job_seconds[q.grade.index()]);
+        let overrun_s = (done_ms - shift_end as f64) / 1000.0;
+        if overrun_s > 0.0 {
+            overrun_s * cfg.shift_overrun_weight[q.grade.index()]
+        } else {
+            0.0
+        }
+    };
+    let unneeded_specialisms = (table.caps[s] & model.scarce & !q.required).count_ones();
+    let specialist_cost = f64::from(unneeded_specialisms) * cfg.specialist_cost_seconds;
+    let breakdown =
+        Breakdown { mobilisation_seconds, travel_seconds, cross_area_cost, shift_overrun_cost, specialist_cost };
+    Candidate {
+        unit_id: table.ids[s].clone(),
+        slot,
+        eta_seconds,
+        distance_m,
+        score: eta_seconds + cross_area_cost + shift_overrun_cost + specialist_cost,
+        breakdown,
+    }
+}
+
+/// Total order of candidates: score, then unit_id.
+pub fn candidate_order(a: &Candidate, b: &Candidate) -> Ordering {
+    a.score.total_cmp(&b.score).then_with(|| a.unit_id.cmp(&b.unit_id))
+}
+
+/// The oracle: every unit scored, sorted, cut at K.
+pub fn brute_force(table: &UnitTable, model: &Model<'_>, lat: f64, lon: f64, q: &Resolved) -> Vec<Candidate> {
+    let mut all: Vec<Candidate> = (0..table.capacity() as u32)
+        .filter(|&slot| eligible(table, slot, q))
+        .map(|slot| score(table, model, slot, lat, lon, q))
+        .collect();
+    all.sort_by(candidate_order);
+    all.truncate(q.k);
+    all
+}
+
+/// A heap item: the worst of the current top-K sits on top.
+struct Ranked<'t> {
+    score: f64,
+    id: &'t str,
+    slot: u32,
+}
+
+impl PartialEq for Ranked<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Ranked<'_> {}
+impl PartialOrd for Ranked<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score.total_cmp(&other.score).then_with(|| self.id.cmp(other.id))
+    }
+}
+
+/// The exact top-K by ring search; see the module docs of [`crate::index`].
+pub fn search<'t>(
+    table: &'t UnitTable,
+    grid: &Grid,
+    model: &Model<'_>,
+    lat: f64,
+    lon: f64,
+    q: &Resolved,
+) -> CoreResult<Vec<Candidate>> {
+    geo::validate(lat, lon)?;
+    let total: usize = q.partitions.iter().map(|&p| grid.partition_len(p)).sum();
+    if total == 0 {
+        return Ok(Vec::new());
+    }
+    let occupied: usize = q.partitions.iter().map(|&p| grid.partition_cells(p)).sum();
+    let qxyz = unit_vector(lat, lon);
+    let (qrow, qcol) = grid.cell_of(lat, lon);
+    let mut top: BinaryHeap<Ranked<'t>> = BinaryHeap::with_capacity(q.k + 1);
+    // Squared chord beyond which no unit can beat the current K-th; infinite until K found.
+    let mut limit2 = f64::INFINITY;
+    let mut seen = 0usize;
+
+    let scan = |entries: &[Entry], top: &mut BinaryHeap<Ranked<'t>>, limit2: &mut f64| {
+        for e in entries {
+            if e.caps & q.required != q.required {
+                continue;
+            }
+            if let Some(types) = &q.unit_types {
+                if !types.contains(&e.unit_type) {
+                    continue;
+                }
+            }
+            if chord2(&e.xyz, &qxyz) > *limit2 {
+                continue;
+            }
+            if !eligible(table, e.slot, q) {
+                continue;
+            }
+            let c = score(table, model, e.slot, lat, lon, q);
+            let item = Ranked { score: c.score, id: &table.ids[e.slot as usize], slot: e.slot };
+            if top.len() < q.k {
+                top.push(item);
+            } else if item < *top.peek().expect("heap is full") {
+                top.pop();
+                top.push(item);
+            } else {
+                continue;
+            }
+            if top.len() == q.k {
+                let worst = top.peek().expect("heap is full").score;
+                *limit2 = prune_limit2(worst, q);
+            }
+        }
+    };
+
+    let mut r = 0i64;
+    loop {
+        if top.len() == q.k {
+            let bound = q.min_mobilisation + grid.lower_bound_m(lat, qrow, r) * q.min_pace;
+            if bound > top.peek().expect("heap is full").score {
+                break;
+            }
+        }
+        if seen == total {
+            break;
+        }
+        let ring_cells = if r == 0 { 1 } else { 8 * r as usize } * q.partitions.len();
+        if !grid.ring_fits(r) || ring_cells > occupied {
+            // The rings have grown larger than what is left: scan the remaining cells
+            // directly. The chord limit still prunes, so the result stays exact.
+            for &p in &q.partitions {
+                for (row, col, entries) in grid.occupied(p) {
+                    if grid.ring_distance((qrow, qcol), (row, col)) >= r {
+                        scan(entries, &mut top, &mut limit2);
+                    }
+                }
+            }
+            break;
+        }
+        grid.for_ring(qrow, qcol, r, |key| {
+            for &p in &q.partitions {
+                if let Some(entries) = grid.cell(p, key) {
+                    seen += entries.len();
+                    scan(entries, &mut top, &mut limit2);
+                }
+            }
+        });
+        r += 1;
+    }
+    let mut out: Vec<Candidate> = top.into_iter().map(|item| score(table, model, item.slot, lat, lon, q)).collect();
+    out.sort_by(candidate_order);
+    Ok(out)
+}
+
+/// The squared chord of the largest distance at which a unit could still score `worst`,
+/// with a relative margin so rounding can never prune a unit that ties.
+#[inline]
+fn prune_limit2(worst: f64, q: &Resolved) -> f64 {
+    let reach_m = (worst - q.min_mobilisation).max(0.0) / q.min_pace;
+    chord2_of_distance(reach_m * (1.0 + 1e-9) + 1e-6)
+}
+
+/// Checks K; the one place its range is decided.
+pub fn validate_k(k: usize) -> CoreResult<()> {
+    if k == 0 || k > MAX_K {
+        return Err(CoreError::invalid("k", format!("{k} is outside 1..={MAX_K}")));
+    }
+    Ok(())
+}
+
+/// Partitions for the allowed agencies and statuses.
+pub fn partitions(agency_ok: &[bool; 3], status_ok: &[bool; 7]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for &a in Agency::ALL {
+        for &s in Status::ALL {
+            if agency_ok[a.index()] && status_ok[s.index()] {
+                out.push(partition_of(a, s));
+            }
+        }
+    }
+    out
+}
+
+/// Key of the query's own cell, exposed for benches.
+pub fn query_cell(grid: &Grid, lat: f64, lon: f64) -> u64 {
+    let (r, c) = grid.cell_of(lat, lon);
+    cell_key(r, c)
+}

@@ -1,0 +1,240 @@
+//! Property tests: the ring search against the brute-force oracle, and the index's internal
+//! links under random sequences of inserts, moves, status changes and removals.
+
+use dispatch_engine::caps::DEFAULT_CAPABILITIES;
+use dispatch_engine::eta::RankConfig;
+use dispatch_engine::rank::Query;
+use dispatch_engine::store::{UnitSpec, UnitStore};
+use dispatch_engine::types::{Agency, Grade, Status};
+use proptest::prelude::*;
+
+const TYPES: &[(Agency, &str)] = &[
+    (Agency::Police, "irv"),
+    (Agency::Police, "dog"),
+    (Agency::Police, "foot"),
+    (Agency::Fire, "pump"),
+    (Agency::Ambulance, "ambulance"),
+];
+const AREAS: &[&str] = &["Westminster", "Camden", "Hackney"];
+
+#[derive(Debug, Clone)]
+struct UnitGen {
+    type_ix: usize,
+    caps: Vec<usize>,
+    status: usize,
+    area: Option<usize>,
+    shift: Option<(i64, i64)>,
+    pos: Option<(f64, f64)>,
+}
+
+fn unit_gen(spread: f64) -> impl Strategy<Value = UnitGen> {
+    (
+        0..TYPES.len(),
+        prop::collection::vec(0..6usize, 0..3),
+        0..7usize,
+        prop::option::of(0..AREAS.len()),
+        prop::option::of((0i64..4_000_000, 1i64..8_000_000)),
+        prop::option::weighted(0.95, (51.5 - spread..51.5 + spread, -0.1 - spread..-0.1 + spread)),
+    )
+        .prop_map(|(type_ix, caps, status, area, shift, pos)| UnitGen {
+            type_ix,
+            caps,
+            status,
+            area,
+            shift: shift.map(|(s, len)| (s, s + len)),
+            pos,
+        })
+}
+
+fn build(units: &[UnitGen], cell_deg: f64) -> UnitStore {
+    let mut store = UnitStore::new(RankConfig::default(), cell_deg).unwrap();
+    for (i, u) in units.iter().enumerate() {
+        let (agency, unit_type) = TYPES[u.type_ix];
+        let spec = UnitSpec {
+            agency,
+            unit_type: unit_type.into(),
+            capabilities: u.caps.iter().map(|&c| DEFAULT_CAPABILITIES[c].to_string()).collect(),
+            home_area: u.area.map(|a| AREAS[a].to_string()),
+            shift_start_ms: u.shift.map(|s| s.0),
+            shift_end_ms: u.shift.map(|s| s.1),
+            status: Some(Status::ALL[u.status]),
+        };
+        // Ids with shared prefixes and equal positions exercise the unit_id tie-break.
+        let id = format!("U{:03}", i % 7 * 100 + i);
+        store.upsert(&id, &spec).unwrap();
+        if let Some((lat, lon)) = u.pos {
+            store.update_location(&id, lat, lon, 1).unwrap();
+        }
+    }
+    store
+}
+
+#[derive(Debug, Clone)]
+struct QueryGen {
+    lat: f64,
+    lon: f64,
+    now_ms: i64,
+    k: usize,
+    grade: usize,
+    required: Vec<usize>,
+    agencies: Vec<usize>,
+    statuses: Vec<usize>,
+    unit_types: Vec<usize>,
+    area: Option<usize>,
+}
+
+fn query_gen(spread: f64) -> impl Strategy<Value = QueryGen> {
+    (
+        (51.5 - 2.0 * spread..51.5 + 2.0 * spread, -0.1 - 2.0 * spread..-0.1 + 2.0 * spread),
+        0i64..10_000_000,
+        1usize..12,
+        0..4usize,
+        prop::collection::vec(0..6usize, 0..2),
+        prop::collection::vec(0..3usize, 0..3),
+        prop::collection::vec(0..7usize, 0..3),
+        prop::collection::vec(0..TYPES.len(), 0..2),
+        prop::option::of(0..AREAS.len() + 1),
+    )
+        .prop_map(|((lat, lon), now_ms, k, grade, required, agencies, statuses, unit_types, area)| QueryGen {
+            lat,
+            lon,
+            now_ms,
+            k,
+            grade,
+            required,
+            agencies,
+            statuses,
+            unit_types,
+            area,
+        })
+}
+
+fn to_query(g: &QueryGen) -> Query {
+    Query {
+        lat: g.lat,
+        lon: g.lon,
+        now_ms: g.now_ms,
+        k: g.k,
+        grade: Grade::ALL[g.grade],
+        required: g.required.iter().map(|&c| DEFAULT_CAPABILITIES[c].to_string()).collect(),
+        agencies: g.agencies.iter().map(|&a| Agency::ALL[a]).collect(),
+        statuses: g.statuses.iter().map(|&s| Status::ALL[s]).collect(),
+        unit_types: g.unit_types.iter().map(|&t| TYPES[t].1.to_string()).collect(),
+        area: g.area.map(|a| AREAS.get(a).copied().unwrap_or("Nowhere").to_string()),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn search_equals_brute_force(
+        units in prop::collection::vec(unit_gen(0.2), 0..120),
+        queries in prop::collection::vec(query_gen(0.2), 1..6),
+        cell_deg in prop::sample::select(vec![0.002, 0.01, 0.05, 1.0]),
+    ) {
+        let store = build(&units, cell_deg);
+        for g in &queries {
+            let q = to_query(g);
+            let fast = store.rank(&q).unwrap();
+            let slow = store.rank_brute_force(&q).unwrap();
+            prop_assert_eq!(fast, slow);
+        }
+    }
+
+    #[test]
+    fn search_is_exact_across_the_globe(
+        points in prop::collection::vec((-89.9f64..89.9, -180.0f64..180.0), 1..60),
+        query in (-90.0f64..90.0, -180.0f64..180.0),
+        k in 1usize..8,
+    ) {
+        let mut store = UnitStore::new(RankConfig::default(), 0.5).unwrap();
+        for (i, (lat, lon)) in points.iter().enumerate() {
+            let id = format!("G{i}");
+            store.upsert(&id, &UnitSpec { unit_type: "irv".into(), ..Default::default() }).unwrap();
+            store.update_location(&id, *lat, *lon, 1).unwrap();
+        }
+        let q = Query { k, ..Query::new(query.0, query.1, 0) };
+        prop_assert_eq!(store.rank(&q).unwrap(), store.rank_brute_force(&q).unwrap());
+    }
+
+    #[test]
+    fn index_stays_consistent(
+        ops in prop::collection::vec((0u8..5, 0usize..30, 51.0f64..52.0, -0.6f64..0.4, 0usize..7), 1..300),
+    ) {
+        let mut store = UnitStore::new(RankConfig::default(), 0.01).unwrap();
+        let mut time = 0i64;
+        for (op, unit, lat, lon, status) in ops {
+            let id = format!("M{unit}");
+            time += 1;
+            match op {
+                0 => { let _ = store.upsert(&id, &UnitSpec { unit_type: "irv".into(), ..Default::default() }); }
+                1 | 2 => { let _ = store.update_location(&id, lat, lon, time); }
+                3 => { let _ = store.set_status(&id, Status::ALL[status]); }
+                _ => { let _ = store.remove(&id); }
+            }
+            store.grid().check_consistency().map_err(TestCaseError::fail)?;
+            let located = (0..store.table().capacity() as u32)
+                .filter(|&s| store.table().is_live(s) && store.table().has_location(s))
+                .count();
+            let in_grid = (0..store.table().capacity() as u32).filter(|&s| store.grid().contains(s)).count();
+            prop_assert_eq!(located, in_grid);
+        }
+    }
+}
+
+#[test]
+fn assignment_is_all_or_none_and_names_the_unit() {
+    let mut store = UnitStore::new(RankConfig::default(), 0.01).unwrap();
+    for id in ["A", "B", "C"] {
+        store.upsert(id, &UnitSpec { unit_type: "irv".into(), ..Default::default() }).unwrap();
+    }
+    store.assign("INC1", &["A"]).unwrap();
+    let err = store.assign("INC2", &["B", "A"]).unwrap_err().to_string();
+    assert!(err.contains("\"A\"") && err.contains("INC1"), "{err}");
+    assert_eq!(store.table().status[store.slot("B").unwrap() as usize], Status::Available);
+    assert_eq!(store.set_status("A", Status::OnScene).unwrap(), None);
+    assert_eq!(store.set_status("A", Status::Committed).unwrap(), Some("INC1".into()));
+    assert!(store.set_status("A", Status::Dispatched).is_err());
+}
+
+#[test]
+fn closing_releases_attached_units_only() {
+    let mut store = UnitStore::new(RankConfig::default(), 0.01).unwrap();
+    for id in ["A", "B", "C"] {
+        store.upsert(id, &UnitSpec { unit_type: "irv".into(), ..Default::default() }).unwrap();
+    }
+    store.assign("INC1", &["A", "B"]).unwrap();
+    store.set_status("B", Status::OnScene).unwrap();
+    store.set_status("B", Status::Committed).unwrap();
+    let released = store.release_incident("INC1", &["A", "B", "C"]).unwrap();
+    assert_eq!(released, vec!["A".to_string()]);
+    assert_eq!(store.table().status[store.slot("B").unwrap() as usize], Status::Committed);
+}
+
+#[test]
+fn strict_batch_with_a_bad_ping_changes_nothing() {
+    let mut store = UnitStore::new(RankConfig::default(), 0.01).unwrap();
+    store.upsert("A", &UnitSpec { unit_type: "irv".into(), ..Default::default() }).unwrap();
+    store.upsert("B", &UnitSpec { unit_type: "irv".into(), ..Default::default() }).unwrap();
+    let err =
+        store.update_locations(&["A", "B"], &[51.5, f64::NAN], &[-0.1, -0.1], &[5, 5], true).unwrap_err().to_string();
+    assert!(err.contains("lat[1]"), "{err}");
+    assert!(!store.table().has_location(0));
+    let report =
+        store.update_locations(&["A", "B", "Z"], &[51.5, 91.0, 51.0], &[-0.1, 0.0, 0.0], &[5, 5, 5], false).unwrap();
+    assert_eq!((report.applied, report.skipped_bad_coordinate, report.skipped_unknown_unit), (1, 1, 1));
+    let stale = store.update_locations(&["A"], &[51.6], &[-0.1], &[4], false).unwrap();
+    assert_eq!(stale.skipped_stale, 1);
+}
+
+#[test]
+fn no_eligible_unit_is_an_empty_list() {
+    let mut store = UnitStore::new(RankConfig::default(), 0.01).unwrap();
+    store.upsert("A", &UnitSpec { unit_type: "irv".into(), ..Default::default() }).unwrap();
+    store.update_location("A", 51.5, -0.1, 1).unwrap();
+    let q = Query { required: vec!["dog".into()], ..Query::new(51.5, -0.1, 2) };
+    assert!(store.rank(&q).unwrap().is_empty());
+    let bad = Query { required: vec!["dgo".into()], ..Query::new(51.5, -0.1, 2) };
+    assert!(store.rank(&bad).unwrap_err().to_string().contains("dgo"));
+}

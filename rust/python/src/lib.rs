@@ -1,0 +1,681 @@
+//! PyO3 bindings of `dispatch_engine` as `dispatch_core._core`. This file only binds:
+//! every decision lives in the core crate. Calls that do real work release the GIL, and the
+//! store sits behind a read-write lock so ranking runs concurrently with other ranking
+//! while location updates take turns.
+
+use dispatch_engine::caps::{Vocabulary, DEFAULT_CAPABILITIES, DEFAULT_SCARCE, MAX_CAPABILITIES};
+use dispatch_engine::eta::RankConfig;
+use dispatch_engine::geo::EARTH_RADIUS_M;
+use dispatch_engine::rank::{self, Query, MAX_K};
+use dispatch_engine::store::{self, UnitSpec, UnitStore};
+use dispatch_engine::types::{Agency, Grade, Status};
+use dispatch_engine::units::NO_TIME;
+use dispatch_engine::CoreError;
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
+use parking_lot::RwLock;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyMapping};
+
+create_exception!(_core, InvalidArgument, PyValueError, "A malformed argument; `.field` names it.");
+create_exception!(_core, UnknownUnit, PyKeyError, "The unit_id is not registered; `.field` is the id.");
+create_exception!(
+    _core,
+    InvalidTransition,
+    PyValueError,
+    "A status change the lifecycle refuses; `.field` is the unit."
+);
+create_exception!(_core, NotAssignable, PyValueError, "A unit that cannot be assigned; `.field` is the unit.");
+
+/// Maps a core error to its Python exception, with the field or unit as `.field`.
+fn to_py(py: Python<'_>, err: CoreError) -> PyErr {
+    let message = err.to_string();
+    let (py_err, field) = match err {
+        CoreError::UnknownUnit(id) => (UnknownUnit::new_err(message), id),
+        CoreError::UnknownCapability(_) => (InvalidArgument::new_err(message), "capabilities".to_owned()),
+        CoreError::InvalidArgument { field, .. } => (InvalidArgument::new_err(message), field),
+        CoreError::InvalidTransition { unit_id, .. } => (InvalidTransition::new_err(message), unit_id),
+        CoreError::NotAssignable { unit_id, .. } => (NotAssignable::new_err(message), unit_id),
+    };
+    // Setting an attribute on a fresh exception cannot fail in practice; if it did, the
+    // message still names the field.
+    let _ = py_err.value(py).setattr("field", field);
+    py_err
+}
+
+/// Every term of a candidate's score, in seconds.
+#[pyclass(frozen, module = "dispatch_core._core")]
+#[derive(Clone)]
+struct ScoreBreakdown {
+    #[pyo3(get)]
+    mobilisation_seconds: f64,
+    #[pyo3(get)]
+    travel_seconds: f64,
+    #[pyo3(get)]
+    cross_area_cost: f64,
+    #[pyo3(get)]
+    shift_overrun_cost: f64,
+    #[pyo3(get)]
+    specialist_cost: f64,
+}
+
+/// One ranked unit.
+#[pyclass(frozen, module = "dispatch_core._core")]
+struct Candidate {
+    #[pyo3(get)]
+    unit_id: String,
+    #[pyo3(get)]
+    slot: u32,
+    #[pyo3(get)]
+    eta_seconds: f64,
+    #[pyo3(get)]
+    distance_m: f64,
+    #[pyo3(get)]
+    score: f64,
+    #[pyo3(get)]
+    breakdown: ScoreBreakdown,
+}
+
+#[pymethods]
+impl Candidate {
+    fn __repr__(&self) -> String {
+        format!("Candidate({:?}, eta_seconds={:.1}, score={:.1})", self.unit_id, self.eta_seconds, self.score)
+    }
+}
+
+impl From<rank::Candidate> for Candidate {
+    fn from(c: rank::Candidate) -> Self {
+        let b = c.breakdown;
+        Self {
+            unit_id: c.unit_id,
+            slot: c.slot,
+            eta_seconds: c.eta_seconds,
+            distance_m: c.distance_m,
+            score: c.score,
+            breakdown: ScoreBreakdown {
+                mobilisation_seconds: b.mobilisation_seconds,
+                travel_seconds: b.travel_seconds,
+                cross_area_cost: b.cross_area_cost,
+                shift_overrun_cost: b.shift_overrun_cost,
+                specialist_cost: b.specialist_cost,
+            },
+        }
+    }
+}
+
+/// Top-K for many query points; row i answers query i, padded with slot -1 and NaN.
+#[pyclass(frozen, module = "dispatch_core._core")]
+struct BatchRanking {
+    #[pyo3(get)]
+    slots: Py<PyArray2<i64>>,
+    #[pyo3(get)]
+    eta_seconds: Py<PyArray2<f64>>,
+    #[pyo3(get)]
+    distance_m: Py<PyArray2<f64>>,
+    #[pyo3(get)]
+    score: Py<PyArray2<f64>>,
+    #[pyo3(get)]
+    counts: Py<PyArray1<i64>>,
+}
+
+/// What a batch location update did.
+#[pyclass(frozen, module = "dispatch_core._core")]
+struct LocationReport {
+    #[pyo3(get)]
+    applied: usize,
+    #[pyo3(get)]
+    skipped_unknown_unit: usize,
+    #[pyo3(get)]
+    skipped_bad_coordinate: usize,
+    #[pyo3(get)]
+    skipped_stale: usize,
+}
+
+impl From<store::LocationReport> for LocationReport {
+    fn from(r: store::LocationReport) -> Self {
+        Self {
+            applied: r.applied,
+            skipped_unknown_unit: r.skipped_unknown_unit,
+            skipped_bad_coordinate: r.skipped_bad_coordinate,
+            skipped_stale: r.skipped_stale,
+        }
+    }
+}
+
+/// A copy of one unit's state.
+#[pyclass(frozen, module = "dispatch_core._core")]
+struct UnitView {
+    #[pyo3(get)]
+    unit_id: String,
+    #[pyo3(get)]
+    slot: u32,
+    #[pyo3(get)]
+    agency: i32,
+    #[pyo3(get)]
+    unit_type: String,
+    #[pyo3(get)]
+    capabilities: Vec<String>,
+    #[pyo3(get)]
+    status: i32,
+    #[pyo3(get)]
+    home_area: Option<String>,
+    #[pyo3(get)]
+    shift_start_ms: Option<i64>,
+    #[pyo3(get)]
+    shift_end_ms: Option<i64>,
+    #[pyo3(get)]
+    lat: Option<f64>,
+    #[pyo3(get)]
+    lon: Option<f64>,
+    #[pyo3(get)]
+    location_time_ms: Option<i64>,
+    #[pyo3(get)]
+    incident_id: Option<String>,
+}
+
+fn view(store: &UnitStore, slot: u32) -> UnitView {
+    let t = store.table();
+    let s = slot as usize;
+    let time = |v: i64| (v != NO_TIME).then_some(v);
+    let located = t.has_location(slot);
+    UnitView {
+        unit_id: t.ids[s].clone(),
+        slot,
+        agency: t.agency[s] as i32,
+        unit_type: store.unit_type_name(t.unit_type[s]).to_owned(),
+        capabilities: store.vocabulary().decode(t.caps[s]),
+        status: t.status[s] as i32,
+        home_area: store.area_name(t.home_area[s]).map(str::to_owned),
+        shift_start_ms: time(t.shift_start_ms[s]),
+        shift_end_ms: time(t.shift_end_ms[s]),
+        lat: located.then_some(t.lat[s]),
+        lon: located.then_some(t.lon[s]),
+        location_time_ms: time(t.location_ms[s]),
+        incident_id: t.incident[s].as_deref().map(str::to_owned),
+    }
+}
+
+fn agencies(values: Option<Vec<i32>>) -> Result<Vec<Agency>, CoreError> {
+    values.unwrap_or_default().into_iter().map(|v| Agency::from_i32(v, "agencies")).collect()
+}
+
+fn statuses(values: Option<Vec<i32>>) -> Result<Vec<Status>, CoreError> {
+    values.unwrap_or_default().into_iter().map(|v| Status::from_i32(v, "statuses")).collect()
+}
+
+/// The unit table, its moving-point index and the ranking engine.
+#[pyclass(frozen, module = "dispatch_core._core")]
+struct UnitIndex {
+    store: RwLock<UnitStore>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_query(
+    lat: f64,
+    lon: f64,
+    now_ms: i64,
+    k: usize,
+    grade: i32,
+    required: Vec<String>,
+    agency_values: Option<Vec<i32>>,
+    status_values: Option<Vec<i32>>,
+    unit_types: Option<Vec<String>>,
+    area: Option<String>,
+) -> Result<Query, CoreError> {
+    Ok(Query {
+        lat,
+        lon,
+        now_ms,
+        k,
+        grade: Grade::from_i32(grade, "grade")?,
+        required,
+        agencies: agencies(agency_values)?,
+        statuses: statuses(status_values)?,
+        unit_types: unit_types.unwrap_or_default(),
+        area,
+    })
+}
+
+impl UnitIndex {
+    /// Runs `f` under the read lock with the GIL released. The lock is only ever taken
+    /// without the GIL: a thread that held the GIL while waiting for the lock could
+    /// deadlock with the lock holder, which may need the GIL to finish.
+    fn read<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&UnitStore) -> R + Send) -> R {
+        py.detach(|| f(&self.store.read()))
+    }
+
+    /// Runs `f` under the write lock with the GIL released; see [`Self::read`].
+    fn write<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut UnitStore) -> R + Send) -> R {
+        py.detach(|| f(&mut self.store.write()))
+    }
+}
+
+#[pymethods]
+impl UnitIndex {
+    #[new]
+    #[pyo3(signature = (*, capabilities=None, scarce_capabilities=None, config=None, cell_deg=0.01))]
+    fn new(
+        py: Python<'_>,
+        capabilities: Option<Vec<String>>,
+        scarce_capabilities: Option<Vec<String>>,
+        config: Option<&Bound<'_, PyMapping>>,
+        cell_deg: f64,
+    ) -> PyResult<Self> {
+        let vocab = match &capabilities {
+            Some(names) => Vocabulary::new(names),
+            None => Ok(Vocabulary::default()),
+        }
+        .map_err(|e| to_py(py, e))?;
+        let scarce: Vec<String> = match scarce_capabilities {
+            Some(names) => names,
+            None => {
+                DEFAULT_SCARCE.iter().filter(|n| vocab.names().iter().any(|v| v == *n)).map(|n| n.to_string()).collect()
+            }
+        };
+        let mut rank_config = RankConfig::default();
+        if let Some(overrides) = config {
+            apply_overrides(&mut rank_config, overrides)?;
+        }
+        let store = UnitStore::with_vocabulary(vocab, &scarce, rank_config, cell_deg).map_err(|e| to_py(py, e))?;
+        Ok(Self { store: RwLock::new(store) })
+    }
+
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.read(py, |s| s.len())
+    }
+
+    fn capability_names(&self, py: Python<'_>) -> Vec<String> {
+        self.read(py, |s| s.vocabulary().names().to_vec())
+    }
+
+    /// The ranking model as a dict (every key `set_config` accepts).
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (config, scarce) = self.read(py, |s| (s.config().clone(), s.vocabulary().decode(s.scarce())));
+        config_to_dict(py, &config, &scarce)
+    }
+
+    /// Overrides parts of the model; refused whole when any value is invalid.
+    fn set_config(&self, py: Python<'_>, overrides: &Bound<'_, PyMapping>) -> PyResult<()> {
+        // Read, edit and write back under one write lock would hold the lock across Python
+        // calls; instead edit a copy and swap it in only if nobody changed it meanwhile.
+        loop {
+            let current = self.read(py, |s| s.config().clone());
+            let mut config = current.clone();
+            apply_overrides(&mut config, overrides)?;
+            let swapped = self.write(py, |s| {
+                if *s.config() != current {
+                    return Ok(false);
+                }
+                s.set_config(config).map(|()| true)
+            });
+            if swapped.map_err(|e| to_py(py, e))? {
+                return Ok(());
+            }
+        }
+    }
+
+    #[pyo3(signature = (unit_id, *, agency, unit_type, capabilities=Vec::new(), home_area=None, shift_start_ms=None, shift_end_ms=None, status=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn upsert_unit(
+        &self,
+        py: Python<'_>,
+        unit_id: &str,
+        agency: i32,
+        unit_type: String,
+        capabilities: Vec<String>,
+        home_area: Option<String>,
+        shift_start_ms: Option<i64>,
+        shift_end_ms: Option<i64>,
+        status: Option<i32>,
+    ) -> PyResult<u32> {
+        let spec = (|| {
+            Ok::<_, CoreError>(UnitSpec {
+                agency: Agency::from_i32(agency, "agency")?,
+                unit_type,
+                capabilities,
+                home_area,
+                shift_start_ms,
+                shift_end_ms,
+                status: status.map(|s| Status::from_i32(s, "status")).transpose()?,
+            })
+        })()
+        .map_err(|e| to_py(py, e))?;
+        self.write(py, |s| s.upsert(unit_id, &spec)).map_err(|e| to_py(py, e))
+    }
+
+    fn remove_unit(&self, py: Python<'_>, unit_id: &str) -> PyResult<()> {
+        self.write(py, |s| s.remove(unit_id)).map_err(|e| to_py(py, e))
+    }
+
+    fn get_unit(&self, py: Python<'_>, unit_id: &str) -> PyResult<UnitView> {
+        self.read(py, |s| s.slot(unit_id).map(|slot| view(s, slot))).map_err(|e| to_py(py, e))
+    }
+
+    fn slot_of(&self, py: Python<'_>, unit_id: &str) -> PyResult<u32> {
+        self.read(py, |s| s.slot(unit_id)).map_err(|e| to_py(py, e))
+    }
+
+    fn slots_of<'py>(&self, py: Python<'py>, unit_ids: Vec<String>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let slots: Result<Vec<i64>, CoreError> =
+            self.read(py, |s| unit_ids.iter().map(|id| s.slot(id).map(i64::from)).collect());
+        Ok(slots.map_err(|e| to_py(py, e))?.into_pyarray(py))
+    }
+
+    fn unit_ids(&self, py: Python<'_>) -> Vec<String> {
+        self.read(py, |store| {
+            let t = store.table();
+            (0..t.capacity() as u32).filter(|&s| t.is_live(s)).map(|s| t.ids[s as usize].clone()).collect()
+        })
+    }
+
+    #[pyo3(signature = (*, statuses=None, agencies=None, home_area=None))]
+    fn list_units(
+        &self,
+        py: Python<'_>,
+        statuses: Option<Vec<i32>>,
+        agencies: Option<Vec<i32>>,
+        home_area: Option<String>,
+    ) -> PyResult<Vec<UnitView>> {
+        let status_filter = self::statuses(statuses).map_err(|e| to_py(py, e))?;
+        let agency_filter = self::agencies(agencies).map_err(|e| to_py(py, e))?;
+        Ok(self.read(py, |store| {
+            let t = store.table();
+            (0..t.capacity() as u32)
+                .filter(|&s| {
+                    let i = s as usize;
+                    t.is_live(s)
+                        && (status_filter.is_empty() || status_filter.contains(&t.status[i]))
+                        && (agency_filter.is_empty() || agency_filter.contains(&t.agency[i]))
+                        && home_area.as_deref().is_none_or(|a| store.area_name(t.home_area[i]) == Some(a))
+                })
+                .map(|s| view(store, s))
+                .collect()
+        }))
+    }
+
+    /// Live units counted by (agency, status), for gauges.
+    fn counts_by_agency_status(&self, py: Python<'_>) -> std::collections::HashMap<(i32, i32), usize> {
+        self.read(py, |store| {
+            let t = store.table();
+            let mut counts = std::collections::HashMap::new();
+            for s in 0..t.capacity() as u32 {
+                if t.is_live(s) {
+                    *counts.entry((t.agency[s as usize] as i32, t.status[s as usize] as i32)).or_insert(0) += 1;
+                }
+            }
+            counts
+        })
+    }
+
+    fn set_status(&self, py: Python<'_>, unit_id: &str, status: i32) -> PyResult<Option<String>> {
+        let to = Status::from_i32(status, "status").map_err(|e| to_py(py, e))?;
+        self.write(py, |s| s.set_status(unit_id, to)).map_err(|e| to_py(py, e))
+    }
+
+    fn check_assignable(&self, py: Python<'_>, unit_ids: Vec<String>) -> PyResult<()> {
+        self.read(py, |s| s.check_assignable(&unit_ids).map(|_| ())).map_err(|e| to_py(py, e))
+    }
+
+    fn assign(&self, py: Python<'_>, incident_id: &str, unit_ids: Vec<String>) -> PyResult<()> {
+        self.write(py, |s| s.assign(incident_id, &unit_ids)).map_err(|e| to_py(py, e))
+    }
+
+    fn release_incident(&self, py: Python<'_>, incident_id: &str, unit_ids: Vec<String>) -> PyResult<Vec<String>> {
+        self.write(py, |s| s.release_incident(incident_id, &unit_ids)).map_err(|e| to_py(py, e))
+    }
+
+    fn update_location(&self, py: Python<'_>, unit_id: &str, lat: f64, lon: f64, time_ms: i64) -> PyResult<bool> {
+        self.write(py, |s| s.update_location(unit_id, lat, lon, time_ms)).map_err(|e| to_py(py, e))
+    }
+
+    #[pyo3(signature = (unit_ids, lat, lon, time_ms, *, strict=true))]
+    fn update_locations(
+        &self,
+        py: Python<'_>,
+        unit_ids: Vec<String>,
+        lat: PyReadonlyArray1<'_, f64>,
+        lon: PyReadonlyArray1<'_, f64>,
+        time_ms: PyReadonlyArray1<'_, i64>,
+        strict: bool,
+    ) -> PyResult<LocationReport> {
+        let (lat, lon, time_ms) = (lat.as_slice()?, lon.as_slice()?, time_ms.as_slice()?);
+        let result = self.write(py, |s| s.update_locations(&unit_ids, lat, lon, time_ms, strict));
+        result.map(Into::into).map_err(|e| to_py(py, e))
+    }
+
+    #[pyo3(signature = (slots, lat, lon, time_ms, *, strict=true))]
+    fn update_locations_by_slot(
+        &self,
+        py: Python<'_>,
+        slots: PyReadonlyArray1<'_, i64>,
+        lat: PyReadonlyArray1<'_, f64>,
+        lon: PyReadonlyArray1<'_, f64>,
+        time_ms: PyReadonlyArray1<'_, i64>,
+        strict: bool,
+    ) -> PyResult<LocationReport> {
+        let (slots, lat, lon, time_ms) = (slots.as_slice()?, lat.as_slice()?, lon.as_slice()?, time_ms.as_slice()?);
+        let result = self.write(py, |s| s.update_locations_by_slot(slots, lat, lon, time_ms, strict));
+        result.map(Into::into).map_err(|e| to_py(py, e))
+    }
+
+    #[pyo3(signature = (lat, lon, *, now_ms, k=5, grade=1, required=Vec::new(), agencies=None, statuses=None, unit_types=None, area=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn rank(
+        &self,
+        py: Python<'_>,
+        lat: f64,
+        lon: f64,
+        now_ms: i64,
+        k: usize,
+        grade: i32,
+        required: Vec<String>,
+        agencies: Option<Vec<i32>>,
+        statuses: Option<Vec<i32>>,
+        unit_types: Option<Vec<String>>,
+        area: Option<String>,
+    ) -> PyResult<Vec<Candidate>> {
+        let query = build_query(lat, lon, now_ms, k, grade, required, agencies, statuses, unit_types, area)
+            .map_err(|e| to_py(py, e))?;
+        let result = self.read(py, |s| s.rank(&query));
+        Ok(result.map_err(|e| to_py(py, e))?.into_iter().map(Candidate::from).collect())
+    }
+
+    #[pyo3(signature = (lat, lon, *, now_ms, k=5, grade=1, required=Vec::new(), agencies=None, statuses=None, unit_types=None, area=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn rank_batch(
+        &self,
+        py: Python<'_>,
+        lat: PyReadonlyArray1<'_, f64>,
+        lon: PyReadonlyArray1<'_, f64>,
+        now_ms: i64,
+        k: usize,
+        grade: i32,
+        required: Vec<String>,
+        agencies: Option<Vec<i32>>,
+        statuses: Option<Vec<i32>>,
+        unit_types: Option<Vec<String>>,
+        area: Option<String>,
+    ) -> PyResult<BatchRanking> {
+        let (lat, lon) = (lat.as_slice()?, lon.as_slice()?);
+        if lat.len() != lon.len() {
+            return Err(to_py(
+                py,
+                CoreError::invalid("lon", format!("length {} differs from lat length {}", lon.len(), lat.len())),
+            ));
+        }
+        let query = build_query(0.0, 0.0, now_ms, k, grade, required, agencies, statuses, unit_types, area)
+            .map_err(|e| to_py(py, e))?;
+        let n = lat.len();
+        let result = self.read(py, |store| -> Result<_, CoreError> {
+            let resolved = store.resolve(&query)?;
+            let mut slots = Array2::<i64>::from_elem((n, k), -1);
+            let mut eta = Array2::<f64>::from_elem((n, k), f64::NAN);
+            let mut dist = Array2::<f64>::from_elem((n, k), f64::NAN);
+            let mut score = Array2::<f64>::from_elem((n, k), f64::NAN);
+            let mut counts = Vec::with_capacity(n);
+            for i in 0..n {
+                let top = store.rank_resolved(lat[i], lon[i], &resolved).map_err(|e| match e {
+                    CoreError::InvalidArgument { field, reason } => {
+                        CoreError::InvalidArgument { field: format!("{field}[{i}]"), reason }
+                    }
+                    other => other,
+                })?;
+                counts.push(top.len() as i64);
+                for (j, c) in top.iter().enumerate() {
+                    slots[[i, j]] = i64::from(c.slot);
+                    eta[[i, j]] = c.eta_seconds;
+                    dist[[i, j]] = c.distance_m;
+                    score[[i, j]] = c.score;
+                }
+            }
+            Ok((slots, eta, dist, score, counts))
+        });
+        let (slots, eta, dist, score, counts) = result.map_err(|e| to_py(py, e))?;
+        Ok(BatchRanking {
+            slots: slots.into_pyarray(py).unbind(),
+            eta_seconds: eta.into_pyarray(py).unbind(),
+            distance_m: dist.into_pyarray(py).unbind(),
+            score: score.into_pyarray(py).unbind(),
+            counts: counts.into_pyarray(py).unbind(),
+        })
+    }
+
+    /// Every live unit's last position: (unit_ids, lat, lon, time_ms), NaN and i64::MIN
+    /// where a unit has never reported. For snapshots.
+    #[allow(clippy::type_complexity)]
+    fn positions<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> (Vec<String>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<i64>>) {
+        let (ids, lat, lon, time) = self.read(py, |store| {
+            let t = store.table();
+            let live: Vec<usize> = (0..t.capacity()).filter(|&s| t.live[s]).collect();
+            let ids: Vec<String> = live.iter().map(|&s| t.ids[s].clone()).collect();
+            let lat: Vec<f64> = live.iter().map(|&s| t.lat[s]).collect();
+            let lon: Vec<f64> = live.iter().map(|&s| t.lon[s]).collect();
+            let time: Vec<i64> = live.iter().map(|&s| t.location_ms[s]).collect();
+            (ids, lat, lon, time)
+        });
+        (ids, lat.into_pyarray(py), lon.into_pyarray(py), time.into_pyarray(py))
+    }
+
+    fn memory_bytes(&self, py: Python<'_>) -> usize {
+        self.read(py, |s| s.memory_bytes())
+    }
+}
+
+fn config_to_dict<'py>(py: Python<'py>, c: &RankConfig, scarce: &[String]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("circuity", c.circuity)?;
+    let per = |names: &[&str], values: &[f64]| -> PyResult<Bound<'py, PyDict>> {
+        let m = PyDict::new(py);
+        for (n, v) in names.iter().zip(values) {
+            m.set_item(*n, *v)?;
+        }
+        Ok(m)
+    };
+    let status_names: Vec<&str> = Status::ALL.iter().map(|s| s.name()).collect();
+    let agency_names: Vec<&str> = Agency::ALL.iter().map(|a| a.name()).collect();
+    let grade_names: Vec<&str> = Grade::ALL.iter().map(|g| g.name()).collect();
+    d.set_item("mobilisation_seconds", per(&status_names, &c.mobilisation_seconds)?)?;
+    d.set_item("agency_speed_mps", per(&agency_names, &c.agency_speed_mps)?)?;
+    let types = PyDict::new(py);
+    for ((agency, name), speed) in &c.unit_type_speed_mps {
+        types.set_item(format!("{}/{name}", agency.name()), *speed)?;
+    }
+    d.set_item("unit_type_speed_mps", types)?;
+    d.set_item("blue_light_factor", per(&grade_names, &c.blue_light_factor)?)?;
+    d.set_item("cross_area_cost_seconds", c.cross_area_cost_seconds)?;
+    d.set_item("shift_overrun_weight", per(&grade_names, &c.shift_overrun_weight)?)?;
+    d.set_item("expected_job_seconds", per(&grade_names, &c.expected_job_seconds)?)?;
+    d.set_item("specialist_cost_seconds", c.specialist_cost_seconds)?;
+    d.set_item("scarce_capabilities", scarce.to_vec())?;
+    d.set_item("earth_radius_m", EARTH_RADIUS_M)?;
+    Ok(d)
+}
+
+/// Applies a (possibly partial) dict shaped like `config()` onto `c`.
+fn apply_overrides(c: &mut RankConfig, overrides: &Bound<'_, PyMapping>) -> PyResult<()> {
+    let py = overrides.py();
+    let bad = |field: String, reason: String| to_py(py, CoreError::InvalidArgument { field, reason });
+    for item in overrides.items()?.iter() {
+        let (key, value): (String, Bound<'_, PyAny>) = item.extract()?;
+        let float = |v: &Bound<'_, PyAny>, field: &str| -> PyResult<f64> {
+            v.extract::<f64>().map_err(|_| bad(field.to_owned(), "must be a number".into()))
+        };
+        let table = |v: &Bound<'_, PyAny>| -> PyResult<Vec<(String, f64)>> {
+            let m = v.cast::<PyMapping>().map_err(|_| bad(key.clone(), "must be a mapping".into()))?;
+            let mut out = Vec::new();
+            for kv in m.items()?.iter() {
+                let (k, v): (String, Bound<'_, PyAny>) = kv.extract()?;
+                let f = float(&v, &format!("{key}.{k}"))?;
+                out.push((k, f));
+            }
+            Ok(out)
+        };
+        let field = |name: &str| format!("{key}.{name}");
+        match key.as_str() {
+            "circuity" => c.circuity = float(&value, &key)?,
+            "cross_area_cost_seconds" => c.cross_area_cost_seconds = float(&value, &key)?,
+            "specialist_cost_seconds" => c.specialist_cost_seconds = float(&value, &key)?,
+            "mobilisation_seconds" => {
+                for (k, v) in table(&value)? {
+                    c.mobilisation_seconds[Status::from_name(&k, &field(&k)).map_err(|e| to_py(py, e))?.index()] = v;
+                }
+            }
+            "agency_speed_mps" => {
+                for (k, v) in table(&value)? {
+                    c.agency_speed_mps[Agency::from_name(&k, &field(&k)).map_err(|e| to_py(py, e))?.index()] = v;
+                }
+            }
+            "unit_type_speed_mps" => {
+                for (k, v) in table(&value)? {
+                    let (agency, name) =
+                        k.split_once('/').ok_or_else(|| bad(field(&k), "key must be AGENCY/unit_type".into()))?;
+                    let agency = Agency::from_name(agency, &field(&k)).map_err(|e| to_py(py, e))?;
+                    c.unit_type_speed_mps.insert((agency, name.to_owned()), v);
+                }
+            }
+            "blue_light_factor" | "shift_overrun_weight" | "expected_job_seconds" => {
+                for (k, v) in table(&value)? {
+                    let g = Grade::from_name(&k, &field(&k)).map_err(|e| to_py(py, e))?.index();
+                    match key.as_str() {
+                        "blue_light_factor" => c.blue_light_factor[g] = v,
+                        "shift_overrun_weight" => c.shift_overrun_weight[g] = v,
+                        _ => c.expected_job_seconds[g] = v,
+                    }
+                }
+            }
+            // Read-only facts reported by config(); accepted unchanged so a dict from
+            // config() can be edited and passed back.
+            "scarce_capabilities" | "earth_radius_m" => {}
+            _ => return Err(bad(key.clone(), "unknown configuration key".into())),
+        }
+    }
+    c.validate().map_err(|e| to_py(py, e))
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MAX_K", MAX_K)?;
+    m.add("MAX_CAPABILITIES", MAX_CAPABILITIES)?;
+    m.add("MAX_ID_LEN", store::MAX_ID_LEN)?;
+    m.add("EARTH_RADIUS_M", EARTH_RADIUS_M)?;
+    m.add("DEFAULT_CAPABILITIES", DEFAULT_CAPABILITIES.to_vec())?;
+    m.add("DEFAULT_SCARCE_CAPABILITIES", DEFAULT_SCARCE.to_vec())?;
+    m.add("InvalidArgument", py.get_type::<InvalidArgument>())?;
+    m.add("UnknownUnit", py.get_type::<UnknownUnit>())?;
+    m.add("InvalidTransition", py.get_type::<InvalidTransition>())?;
+    m.add("NotAssignable", py.get_type::<NotAssignable>())?;
+    m.add_class::<UnitIndex>()?;
+    m.add_class::<Candidate>()?;
+    m.add_class::<ScoreBreakdown>()?;
+    m.add_class::<BatchRanking>()?;
+    m.add_class::<LocationReport>()?;
+    m.add_class::<UnitView>()?;
+    Ok(())
+}

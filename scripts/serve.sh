@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the dispatch-core gRPC service with embedded defaults (SQLite
+# journal under ./data, no external server). Extra arguments go to `dispatch-core serve`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh
+exec .venv/bin/dispatch-core serve "$@"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Sets everything up and runs every check: formatting, lints, type checks, the Rust tests,
+# and the Python tests against the real extension, the real server over gRPC and the real
+# PostgreSQL / NATS / Redis services on 127.0.0.1 (started here when they are down).
+# Extra arguments go to the final pytest run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf '\033[1m[test]\033[0m %s\n' "$*" >&2; }
+
+DISPATCH_EXTRAS=dev bash scripts/setup.sh
+bash scripts/services.sh
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+say "cargo test (core: unit, property and doc tests)"
+cargo test --release --quiet -p dispatch-engine
+
+say "ruff"
+.venv/bin/ruff check python tests benchmarks loadtests scripts
+.venv/bin/ruff format --check python tests benchmarks loadtests scripts
+say "mypy"
+.venv/bin/mypy
+say "stubtest (the .pyi cannot drift from the extension)"
+.venv/bin/python -m mypy.stubtest dispatch_core._core
+
+say "pytest"
+.venv/bin/python -m pytest tests "$@"
+say "benchmark smoke run (each benchmark once, untimed)"
+.venv/bin/python -m pytest benchmarks --benchmark-disable -q -p no:cacheprovider
