@@ -20,8 +20,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from benchlib import NumpyBruteForce, build_index, machine_line
-from dispatch_core.fleet import Fleet, incident_points, make_fleet
 from pytest_benchmark.fixture import BenchmarkFixture
+
+from dispatch_core.fleet import Fleet, incident_points, make_fleet
 
 #: Fleet size of the pytest-benchmark modules: the size of a busy force on one shift.
 #: `run.py` covers 1k to 100k.

@@ -54,6 +54,7 @@ from benchlib import (
     time_prepared,
     unavailable,
 )
+
 from dispatch_core.fleet import Fleet, incident_points, make_fleet
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,8 +14,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from conftest import pedantic, record
-from dispatch_core.fleet import Fleet
 from pytest_benchmark.fixture import BenchmarkFixture
+
+from dispatch_core.fleet import Fleet
 
 ROUNDS = 30
 Pings = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]

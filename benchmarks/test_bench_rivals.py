@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from benchlib import CAP_QUERIES, K, PostgisKnn, RedisGeo
 from conftest import N_UNITS, record
-from dispatch_core.fleet import Fleet
 from pytest_benchmark.fixture import BenchmarkFixture
+
+from dispatch_core.fleet import Fleet
 
 LABELS = ["none", "taser", "dog"]
 

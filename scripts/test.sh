@@ -24,7 +24,8 @@ say "ruff"
 say "mypy"
 .venv/bin/mypy
 say "stubtest (the .pyi cannot drift from the extension)"
-.venv/bin/python -m mypy.stubtest dispatch_core._core
+# Every class is @final in the stub, so PEP 800 disjoint-base markers would add nothing.
+.venv/bin/python -m mypy.stubtest --ignore-disjoint-bases dispatch_core._core
 
 say "pytest"
 .venv/bin/python -m pytest tests "$@"

@@ -122,11 +122,12 @@ def assert_same_ranking(got: list[tuple[str, float, float, float]], want: list[R
     """Same units in the same order, numbers within 1e-9 relative. Two units whose scores
     differ by less than that may swap: the two computations round differently."""
     assert len(got) == len(want), (got, want)
-    for (gid, geta, gdist, gscore), w in zip(got, want, strict=True):
-        assert math.isclose(gscore, w.score, rel_tol=1e-9, abs_tol=1e-9), (gid, gscore, w)
-        if gid != w.unit_id:
+    for (gid, geta, gdist, gscore), expected in zip(got, want, strict=True):
+        assert math.isclose(gscore, expected.score, rel_tol=1e-9, abs_tol=1e-9), (gid, gscore)
+        match = expected
+        if gid != expected.unit_id:
             tied = [x for x in want if math.isclose(x.score, gscore, rel_tol=1e-9, abs_tol=1e-9)]
             assert gid in {x.unit_id for x in tied}, (got, want)
-            w = next(x for x in tied if x.unit_id == gid)
-        assert math.isclose(geta, w.eta_seconds, rel_tol=1e-9, abs_tol=1e-9)
-        assert math.isclose(gdist, w.distance_m, rel_tol=1e-9, abs_tol=1e-6)
+            match = next(x for x in tied if x.unit_id == gid)
+        assert math.isclose(geta, match.eta_seconds, rel_tol=1e-9, abs_tol=1e-9)
+        assert math.isclose(gdist, match.distance_m, rel_tol=1e-9, abs_tol=1e-6)

@@ -34,9 +34,12 @@ def test_rank_while_another_thread_updates() -> None:
         t = 2
         rng = np.random.default_rng(1)
         while not stop.is_set():
-            idx.update_locations_by_slot(slots, lat + rng.normal(0, 1e-3, len(slots)),
-                                         lon + rng.normal(0, 1e-3, len(slots)),
-                                         np.full(len(slots), t, dtype=np.int64))
+            idx.update_locations_by_slot(
+                slots,
+                lat + rng.normal(0, 1e-3, len(slots)),
+                lon + rng.normal(0, 1e-3, len(slots)),
+                np.full(len(slots), t, dtype=np.int64),
+            )
             t += 1
             rounds[0] += 1
 
@@ -44,12 +47,13 @@ def test_rank_while_another_thread_updates() -> None:
         rng = np.random.default_rng(seed)
         try:
             for _ in range(3000):
-                top = idx.rank(51.5 + rng.normal(0, 0.05), -0.1 + rng.normal(0, 0.05),
-                               now_ms=10, k=5)
+                top = idx.rank(
+                    51.5 + rng.normal(0, 0.05), -0.1 + rng.normal(0, 0.05), now_ms=10, k=5
+                )
                 assert len(top) == 5
                 assert [c.score for c in top] == sorted(c.score for c in top)
                 assert len({c.unit_id for c in top}) == 5
-        except BaseException as e:  # noqa: BLE001 - reported to the main thread
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=ranker, args=(s,)) for s in range(3)]

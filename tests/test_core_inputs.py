@@ -21,15 +21,27 @@ def index() -> UnitIndex:
 
 
 def snapshot(idx: UnitIndex) -> list[tuple[object, ...]]:
-    return [(u.unit_id, u.lat, u.lon, u.location_time_ms, u.status, tuple(u.capabilities))
-            for u in idx.list_units()]
+    return [
+        (u.unit_id, u.lat, u.lon, u.location_time_ms, u.status, tuple(u.capabilities))
+        for u in idx.list_units()
+    ]
 
 
-@pytest.mark.parametrize(("lat", "lon", "field"), [
-    (math.nan, 0.0, "lat"), (math.inf, 0.0, "lat"), (90.5, 0.0, "lat"), (-91.0, 0.0, "lat"),
-    (0.0, math.nan, "lon"), (0.0, -math.inf, "lon"), (0.0, 180.01, "lon"),
-])
-def test_bad_coordinates_name_the_field(index: UnitIndex, lat: float, lon: float, field: str) -> None:
+@pytest.mark.parametrize(
+    ("lat", "lon", "field"),
+    [
+        (math.nan, 0.0, "lat"),
+        (math.inf, 0.0, "lat"),
+        (90.5, 0.0, "lat"),
+        (-91.0, 0.0, "lat"),
+        (0.0, math.nan, "lon"),
+        (0.0, -math.inf, "lon"),
+        (0.0, 180.01, "lon"),
+    ],
+)
+def test_bad_coordinates_name_the_field(
+    index: UnitIndex, lat: float, lon: float, field: str
+) -> None:
     before = snapshot(index)
     with pytest.raises(InvalidArgument) as err:
         index.update_location("A", lat, lon, 20)
@@ -43,34 +55,49 @@ def test_bad_coordinates_name_the_field(index: UnitIndex, lat: float, lon: float
 def test_strict_batch_with_one_bad_ping_changes_nothing(index: UnitIndex) -> None:
     before = snapshot(index)
     with pytest.raises(InvalidArgument) as err:
-        index.update_locations(["A", "B"], np.array([51.6, 51.6]), np.array([-0.1, 200.0]),
-                               np.array([20, 20]))
+        index.update_locations(
+            ["A", "B"], np.array([51.6, 51.6]), np.array([-0.1, 200.0]), np.array([20, 20])
+        )
     assert err.value.field == "lon[1]"
     with pytest.raises(UnknownUnit) as missing:
-        index.update_locations(["A", "ZZ"], np.array([51.6, 51.6]), np.array([-0.1, -0.1]),
-                               np.array([20, 20]))
+        index.update_locations(
+            ["A", "ZZ"], np.array([51.6, 51.6]), np.array([-0.1, -0.1]), np.array([20, 20])
+        )
     assert missing.value.field == "ZZ"
     slots = index.slots_of(["A", "B"])
     with pytest.raises(InvalidArgument) as bad_slot:
-        index.update_locations_by_slot(np.array([slots[0], 99]), np.array([51.6, 51.6]),
-                                       np.array([-0.1, -0.1]), np.array([20, 20]))
+        index.update_locations_by_slot(
+            np.array([slots[0], 99]),
+            np.array([51.6, 51.6]),
+            np.array([-0.1, -0.1]),
+            np.array([20, 20]),
+        )
     assert bad_slot.value.field == "slots[1]"
     assert snapshot(index) == before
 
 
 def test_lenient_batch_applies_good_pings_and_counts_the_rest(index: UnitIndex) -> None:
     report = index.update_locations(
-        ["A", "B", "ZZ", "A"], np.array([51.6, math.nan, 51.0, 51.7]),
-        np.array([-0.1, -0.1, -0.1, -0.1]), np.array([20, 20, 20, 5]), strict=False)
-    assert (report.applied, report.skipped_bad_coordinate, report.skipped_unknown_unit,
-            report.skipped_stale) == (1, 1, 1, 1)
+        ["A", "B", "ZZ", "A"],
+        np.array([51.6, math.nan, 51.0, 51.7]),
+        np.array([-0.1, -0.1, -0.1, -0.1]),
+        np.array([20, 20, 20, 5]),
+        strict=False,
+    )
+    assert (
+        report.applied,
+        report.skipped_bad_coordinate,
+        report.skipped_unknown_unit,
+        report.skipped_stale,
+    ) == (1, 1, 1, 1)
     assert index.get_unit("A").lat == 51.6 and index.get_unit("B").lat == 51.5
 
 
 def test_mismatched_lengths_are_refused(index: UnitIndex) -> None:
     with pytest.raises(InvalidArgument) as err:
-        index.update_locations(["A", "B"], np.array([51.6]), np.array([-0.1, -0.1]),
-                               np.array([20, 20]))
+        index.update_locations(
+            ["A", "B"], np.array([51.6]), np.array([-0.1, -0.1]), np.array([20, 20])
+        )
     assert err.value.field == "lat"
     with pytest.raises(InvalidArgument):
         index.rank_batch(np.array([51.5, 51.6]), np.array([-0.1]), now_ms=20)

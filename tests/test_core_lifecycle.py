@@ -7,21 +7,34 @@ import itertools
 import pytest
 
 from dispatch_core import InvalidTransition, NotAssignable, UnitIndex
-from dispatch_core.types import Agency, UnitStatus as S
+from dispatch_core.types import Agency
+from dispatch_core.types import UnitStatus as S
 
 ALLOWED = {
-    (S.AVAILABLE, S.UNAVAILABLE), (S.AVAILABLE, S.OFF_DUTY),
-    (S.DISPATCHED, S.EN_ROUTE), (S.DISPATCHED, S.ON_SCENE), (S.EN_ROUTE, S.ON_SCENE),
-    (S.DISPATCHED, S.AVAILABLE), (S.EN_ROUTE, S.AVAILABLE),
-    (S.ON_SCENE, S.COMMITTED), (S.ON_SCENE, S.AVAILABLE), (S.COMMITTED, S.AVAILABLE),
-    (S.UNAVAILABLE, S.AVAILABLE), (S.UNAVAILABLE, S.OFF_DUTY),
-    (S.OFF_DUTY, S.AVAILABLE), (S.OFF_DUTY, S.UNAVAILABLE),
+    (S.AVAILABLE, S.UNAVAILABLE),
+    (S.AVAILABLE, S.OFF_DUTY),
+    (S.DISPATCHED, S.EN_ROUTE),
+    (S.DISPATCHED, S.ON_SCENE),
+    (S.EN_ROUTE, S.ON_SCENE),
+    (S.DISPATCHED, S.AVAILABLE),
+    (S.EN_ROUTE, S.AVAILABLE),
+    (S.ON_SCENE, S.COMMITTED),
+    (S.ON_SCENE, S.AVAILABLE),
+    (S.COMMITTED, S.AVAILABLE),
+    (S.UNAVAILABLE, S.AVAILABLE),
+    (S.UNAVAILABLE, S.OFF_DUTY),
+    (S.OFF_DUTY, S.AVAILABLE),
+    (S.OFF_DUTY, S.UNAVAILABLE),
 }
 # How to bring a fresh AVAILABLE unit to each status, through the lifecycle.
 PATH = {
-    S.AVAILABLE: [], S.DISPATCHED: ["assign"], S.EN_ROUTE: ["assign", S.EN_ROUTE],
-    S.ON_SCENE: ["assign", S.ON_SCENE], S.COMMITTED: ["assign", S.ON_SCENE, S.COMMITTED],
-    S.UNAVAILABLE: [S.UNAVAILABLE], S.OFF_DUTY: [S.OFF_DUTY],
+    S.AVAILABLE: [],
+    S.DISPATCHED: ["assign"],
+    S.EN_ROUTE: ["assign", S.EN_ROUTE],
+    S.ON_SCENE: ["assign", S.ON_SCENE],
+    S.COMMITTED: ["assign", S.ON_SCENE, S.COMMITTED],
+    S.UNAVAILABLE: [S.UNAVAILABLE],
+    S.OFF_DUTY: [S.OFF_DUTY],
 }
 
 

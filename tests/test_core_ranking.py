@@ -12,8 +12,13 @@ from dispatch_core import UnitIndex
 from dispatch_core.types import Agency, Grade, UnitStatus
 from tests import oracle
 
-TYPES = [(Agency.POLICE, "irv"), (Agency.POLICE, "dog"), (Agency.POLICE, "foot"),
-         (Agency.FIRE, "pump"), (Agency.AMBULANCE, "ambulance")]
+TYPES = [
+    (Agency.POLICE, "irv"),
+    (Agency.POLICE, "dog"),
+    (Agency.POLICE, "foot"),
+    (Agency.FIRE, "pump"),
+    (Agency.AMBULANCE, "ambulance"),
+]
 CAPS = ["firearms", "taser", "dog", "first_aid", "negotiator", "lang_polish"]
 AREAS = ["Westminster", "Camden", "Hackney"]
 
@@ -52,33 +57,73 @@ def load(index: UnitIndex, rows: list[tuple]) -> list[oracle.Unit]:  # type: ign
         # Few distinct positions and ids sorting unlike insertion order exercise the tie-break.
         uid = f"U{(i * 37) % 101:03d}-{i}"
         start, end = (shift[0], shift[0] + shift[1]) if shift else (None, None)
-        index.upsert_unit(uid, agency=agency, unit_type=utype, capabilities=sorted(caps),
-                          home_area=area, shift_start_ms=start, shift_end_ms=end, status=status)
+        index.upsert_unit(
+            uid,
+            agency=agency,
+            unit_type=utype,
+            capabilities=sorted(caps),
+            home_area=area,
+            shift_start_ms=start,
+            shift_end_ms=end,
+            status=status,
+        )
         if pos:
             index.update_location(uid, pos[0], pos[1], 1)
-        units.append(oracle.Unit(uid, agency, utype, caps, status, *(pos or (None, None)),
-                                 home_area=area, shift_start_ms=start, shift_end_ms=end))
+        units.append(
+            oracle.Unit(
+                uid,
+                agency,
+                utype,
+                caps,
+                status,
+                *(pos or (None, None)),
+                home_area=area,
+                shift_start_ms=start,
+                shift_end_ms=end,
+            )
+        )
     return units
 
 
 @settings(max_examples=150, deadline=None)
-@given(rows=units_s, queries=st.lists(query_s, min_size=1, max_size=4),
-       cell_deg=st.sampled_from([0.005, 0.01, 0.1]))
+@given(
+    rows=units_s,
+    queries=st.lists(query_s, min_size=1, max_size=4),
+    cell_deg=st.sampled_from([0.005, 0.01, 0.1]),
+)
 def test_rank_equals_brute_force(rows: list, queries: list[dict], cell_deg: float) -> None:  # type: ignore[type-arg]
     index = UnitIndex(cell_deg=cell_deg)
     units = load(index, rows)
     for q in queries:
         got = index.rank(
-            q["lat"], q["lon"], now_ms=q["now_ms"], k=q["k"], grade=q["grade"],
-            required=sorted(q["required"]), agencies=q["agencies"] and sorted(q["agencies"]),
+            q["lat"],
+            q["lon"],
+            now_ms=q["now_ms"],
+            k=q["k"],
+            grade=q["grade"],
+            required=sorted(q["required"]),
+            agencies=q["agencies"] and sorted(q["agencies"]),
             statuses=q["statuses"] and sorted(q["statuses"]),
-            unit_types=q["unit_types"] and sorted(q["unit_types"]), area=q["area"],
+            unit_types=q["unit_types"] and sorted(q["unit_types"]),
+            area=q["area"],
         )
-        want = oracle.rank(index, units, q["lat"], q["lon"], now_ms=q["now_ms"], k=q["k"],
-                           grade=q["grade"], required=q["required"], agencies=q["agencies"],
-                           statuses=q["statuses"], unit_types=q["unit_types"], area=q["area"])
+        want = oracle.rank(
+            index,
+            units,
+            q["lat"],
+            q["lon"],
+            now_ms=q["now_ms"],
+            k=q["k"],
+            grade=q["grade"],
+            required=q["required"],
+            agencies=q["agencies"],
+            statuses=q["statuses"],
+            unit_types=q["unit_types"],
+            area=q["area"],
+        )
         oracle.assert_same_ranking(
-            [(c.unit_id, c.eta_seconds, c.distance_m, c.score) for c in got], want)
+            [(c.unit_id, c.eta_seconds, c.distance_m, c.score) for c in got], want
+        )
         for c in got:
             w = next(x for x in want if x.unit_id == c.unit_id)
             b = c.breakdown
@@ -87,9 +132,15 @@ def test_rank_equals_brute_force(rows: list, queries: list[dict], cell_deg: floa
 
 
 @settings(max_examples=40, deadline=None)
-@given(rows=units_s, points=st.lists(st.tuples(lat_s, lon_s), min_size=1, max_size=20),
-       k=st.integers(1, 6), required=st.frozensets(st.sampled_from(CAPS), max_size=1))
-def test_rank_batch_equals_single_calls(rows: list, points: list, k: int, required: frozenset) -> None:  # type: ignore[type-arg]
+@given(
+    rows=units_s,
+    points=st.lists(st.tuples(lat_s, lon_s), min_size=1, max_size=20),
+    k=st.integers(1, 6),
+    required=st.frozensets(st.sampled_from(CAPS), max_size=1),
+)
+def test_rank_batch_equals_single_calls(
+    rows: list, points: list, k: int, required: frozenset
+) -> None:  # type: ignore[type-arg]
     index = UnitIndex()
     load(index, rows)
     lat = np.array([p[0] for p in points])
@@ -100,8 +151,8 @@ def test_rank_batch_equals_single_calls(rows: list, points: list, k: int, requir
         assert batch.counts[i] == len(single)
         assert list(batch.slots[i, : len(single)]) == [c.slot for c in single]
         assert list(batch.score[i, : len(single)]) == [c.score for c in single]
-        assert (batch.slots[i, len(single):] == -1).all()
-        assert np.isnan(batch.eta_seconds[i, len(single):]).all()
+        assert (batch.slots[i, len(single) :] == -1).all()
+        assert np.isnan(batch.eta_seconds[i, len(single) :]).all()
 
 
 def test_no_eligible_unit_is_an_empty_list() -> None:

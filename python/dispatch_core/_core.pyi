@@ -6,11 +6,31 @@ Unix milliseconds throughout.
 """
 
 from collections.abc import Mapping, Sequence
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__all__ = [
+    "DEFAULT_CAPABILITIES",
+    "DEFAULT_SCARCE_CAPABILITIES",
+    "EARTH_RADIUS_M",
+    "MAX_CAPABILITIES",
+    "MAX_ID_LEN",
+    "MAX_K",
+    "BatchRanking",
+    "Candidate",
+    "InvalidArgument",
+    "InvalidTransition",
+    "LocationReport",
+    "NotAssignable",
+    "ScoreBreakdown",
+    "UnitIndex",
+    "UnitView",
+    "UnknownUnit",
+    "__version__",
+]
 
 #: Largest K a ranking call accepts.
 MAX_K: int
@@ -45,6 +65,7 @@ class NotAssignable(ValueError):
 
     field: str
 
+@final
 class ScoreBreakdown:
     """Every term of a candidate's score, in seconds."""
 
@@ -59,6 +80,7 @@ class ScoreBreakdown:
     @property
     def specialist_cost(self) -> float: ...
 
+@final
 class Candidate:
     """One ranked unit."""
 
@@ -75,6 +97,7 @@ class Candidate:
     @property
     def breakdown(self) -> ScoreBreakdown: ...
 
+@final
 class BatchRanking:
     """Top-K for many query points at once; row i answers query i.
 
@@ -93,6 +116,7 @@ class BatchRanking:
     @property
     def counts(self) -> npt.NDArray[np.int64]: ...
 
+@final
 class LocationReport:
     """What a batch location update did: applied pings and skipped ones by reason."""
 
@@ -105,6 +129,7 @@ class LocationReport:
     @property
     def skipped_stale(self) -> int: ...
 
+@final
 class UnitView:
     """A copy of one unit's state."""
 
@@ -135,6 +160,7 @@ class UnitView:
     @property
     def incident_id(self) -> str | None: ...
 
+@final
 class UnitIndex:
     """The unit table, its moving-point spatial index and the ranking engine.
 
@@ -142,14 +168,14 @@ class UnitIndex:
     every call that does real work releases the GIL.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         capabilities: Sequence[str] | None = None,
         scarce_capabilities: Sequence[str] | None = None,
         config: Mapping[str, object] | None = None,
         cell_deg: float = 0.01,
-    ) -> None: ...
+    ) -> UnitIndex: ...
     def __len__(self) -> int: ...
     def capability_names(self) -> list[str]: ...
     def config(self) -> dict[str, object]: ...
@@ -160,7 +186,7 @@ class UnitIndex:
         *,
         agency: int,
         unit_type: str,
-        capabilities: Sequence[str] = (),
+        capabilities: Sequence[str] | None = None,
         home_area: str | None = None,
         shift_start_ms: int | None = None,
         shift_end_ms: int | None = None,
@@ -180,6 +206,7 @@ class UnitIndex:
     ) -> list[UnitView]: ...
     def counts_by_agency_status(self) -> dict[tuple[int, int], int]: ...
     def set_status(self, unit_id: str, status: int) -> str | None: ...
+    def check_transition(self, unit_id: str, status: int) -> None: ...
     def check_assignable(self, unit_ids: Sequence[str]) -> None: ...
     def assign(self, incident_id: str, unit_ids: Sequence[str]) -> None: ...
     def release_incident(self, incident_id: str, unit_ids: Sequence[str]) -> list[str]: ...
@@ -210,7 +237,7 @@ class UnitIndex:
         now_ms: int,
         k: int = 5,
         grade: int = 1,
-        required: Sequence[str] = (),
+        required: Sequence[str] | None = None,
         agencies: Sequence[int] | None = None,
         statuses: Sequence[int] | None = None,
         unit_types: Sequence[str] | None = None,
@@ -224,7 +251,7 @@ class UnitIndex:
         now_ms: int,
         k: int = 5,
         grade: int = 1,
-        required: Sequence[str] = (),
+        required: Sequence[str] | None = None,
         agencies: Sequence[int] | None = None,
         statuses: Sequence[int] | None = None,
         unit_types: Sequence[str] | None = None,

@@ -11,9 +11,9 @@ use std::collections::BinaryHeap;
 use crate::caps::CapSet;
 use crate::error::{CoreError, CoreResult};
 use crate::eta::RankConfig;
-use crate::geo::{self, chord2, chord2_of_distance, haversine_m, unit_vector};
-use crate::index::{cell_key, partition_of, Entry, Grid};
-use crate::types::{Agency, Grade, Status};
+use crate::geo::{self, chord2, chord2_of_distance, haversine_m, unit_vector, EARTH_RADIUS_M};
+use crate::index::{cell_key, partition_of, Entry, Grid, N_PARTITIONS};
+use crate::types::{Agency, Grade, Status, N_STATUSES};
 use crate::units::{AreaId, TypeId, UnitTable};
 
 /// Largest K a query may ask for: more is a client bug, not a dispatch question.
@@ -99,6 +99,8 @@ pub struct Resolved {
     pub min_mobilisation: f64,
     /// Seconds per metre of straight line at the fastest allowed speed: circuity ÷ speed.
     pub min_pace: f64,
+    /// Seconds per metre of straight line for each type id, blue lights included.
+    pub pace_by_type: Vec<f64>,
 }
 
 /// What the scorer needs beside the table: the model and per-type speeds.
@@ -112,8 +114,13 @@ pub struct Model<'a> {
     pub scarce: CapSet,
 }
 
-/// Whether a unit may be offered at all. The one place where eligibility is decided:
-/// ring-fencing and pre-emption will add their tests here.
+/// Whether a unit may be offered at all: the one place where eligibility is decided.
+///
+/// The first group of tests is also what the index guarantees by construction (a grid
+/// entry exists only for a live, positioned unit; the query draws only from partitions of
+/// allowed agency and status; the scan checks capabilities and type on the entry), so the
+/// search calls only [`eligible_now`]. The brute-force oracle calls this whole function, and
+/// the property tests compare the two.
 #[inline]
 pub fn eligible(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
     let s = slot as usize;
@@ -123,12 +130,41 @@ pub fn eligible(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
         && q.status_ok[table.status[s].index()]
         && table.caps[s] & q.required == q.required
         && q.unit_types.as_ref().is_none_or(|t| t.contains(&table.unit_type[s]))
-        && table.on_shift(slot, q.now_ms)
+        && eligible_now(table, slot, q)
 }
 
-/// The score of an eligible unit for a query at (`lat`, `lon`).
+/// The tests that depend on the moment rather than on the unit's place in the index: on
+/// shift now. Ring-fencing and pre-emption will add theirs here.
 #[inline]
+pub fn eligible_now(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
+    table.on_shift(slot, q.now_ms)
+}
+
+/// A candidate without its id, so the search can score many units without copying ids.
+#[derive(Debug, Clone, Copy)]
+pub struct Scored {
+    pub eta_seconds: f64,
+    pub distance_m: f64,
+    pub score: f64,
+    pub breakdown: Breakdown,
+}
+
+/// The score of an eligible unit for a query at (`lat`, `lon`), with its id.
 pub fn score(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lon: f64, q: &Resolved) -> Candidate {
+    let s = score_terms(table, model, slot, lat, lon, q);
+    Candidate {
+        unit_id: table.ids[slot as usize].clone(),
+        slot,
+        eta_seconds: s.eta_seconds,
+        distance_m: s.distance_m,
+        score: s.score,
+        breakdown: s.breakdown,
+    }
+}
+
+/// Where a ranking cost is computed: the ETA model plus every cost term, in seconds.
+#[inline]
+pub fn score_terms(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lon: f64, q: &Resolved) -> Scored {
     let s = slot as usize;
     let cfg = model.config;
     let distance_m = haversine_m(lat, lon, table.lat[s], table.lon[s]);
@@ -154,9 +190,7 @@ pub fn score(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lon: f64
     let specialist_cost = f64::from(unneeded_specialisms) * cfg.specialist_cost_seconds;
     let breakdown =
         Breakdown { mobilisation_seconds, travel_seconds, cross_area_cost, shift_overrun_cost, specialist_cost };
-    Candidate {
-        unit_id: table.ids[s].clone(),
-        slot,
+    Scored {
         eta_seconds,
         distance_m,
         score: eta_seconds + cross_area_cost + shift_overrun_cost + specialist_cost,
@@ -225,8 +259,12 @@ pub fn search<'t>(
     // Squared chord beyond which no unit can beat the current K-th; infinite until K found.
     let mut limit2 = f64::INFINITY;
     let mut seen = 0usize;
+    let mobilisation: [f64; N_PARTITIONS] = std::array::from_fn(|p| model.config.mobilisation_seconds[p % N_STATUSES]);
 
-    let scan = |entries: &[Entry], top: &mut BinaryHeap<Ranked<'t>>, limit2: &mut f64| {
+    // `mobilisation` is the partition's (its status is fixed), so a unit's score is at least
+    // mobilisation + chord × R × its type's pace (a chord is never longer than its arc):
+    // a bound with no trigonometry that skips most units before the full score.
+    let scan = |entries: &[Entry], mobilisation: f64, top: &mut BinaryHeap<Ranked<'t>>, limit2: &mut f64| {
         for e in entries {
             if e.caps & q.required != q.required {
                 continue;
@@ -236,13 +274,20 @@ pub fn search<'t>(
                     continue;
                 }
             }
-            if chord2(&e.xyz, &qxyz) > *limit2 {
+            let c2 = chord2(&e.xyz, &qxyz);
+            if c2 > *limit2 {
                 continue;
             }
-            if !eligible(table, e.slot, q) {
+            if top.len() == q.k {
+                let bound = mobilisation + c2.sqrt() * EARTH_RADIUS_M * q.pace_by_type[e.unit_type as usize];
+                if bound > top.peek().expect("heap is full").score {
+                    continue;
+                }
+            }
+            if !eligible_now(table, e.slot, q) {
                 continue;
             }
-            let c = score(table, model, e.slot, lat, lon, q);
+            let c = score_terms(table, model, e.slot, lat, lon, q);
             let item = Ranked { score: c.score, id: &table.ids[e.slot as usize], slot: e.slot };
             if top.len() < q.k {
                 top.push(item);
@@ -277,7 +322,7 @@ pub fn search<'t>(
             for &p in &q.partitions {
                 for (row, col, entries) in grid.occupied(p) {
                     if grid.ring_distance((qrow, qcol), (row, col)) >= r {
-                        scan(entries, &mut top, &mut limit2);
+                        scan(entries, mobilisation[p], &mut top, &mut limit2);
                     }
                 }
             }
@@ -287,7 +332,7 @@ pub fn search<'t>(
             for &p in &q.partitions {
                 if let Some(entries) = grid.cell(p, key) {
                     seen += entries.len();
-                    scan(entries, &mut top, &mut limit2);
+                    scan(entries, mobilisation[p], &mut top, &mut limit2);
                 }
             }
         });

@@ -238,9 +238,9 @@ impl UnitStore {
         self.grid.repartition(slot, partition_of(self.table.agency[s], status));
     }
 
-    /// A status change checked against the lifecycle. Returns the incident the unit was
-    /// released from, if the change released it.
-    pub fn set_status(&mut self, unit_id: &str, to: Status) -> CoreResult<Option<String>> {
+    /// Checks a status change against the lifecycle without making it, so a caller can
+    /// refuse before journaling; returns the unit's slot and what the change would do.
+    pub fn check_transition(&self, unit_id: &str, to: Status) -> CoreResult<(u32, Transition)> {
         let slot = self.slot(unit_id)?;
         let from = self.table.status[slot as usize];
         match status::transition(from, to) {
@@ -251,6 +251,16 @@ impl UnitStore {
                     reason: format!("cannot go from {} to {}{hint}", from.name(), to.name()),
                 })
             }
+            allowed => Ok((slot, allowed)),
+        }
+    }
+
+    /// A status change checked against the lifecycle. Returns the incident the unit was
+    /// released from, if the change released it.
+    pub fn set_status(&mut self, unit_id: &str, to: Status) -> CoreResult<Option<String>> {
+        let (slot, transition) = self.check_transition(unit_id, to)?;
+        match transition {
+            Transition::Refused => unreachable!("check_transition refuses with an error"),
             Transition::Keep => {
                 self.set_status_at(slot, to);
                 Ok(None)
@@ -470,7 +480,10 @@ impl UnitStore {
             .fold(0.0, f64::max);
         let min_pace =
             if max_speed > 0.0 { self.config.circuity / (max_speed * self.config.blue_light(q.grade)) } else { 0.0 };
+        let blue = self.config.blue_light(q.grade);
+        let pace_by_type = self.type_speed.iter().map(|&speed| self.config.circuity / (speed * blue)).collect();
         Ok(Resolved {
+            pace_by_type,
             now_ms: q.now_ms,
             k: q.k,
             grade: q.grade,

@@ -218,7 +218,7 @@ fn build_query(
     now_ms: i64,
     k: usize,
     grade: i32,
-    required: Vec<String>,
+    required: Option<Vec<String>>,
     agency_values: Option<Vec<i32>>,
     status_values: Option<Vec<i32>>,
     unit_types: Option<Vec<String>>,
@@ -230,7 +230,7 @@ fn build_query(
         now_ms,
         k,
         grade: Grade::from_i32(grade, "grade")?,
-        required,
+        required: required.unwrap_or_default(),
         agencies: agencies(agency_values)?,
         statuses: statuses(status_values)?,
         unit_types: unit_types.unwrap_or_default(),
@@ -316,7 +316,7 @@ impl UnitIndex {
         }
     }
 
-    #[pyo3(signature = (unit_id, *, agency, unit_type, capabilities=Vec::new(), home_area=None, shift_start_ms=None, shift_end_ms=None, status=None))]
+    #[pyo3(signature = (unit_id, *, agency, unit_type, capabilities=None, home_area=None, shift_start_ms=None, shift_end_ms=None, status=None))]
     #[allow(clippy::too_many_arguments)]
     fn upsert_unit(
         &self,
@@ -324,7 +324,7 @@ impl UnitIndex {
         unit_id: &str,
         agency: i32,
         unit_type: String,
-        capabilities: Vec<String>,
+        capabilities: Option<Vec<String>>,
         home_area: Option<String>,
         shift_start_ms: Option<i64>,
         shift_end_ms: Option<i64>,
@@ -334,7 +334,7 @@ impl UnitIndex {
             Ok::<_, CoreError>(UnitSpec {
                 agency: Agency::from_i32(agency, "agency")?,
                 unit_type,
-                capabilities,
+                capabilities: capabilities.unwrap_or_default(),
                 home_area,
                 shift_start_ms,
                 shift_end_ms,
@@ -414,6 +414,11 @@ impl UnitIndex {
         self.write(py, |s| s.set_status(unit_id, to)).map_err(|e| to_py(py, e))
     }
 
+    fn check_transition(&self, py: Python<'_>, unit_id: &str, status: i32) -> PyResult<()> {
+        let to = Status::from_i32(status, "status").map_err(|e| to_py(py, e))?;
+        self.read(py, |s| s.check_transition(unit_id, to).map(|_| ())).map_err(|e| to_py(py, e))
+    }
+
     fn check_assignable(&self, py: Python<'_>, unit_ids: Vec<String>) -> PyResult<()> {
         self.read(py, |s| s.check_assignable(&unit_ids).map(|_| ())).map_err(|e| to_py(py, e))
     }
@@ -460,7 +465,7 @@ impl UnitIndex {
         result.map(Into::into).map_err(|e| to_py(py, e))
     }
 
-    #[pyo3(signature = (lat, lon, *, now_ms, k=5, grade=1, required=Vec::new(), agencies=None, statuses=None, unit_types=None, area=None))]
+    #[pyo3(signature = (lat, lon, *, now_ms, k=5, grade=1, required=None, agencies=None, statuses=None, unit_types=None, area=None))]
     #[allow(clippy::too_many_arguments)]
     fn rank(
         &self,
@@ -470,7 +475,7 @@ impl UnitIndex {
         now_ms: i64,
         k: usize,
         grade: i32,
-        required: Vec<String>,
+        required: Option<Vec<String>>,
         agencies: Option<Vec<i32>>,
         statuses: Option<Vec<i32>>,
         unit_types: Option<Vec<String>>,
@@ -482,7 +487,7 @@ impl UnitIndex {
         Ok(result.map_err(|e| to_py(py, e))?.into_iter().map(Candidate::from).collect())
     }
 
-    #[pyo3(signature = (lat, lon, *, now_ms, k=5, grade=1, required=Vec::new(), agencies=None, statuses=None, unit_types=None, area=None))]
+    #[pyo3(signature = (lat, lon, *, now_ms, k=5, grade=1, required=None, agencies=None, statuses=None, unit_types=None, area=None))]
     #[allow(clippy::too_many_arguments)]
     fn rank_batch(
         &self,
@@ -492,7 +497,7 @@ impl UnitIndex {
         now_ms: i64,
         k: usize,
         grade: i32,
-        required: Vec<String>,
+        required: Option<Vec<String>>,
         agencies: Option<Vec<i32>>,
         statuses: Option<Vec<i32>>,
         unit_types: Option<Vec<String>>,

@@ -1,0 +1,1 @@
+"""The gRPC face of dispatch-core: request validation, the servicer and status mapping."""

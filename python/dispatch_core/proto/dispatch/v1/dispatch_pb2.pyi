@@ -1,0 +1,463 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Agency(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AGENCY_UNSPECIFIED: _ClassVar[Agency]
+    AGENCY_POLICE: _ClassVar[Agency]
+    AGENCY_FIRE: _ClassVar[Agency]
+    AGENCY_AMBULANCE: _ClassVar[Agency]
+
+class UnitStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UNIT_STATUS_UNSPECIFIED: _ClassVar[UnitStatus]
+    UNIT_STATUS_AVAILABLE: _ClassVar[UnitStatus]
+    UNIT_STATUS_DISPATCHED: _ClassVar[UnitStatus]
+    UNIT_STATUS_EN_ROUTE: _ClassVar[UnitStatus]
+    UNIT_STATUS_ON_SCENE: _ClassVar[UnitStatus]
+    UNIT_STATUS_COMMITTED: _ClassVar[UnitStatus]
+    UNIT_STATUS_UNAVAILABLE: _ClassVar[UnitStatus]
+    UNIT_STATUS_OFF_DUTY: _ClassVar[UnitStatus]
+
+class Grade(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GRADE_UNSPECIFIED: _ClassVar[Grade]
+    GRADE_IMMEDIATE: _ClassVar[Grade]
+    GRADE_SIGNIFICANT: _ClassVar[Grade]
+    GRADE_EXTENDED: _ClassVar[Grade]
+    GRADE_REFERRED: _ClassVar[Grade]
+
+class IncidentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INCIDENT_STATUS_UNSPECIFIED: _ClassVar[IncidentStatus]
+    INCIDENT_STATUS_OPEN: _ClassVar[IncidentStatus]
+    INCIDENT_STATUS_DISPATCHED: _ClassVar[IncidentStatus]
+    INCIDENT_STATUS_ATTENDED: _ClassVar[IncidentStatus]
+    INCIDENT_STATUS_CLOSED: _ClassVar[IncidentStatus]
+AGENCY_UNSPECIFIED: Agency
+AGENCY_POLICE: Agency
+AGENCY_FIRE: Agency
+AGENCY_AMBULANCE: Agency
+UNIT_STATUS_UNSPECIFIED: UnitStatus
+UNIT_STATUS_AVAILABLE: UnitStatus
+UNIT_STATUS_DISPATCHED: UnitStatus
+UNIT_STATUS_EN_ROUTE: UnitStatus
+UNIT_STATUS_ON_SCENE: UnitStatus
+UNIT_STATUS_COMMITTED: UnitStatus
+UNIT_STATUS_UNAVAILABLE: UnitStatus
+UNIT_STATUS_OFF_DUTY: UnitStatus
+GRADE_UNSPECIFIED: Grade
+GRADE_IMMEDIATE: Grade
+GRADE_SIGNIFICANT: Grade
+GRADE_EXTENDED: Grade
+GRADE_REFERRED: Grade
+INCIDENT_STATUS_UNSPECIFIED: IncidentStatus
+INCIDENT_STATUS_OPEN: IncidentStatus
+INCIDENT_STATUS_DISPATCHED: IncidentStatus
+INCIDENT_STATUS_ATTENDED: IncidentStatus
+INCIDENT_STATUS_CLOSED: IncidentStatus
+
+class PingRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PingResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Location(_message.Message):
+    __slots__ = ("lat", "lon")
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LON_FIELD_NUMBER: _ClassVar[int]
+    lat: float
+    lon: float
+    def __init__(self, lat: _Optional[float] = ..., lon: _Optional[float] = ...) -> None: ...
+
+class UnitSpec(_message.Message):
+    __slots__ = ("unit_id", "agency", "unit_type", "capabilities", "home_area", "shift_start", "shift_end")
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    UNIT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    HOME_AREA_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_START_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_END_FIELD_NUMBER: _ClassVar[int]
+    unit_id: str
+    agency: Agency
+    unit_type: str
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    home_area: str
+    shift_start: _timestamp_pb2.Timestamp
+    shift_end: _timestamp_pb2.Timestamp
+    def __init__(self, unit_id: _Optional[str] = ..., agency: _Optional[_Union[Agency, str]] = ..., unit_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., home_area: _Optional[str] = ..., shift_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., shift_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Unit(_message.Message):
+    __slots__ = ("unit_id", "agency", "unit_type", "capabilities", "home_area", "shift_start", "shift_end", "status", "location", "location_time", "incident_id")
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    UNIT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    HOME_AREA_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_START_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_END_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_TIME_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    unit_id: str
+    agency: Agency
+    unit_type: str
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    home_area: str
+    shift_start: _timestamp_pb2.Timestamp
+    shift_end: _timestamp_pb2.Timestamp
+    status: UnitStatus
+    location: Location
+    location_time: _timestamp_pb2.Timestamp
+    incident_id: str
+    def __init__(self, unit_id: _Optional[str] = ..., agency: _Optional[_Union[Agency, str]] = ..., unit_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., home_area: _Optional[str] = ..., shift_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., shift_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[UnitStatus, str]] = ..., location: _Optional[_Union[Location, _Mapping]] = ..., location_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., incident_id: _Optional[str] = ...) -> None: ...
+
+class UpsertUnitRequest(_message.Message):
+    __slots__ = ("request_id", "unit")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    unit: UnitSpec
+    def __init__(self, request_id: _Optional[str] = ..., unit: _Optional[_Union[UnitSpec, _Mapping]] = ...) -> None: ...
+
+class UpsertUnitResponse(_message.Message):
+    __slots__ = ("unit", "created")
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    unit: Unit
+    created: bool
+    def __init__(self, unit: _Optional[_Union[Unit, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class GetUnitRequest(_message.Message):
+    __slots__ = ("unit_id",)
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    unit_id: str
+    def __init__(self, unit_id: _Optional[str] = ...) -> None: ...
+
+class GetUnitResponse(_message.Message):
+    __slots__ = ("unit",)
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    unit: Unit
+    def __init__(self, unit: _Optional[_Union[Unit, _Mapping]] = ...) -> None: ...
+
+class ListUnitsRequest(_message.Message):
+    __slots__ = ("statuses", "agencies", "home_area", "page_size", "page_token")
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    HOME_AREA_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedScalarFieldContainer[UnitStatus]
+    agencies: _containers.RepeatedScalarFieldContainer[Agency]
+    home_area: str
+    page_size: int
+    page_token: str
+    def __init__(self, statuses: _Optional[_Iterable[_Union[UnitStatus, str]]] = ..., agencies: _Optional[_Iterable[_Union[Agency, str]]] = ..., home_area: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListUnitsResponse(_message.Message):
+    __slots__ = ("units", "next_page_token")
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    units: _containers.RepeatedCompositeFieldContainer[Unit]
+    next_page_token: str
+    def __init__(self, units: _Optional[_Iterable[_Union[Unit, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SetUnitStatusRequest(_message.Message):
+    __slots__ = ("request_id", "unit_id", "status")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    unit_id: str
+    status: UnitStatus
+    def __init__(self, request_id: _Optional[str] = ..., unit_id: _Optional[str] = ..., status: _Optional[_Union[UnitStatus, str]] = ...) -> None: ...
+
+class SetUnitStatusResponse(_message.Message):
+    __slots__ = ("unit", "released_incident_id")
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    unit: Unit
+    released_incident_id: str
+    def __init__(self, unit: _Optional[_Union[Unit, _Mapping]] = ..., released_incident_id: _Optional[str] = ...) -> None: ...
+
+class UpdateLocationsRequest(_message.Message):
+    __slots__ = ("unit_ids", "lat", "lon", "time_unix_ms")
+    UNIT_IDS_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LON_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    unit_ids: _containers.RepeatedScalarFieldContainer[str]
+    lat: _containers.RepeatedScalarFieldContainer[float]
+    lon: _containers.RepeatedScalarFieldContainer[float]
+    time_unix_ms: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, unit_ids: _Optional[_Iterable[str]] = ..., lat: _Optional[_Iterable[float]] = ..., lon: _Optional[_Iterable[float]] = ..., time_unix_ms: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class UpdateLocationsResponse(_message.Message):
+    __slots__ = ("applied", "skipped_unknown_unit", "skipped_bad_coordinate", "skipped_stale", "batches")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_UNKNOWN_UNIT_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_BAD_COORDINATE_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_STALE_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    applied: int
+    skipped_unknown_unit: int
+    skipped_bad_coordinate: int
+    skipped_stale: int
+    batches: int
+    def __init__(self, applied: _Optional[int] = ..., skipped_unknown_unit: _Optional[int] = ..., skipped_bad_coordinate: _Optional[int] = ..., skipped_stale: _Optional[int] = ..., batches: _Optional[int] = ...) -> None: ...
+
+class RequirementGroup(_message.Message):
+    __slots__ = ("agency", "unit_types", "capabilities", "count")
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    UNIT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    agency: Agency
+    unit_types: _containers.RepeatedScalarFieldContainer[str]
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    count: int
+    def __init__(self, agency: _Optional[_Union[Agency, str]] = ..., unit_types: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Iterable[str]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class Incident(_message.Message):
+    __slots__ = ("incident_id", "grade", "incident_type", "location", "area", "requirements", "status", "assigned_unit_ids", "attached_unit_ids", "create_time", "first_assigned_time", "first_on_scene_time", "close_time")
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    GRADE_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNED_UNIT_IDS_FIELD_NUMBER: _ClassVar[int]
+    ATTACHED_UNIT_IDS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FIRST_ASSIGNED_TIME_FIELD_NUMBER: _ClassVar[int]
+    FIRST_ON_SCENE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_TIME_FIELD_NUMBER: _ClassVar[int]
+    incident_id: str
+    grade: Grade
+    incident_type: str
+    location: Location
+    area: str
+    requirements: _containers.RepeatedCompositeFieldContainer[RequirementGroup]
+    status: IncidentStatus
+    assigned_unit_ids: _containers.RepeatedScalarFieldContainer[str]
+    attached_unit_ids: _containers.RepeatedScalarFieldContainer[str]
+    create_time: _timestamp_pb2.Timestamp
+    first_assigned_time: _timestamp_pb2.Timestamp
+    first_on_scene_time: _timestamp_pb2.Timestamp
+    close_time: _timestamp_pb2.Timestamp
+    def __init__(self, incident_id: _Optional[str] = ..., grade: _Optional[_Union[Grade, str]] = ..., incident_type: _Optional[str] = ..., location: _Optional[_Union[Location, _Mapping]] = ..., area: _Optional[str] = ..., requirements: _Optional[_Iterable[_Union[RequirementGroup, _Mapping]]] = ..., status: _Optional[_Union[IncidentStatus, str]] = ..., assigned_unit_ids: _Optional[_Iterable[str]] = ..., attached_unit_ids: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_assigned_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_on_scene_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateIncidentRequest(_message.Message):
+    __slots__ = ("request_id", "incident_id", "grade", "incident_type", "location", "area", "requirements")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    GRADE_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    incident_id: str
+    grade: Grade
+    incident_type: str
+    location: Location
+    area: str
+    requirements: _containers.RepeatedCompositeFieldContainer[RequirementGroup]
+    def __init__(self, request_id: _Optional[str] = ..., incident_id: _Optional[str] = ..., grade: _Optional[_Union[Grade, str]] = ..., incident_type: _Optional[str] = ..., location: _Optional[_Union[Location, _Mapping]] = ..., area: _Optional[str] = ..., requirements: _Optional[_Iterable[_Union[RequirementGroup, _Mapping]]] = ...) -> None: ...
+
+class CreateIncidentResponse(_message.Message):
+    __slots__ = ("incident",)
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    incident: Incident
+    def __init__(self, incident: _Optional[_Union[Incident, _Mapping]] = ...) -> None: ...
+
+class GetIncidentRequest(_message.Message):
+    __slots__ = ("incident_id",)
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    incident_id: str
+    def __init__(self, incident_id: _Optional[str] = ...) -> None: ...
+
+class GetIncidentResponse(_message.Message):
+    __slots__ = ("incident",)
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    incident: Incident
+    def __init__(self, incident: _Optional[_Union[Incident, _Mapping]] = ...) -> None: ...
+
+class ListIncidentsRequest(_message.Message):
+    __slots__ = ("statuses", "grades", "page_size", "page_token")
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    GRADES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedScalarFieldContainer[IncidentStatus]
+    grades: _containers.RepeatedScalarFieldContainer[Grade]
+    page_size: int
+    page_token: str
+    def __init__(self, statuses: _Optional[_Iterable[_Union[IncidentStatus, str]]] = ..., grades: _Optional[_Iterable[_Union[Grade, str]]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListIncidentsResponse(_message.Message):
+    __slots__ = ("incidents", "next_page_token")
+    INCIDENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    incidents: _containers.RepeatedCompositeFieldContainer[Incident]
+    next_page_token: str
+    def __init__(self, incidents: _Optional[_Iterable[_Union[Incident, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Requirements(_message.Message):
+    __slots__ = ("groups",)
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[RequirementGroup]
+    def __init__(self, groups: _Optional[_Iterable[_Union[RequirementGroup, _Mapping]]] = ...) -> None: ...
+
+class UpdateIncidentRequest(_message.Message):
+    __slots__ = ("request_id", "incident_id", "grade", "incident_type", "location", "area", "requirements")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    GRADE_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    incident_id: str
+    grade: Grade
+    incident_type: str
+    location: Location
+    area: str
+    requirements: Requirements
+    def __init__(self, request_id: _Optional[str] = ..., incident_id: _Optional[str] = ..., grade: _Optional[_Union[Grade, str]] = ..., incident_type: _Optional[str] = ..., location: _Optional[_Union[Location, _Mapping]] = ..., area: _Optional[str] = ..., requirements: _Optional[_Union[Requirements, _Mapping]] = ...) -> None: ...
+
+class UpdateIncidentResponse(_message.Message):
+    __slots__ = ("incident",)
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    incident: Incident
+    def __init__(self, incident: _Optional[_Union[Incident, _Mapping]] = ...) -> None: ...
+
+class CloseIncidentRequest(_message.Message):
+    __slots__ = ("request_id", "incident_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    incident_id: str
+    def __init__(self, request_id: _Optional[str] = ..., incident_id: _Optional[str] = ...) -> None: ...
+
+class CloseIncidentResponse(_message.Message):
+    __slots__ = ("incident", "released_unit_ids")
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_UNIT_IDS_FIELD_NUMBER: _ClassVar[int]
+    incident: Incident
+    released_unit_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, incident: _Optional[_Union[Incident, _Mapping]] = ..., released_unit_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AdHocTarget(_message.Message):
+    __slots__ = ("location", "grade", "area", "requirements")
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    GRADE_FIELD_NUMBER: _ClassVar[int]
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
+    location: Location
+    grade: Grade
+    area: str
+    requirements: _containers.RepeatedCompositeFieldContainer[RequirementGroup]
+    def __init__(self, location: _Optional[_Union[Location, _Mapping]] = ..., grade: _Optional[_Union[Grade, str]] = ..., area: _Optional[str] = ..., requirements: _Optional[_Iterable[_Union[RequirementGroup, _Mapping]]] = ...) -> None: ...
+
+class RecommendUnitsRequest(_message.Message):
+    __slots__ = ("incident_id", "ad_hoc", "k", "eligible_statuses")
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AD_HOC_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    ELIGIBLE_STATUSES_FIELD_NUMBER: _ClassVar[int]
+    incident_id: str
+    ad_hoc: AdHocTarget
+    k: int
+    eligible_statuses: _containers.RepeatedScalarFieldContainer[UnitStatus]
+    def __init__(self, incident_id: _Optional[str] = ..., ad_hoc: _Optional[_Union[AdHocTarget, _Mapping]] = ..., k: _Optional[int] = ..., eligible_statuses: _Optional[_Iterable[_Union[UnitStatus, str]]] = ...) -> None: ...
+
+class ScoreBreakdown(_message.Message):
+    __slots__ = ("mobilisation_seconds", "travel_seconds", "cross_area_cost_seconds", "shift_overrun_cost_seconds", "specialist_cost_seconds")
+    MOBILISATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TRAVEL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CROSS_AREA_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_OVERRUN_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SPECIALIST_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    mobilisation_seconds: float
+    travel_seconds: float
+    cross_area_cost_seconds: float
+    shift_overrun_cost_seconds: float
+    specialist_cost_seconds: float
+    def __init__(self, mobilisation_seconds: _Optional[float] = ..., travel_seconds: _Optional[float] = ..., cross_area_cost_seconds: _Optional[float] = ..., shift_overrun_cost_seconds: _Optional[float] = ..., specialist_cost_seconds: _Optional[float] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("unit_id", "eta_seconds", "distance_m", "score", "breakdown")
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    BREAKDOWN_FIELD_NUMBER: _ClassVar[int]
+    unit_id: str
+    eta_seconds: float
+    distance_m: float
+    score: float
+    breakdown: ScoreBreakdown
+    def __init__(self, unit_id: _Optional[str] = ..., eta_seconds: _Optional[float] = ..., distance_m: _Optional[float] = ..., score: _Optional[float] = ..., breakdown: _Optional[_Union[ScoreBreakdown, _Mapping]] = ...) -> None: ...
+
+class GroupRecommendation(_message.Message):
+    __slots__ = ("group_index", "group", "candidates")
+    GROUP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    group_index: int
+    group: RequirementGroup
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    def __init__(self, group_index: _Optional[int] = ..., group: _Optional[_Union[RequirementGroup, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ...) -> None: ...
+
+class RecommendUnitsResponse(_message.Message):
+    __slots__ = ("groups", "incident_id")
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[GroupRecommendation]
+    incident_id: str
+    def __init__(self, groups: _Optional[_Iterable[_Union[GroupRecommendation, _Mapping]]] = ..., incident_id: _Optional[str] = ...) -> None: ...
+
+class BatchRecommendUnitsRequest(_message.Message):
+    __slots__ = ("queries",)
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    queries: _containers.RepeatedCompositeFieldContainer[RecommendUnitsRequest]
+    def __init__(self, queries: _Optional[_Iterable[_Union[RecommendUnitsRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchRecommendUnitsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RecommendUnitsResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[RecommendUnitsResponse, _Mapping]]] = ...) -> None: ...
+
+class AssignUnitsRequest(_message.Message):
+    __slots__ = ("request_id", "incident_id", "unit_ids")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    UNIT_IDS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    incident_id: str
+    unit_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., incident_id: _Optional[str] = ..., unit_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AssignUnitsResponse(_message.Message):
+    __slots__ = ("incident",)
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    incident: Incident
+    def __init__(self, incident: _Optional[_Union[Incident, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,132 @@
+"""Fixtures for the API tests: a real `dispatch-core serve` subprocess and clients of it.
+
+The server listens on port 0 (the OS picks a free port, so there is no race between
+choosing a port and binding it) and the port is read back from its log. It is ready when
+gRPC health says SERVING, and it is stopped with SIGTERM (then SIGKILL) at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
+
+_LISTENING = re.compile(r"listening on [^\s:]+:(\d+)")
+STARTUP_TIMEOUT_S = 60.0
+
+
+@dataclass
+class ServerProcess:
+    """A running server subprocess."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM, wait, SIGKILL if it does not go; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait()
+
+
+def serve_command(port: int, data_dir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "dispatch_core.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--grace",
+        "2",
+    ]
+
+
+def start_server(workdir: Path) -> ServerProcess:
+    """Starts a server and returns once it answers health checks as SERVING."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            serve_command(0, workdir / "data"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    port = None
+    while port is None:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"server did not report its port:\n{log_path.read_text()}")
+        match = _LISTENING.search(log_path.read_text(errors="replace"))
+        if match:
+            port = int(match.group(1))
+        else:
+            time.sleep(0.05)
+    server = ServerProcess(process, port, log_path)
+    with grpc.insecure_channel(server.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return server
+            except grpc.RpcError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError(f"server never became SERVING:\n{server.log()}")
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    running = start_server(tmp_path_factory.mktemp("server"))
+    yield running
+    code = running.stop()
+    assert code == 0, f"server exited with {code}:\n{running.log()}"
+    # A traceback in the log means some RPC hit the INTERNAL catch-all.
+    assert "Traceback" not in running.log(), running.log()
+
+
+@pytest.fixture(scope="session")
+def channel(server: ServerProcess) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(server.target) as ch:
+        yield ch
+
+
+@pytest.fixture(scope="session")
+def stub(channel: grpc.Channel) -> pb_grpc.DispatchServiceStub:
+    return pb_grpc.DispatchServiceStub(channel)
