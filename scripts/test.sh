@@ -10,6 +10,7 @@ say() { printf '\033[1m[test]\033[0m %s\n' "$*" >&2; }
 
 DISPATCH_EXTRAS=dev bash scripts/setup.sh
 bash scripts/services.sh
+bash scripts/ensure_promtool.sh
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -19,8 +20,9 @@ say "cargo test (core: unit, property and doc tests)"
 cargo test --release --quiet -p dispatch-engine
 
 say "ruff"
-.venv/bin/ruff check python tests benchmarks loadtests scripts
-.venv/bin/ruff format --check python tests benchmarks loadtests scripts
+py_paths=(); for p in python tests benchmarks loadtests scripts; do [ -e "$p" ] && py_paths+=("$p"); done
+.venv/bin/ruff check "${py_paths[@]}"
+.venv/bin/ruff format --check "${py_paths[@]}"
 say "mypy"
 .venv/bin/mypy
 say "stubtest (the .pyi cannot drift from the extension)"

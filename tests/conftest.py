@@ -24,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 
 _LISTENING = re.compile(r"listening on [^\s:]+:(\d+)")
+_METRICS_AT = re.compile(r"metrics served at (http://\S+/metrics)")
 STARTUP_TIMEOUT_S = 60.0
 
 
@@ -34,6 +35,8 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    #: http://host:port/metrics when started with a metrics port, else None.
+    metrics_url: str | None = None
 
     @property
     def target(self) -> str:
@@ -53,7 +56,9 @@ class ServerProcess:
         return self.process.wait()
 
 
-def serve_command(port: int, data_dir: Path) -> list[str]:
+def serve_command(port: int, data_dir: Path, *, metrics_port: int = -1) -> list[str]:
+    # Metrics are off (-1) unless asked for: the shared fixtures would otherwise all try to
+    # bind the default metrics port and collide.
     return [
         sys.executable,
         "-m",
@@ -67,16 +72,22 @@ def serve_command(port: int, data_dir: Path) -> list[str]:
         str(data_dir),
         "--grace",
         "2",
+        "--metrics-port",
+        str(metrics_port),
     ]
 
 
-def start_server(workdir: Path) -> ServerProcess:
-    """Starts a server and returns once it answers health checks as SERVING."""
+def start_server(workdir: Path, *, metrics_port: int = -1) -> ServerProcess:
+    """Starts a server and returns once it answers health checks as SERVING.
+
+    With `metrics_port` >= 0 (0: a free port) it also serves /metrics, read back from the
+    log into `metrics_url`.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            serve_command(0, workdir / "data"),
+            serve_command(0, workdir / "data", metrics_port=metrics_port),
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -95,7 +106,22 @@ def start_server(workdir: Path) -> ServerProcess:
             port = int(match.group(1))
         else:
             time.sleep(0.05)
-    server = ServerProcess(process, port, log_path)
+    metrics_url = None
+    if metrics_port >= 0:
+        # serve() binds /metrics right after the gRPC port, so its line follows shortly.
+        while metrics_url is None:
+            found = _METRICS_AT.search(log_path.read_text(errors="replace"))
+            if found:
+                metrics_url = found.group(1)
+            elif process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise RuntimeError(
+                    f"server did not report its metrics URL:\n{log_path.read_text()}"
+                )
+            else:
+                time.sleep(0.05)
+    server = ServerProcess(process, port, log_path, metrics_url)
     with grpc.insecure_channel(server.target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         while True:

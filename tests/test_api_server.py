@@ -18,6 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from dispatch_core.journal import Entry, MemoryJournal
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from dispatch_core.server import start
@@ -160,12 +161,15 @@ def test_demo_walks_incidents_through_to_closure(server: ServerProcess) -> None:
 def test_an_unexpected_failure_is_internal_logged_and_changes_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A journal hook that fails the way a full disk would: with an exception nobody mapped.
-    def broken_journal(method: str, request: object, plan: object) -> None:
-        if method == "CreateIncident":
-            raise OSError(28, "No space left on device")
+    # A journal whose idempotency lookup fails the way a full disk would: with an exception
+    # nobody mapped, before the command changed anything.
+    class BrokenJournal(MemoryJournal):
+        def find(self, method: str, request_id: str) -> Entry | None:
+            if method == "CreateIncident":
+                raise OSError(28, "No space left on device")
+            return super().find(method, request_id)
 
-    running = start("127.0.0.1", 0, tmp_path / "data", max_workers=2, journal=broken_journal)
+    running = start("127.0.0.1", 0, tmp_path / "data", max_workers=2, journal=BrokenJournal())
     try:
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = pb_grpc.DispatchServiceStub(channel)

@@ -257,6 +257,30 @@ class UnitIndex:
         unit_types: Sequence[str] | None = None,
         area: str | None = None,
     ) -> BatchRanking: ...
+    def coverage(
+        self,
+        lat: npt.NDArray[np.float64],
+        lon: npt.NDArray[np.float64],
+        *,
+        target_seconds: float,
+        now_ms: int,
+        grade: int = 1,
+        required: Sequence[str] | None = None,
+        agencies: Sequence[int] | None = None,
+        statuses: Sequence[int] | None = None,
+        unit_types: Sequence[str] | None = None,
+    ) -> npt.NDArray[np.bool_]: ...
+    def unit_columns(
+        self,
+    ) -> tuple[
+        npt.NDArray[np.int8],
+        npt.NDArray[np.int8],
+        npt.NDArray[np.int32],
+        list[str],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.int64],
+    ]: ...
     def positions(
         self,
     ) -> tuple[

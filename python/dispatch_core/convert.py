@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from dispatch_core._core import Candidate, UnitView
 from dispatch_core.incidents import Incident, RequirementGroup
+from dispatch_core.picture import Picture
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.types import Agency
 
@@ -101,3 +102,45 @@ def candidates_to_proto(candidates: Iterable[Candidate], out: pb.GroupRecommenda
                 specialist_cost_seconds=b.specialist_cost,
             ),
         )
+
+
+def picture_to_proto(picture: Picture, include_cells: bool) -> pb.OperatingPicture:
+    spec = picture.spec
+    out = pb.OperatingPicture(compute_seconds=picture.compute_seconds)
+    _set_ms(out.computed_at, picture.computed_at_ms)
+    q = out.coverage
+    q.agencies.extend(int(a) for a in spec.agencies)  # type: ignore[misc]
+    q.unit_types.extend(spec.unit_types or ("*",))
+    q.capabilities.extend(spec.required)
+    q.grade = int(spec.grade)  # type: ignore[assignment]
+    q.target_seconds = spec.target_seconds
+    q.cell_m = spec.cell_m
+    q.include_uncovered_cells = include_cells
+    cells = covered = 0
+    for a in picture.areas:
+        area = out.areas.add(
+            area=a.area.name,
+            bcu=a.area.bcu,
+            on_duty=a.on_duty,
+            available=a.available,
+            unassigned_incidents=a.unassigned_incidents,
+            oldest_unassigned_age_seconds=a.oldest_unassigned_age_seconds,
+            oldest_unassigned_immediate_age_seconds=a.oldest_unassigned_immediate_age_seconds,
+            cells_total=a.cells_total,
+            cells_covered=a.cells_covered,
+            coverage_ratio=a.coverage_ratio,
+        )
+        area.units_by_status.update(a.units_by_status)
+        area.units_by_type.update(a.units_by_type)
+        area.units_by_agency.update(a.units_by_agency)
+        area.open_incidents_by_grade.update(a.open_incidents_by_grade)
+        cells += a.cells_total
+        covered += a.cells_covered
+    out.coverage_ratio = covered / cells if cells else 1.0
+    if include_cells:
+        names = [a.area.name for a in picture.areas]
+        for lat, lon, i in zip(
+            picture.uncovered_lat, picture.uncovered_lon, picture.uncovered_area, strict=True
+        ):
+            out.uncovered_cells.add(location=pb.Location(lat=lat, lon=lon), area=names[i])
+    return out

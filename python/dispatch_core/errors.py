@@ -54,3 +54,10 @@ class FailedPreconditionError(DispatchError):
         self.subject = subject
         self.description = description
         super().__init__(f"{subject}: {description}")
+
+
+class UnavailableError(DispatchError):
+    """The engine cannot take writes: its journal failed, so durability cannot be promised.
+
+    The command's outcome may be unknown to the client; retrying with the same request_id
+    once the server is back is safe (exactly-once by request_id)."""

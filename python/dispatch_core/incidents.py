@@ -99,6 +99,15 @@ class IncidentStore:
     def get(self, incident_id: str) -> Incident | None:
         return self._by_id.get(incident_id)
 
+    @property
+    def next_number(self) -> int:
+        """The number the next server-chosen id tries first (kept in snapshots)."""
+        return self._next_number
+
+    @next_number.setter
+    def next_number(self, value: int) -> None:
+        self._next_number = value
+
     def new_id(self) -> str:
         """A fresh server-chosen id. Skips ids a client has already taken."""
         while True:
@@ -130,3 +139,8 @@ class IncidentStore:
             incident = self._by_id.get(incident_id)
             if incident is not None:
                 yield incident
+
+    def values(self) -> list[Incident]:
+        """Every incident, copied in one step so a concurrent writer cannot disturb the walk
+        (list() of a dict view runs in C without releasing the GIL)."""
+        return list(self._by_id.values())

@@ -14,6 +14,7 @@ from dispatch_core.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    UnavailableError,
 )
 
 
@@ -55,6 +56,8 @@ def to_status(exc: DispatchError) -> grpc.Status:
             ]
         )
         return _status(code_pb2.FAILED_PRECONDITION, str(exc), detail)
+    if isinstance(exc, UnavailableError):
+        return _status(code_pb2.UNAVAILABLE, str(exc))
     return internal()
 
 

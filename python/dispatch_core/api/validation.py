@@ -17,6 +17,7 @@ from typing import TypeAlias
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from dispatch_core.errors import InvalidArgumentError
+from dispatch_core.picture import CoverageSpec
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.types import Agency, Grade, IncidentStatus, UnitStatus
 
@@ -307,3 +308,52 @@ class Validator:
                     v.append((f"unit_ids[{i}]", f"{unit_id!r} is listed twice"))
                 seen.add(unit_id)
         _raise_if(v)
+
+
+#: Longest coverage target accepted, seconds: a day is already beyond any response target.
+MAX_TARGET_SECONDS = 86_400.0
+#: Bounds of a coverage cell's side, metres: finer is noise, coarser hides the gaps.
+MIN_CELL_M, MAX_CELL_M = 50.0, 10_000.0
+#: Bounds of WatchOperatingPicture's interval, seconds.
+MIN_INTERVAL_S, MAX_INTERVAL_S = 1.0, 3_600.0
+
+
+def coverage_spec(
+    query: pb.CoverageQuery, capabilities: frozenset[str], at: str = "coverage"
+) -> CoverageSpec:
+    """The coverage question of a picture request, with its documented defaults filled in."""
+    v: Violations = []
+    _enums(v, f"{at}.agencies", query.agencies, _AGENCIES, "Agency")
+    if query.grade != 0:
+        _enum(v, f"{at}.grade", query.grade, _GRADES, "Grade")
+    for i, name in enumerate(query.unit_types):
+        _id(v, f"{at}.unit_types[{i}]", name)
+    for i, name in enumerate(query.capabilities):
+        if name not in capabilities:
+            v.append((f"{at}.capabilities[{i}]", f"unknown capability {name!r}"))
+    target = query.target_seconds or 900.0
+    if not (0.0 < target <= MAX_TARGET_SECONDS):
+        v.append((f"{at}.target_seconds", f"{target} is outside (0, {MAX_TARGET_SECONDS:.0f}]"))
+    cell = query.cell_m or 500.0
+    if not (MIN_CELL_M <= cell <= MAX_CELL_M):
+        v.append((f"{at}.cell_m", f"{cell} is outside [{MIN_CELL_M:.0f}, {MAX_CELL_M:.0f}]"))
+    _raise_if(v)
+    types = tuple(query.unit_types) or ("irv",)
+    return CoverageSpec(
+        agencies=tuple(Agency(a) for a in query.agencies) or (Agency.POLICE,),
+        unit_types=() if types == ("*",) else types,
+        required=tuple(query.capabilities),
+        grade=Grade(query.grade or Grade.IMMEDIATE),
+        target_seconds=target,
+        cell_m=cell,
+    )
+
+
+def watch_interval(request: pb.WatchOperatingPictureRequest) -> float:
+    interval = request.interval_seconds or 5.0
+    if not (MIN_INTERVAL_S <= interval <= MAX_INTERVAL_S):
+        raise InvalidArgumentError.one(
+            "interval_seconds",
+            f"{interval} is outside [{MIN_INTERVAL_S:.0f}, {MAX_INTERVAL_S:.0f}]",
+        )
+    return interval

@@ -5,6 +5,7 @@
 //! - [`index`]: a uniform-cell grid of moving points, partitioned by (agency, status);
 //! - [`eta`]: the travel-time model and the cost weights ([`eta::RankConfig`]);
 //! - [`rank`]: eligibility, scoring and exact top-K, plus the brute-force oracle;
+//! - [`coverage`]: which places some eligible unit can reach within a target time;
 //! - [`store`]: the table and the grid kept in step, with the status lifecycle.
 //!
 //! No PyO3 here: the crate tests and benches without Python; `rust/python` binds it.
@@ -21,6 +22,7 @@
 //! ```
 
 pub mod caps;
+pub mod coverage;
 pub mod error;
 pub mod eta;
 pub mod geo;

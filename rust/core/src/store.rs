@@ -134,6 +134,11 @@ impl UnitStore {
         Ok(())
     }
 
+    /// Distinct unit types seen (type ids are 0..this).
+    pub fn type_count(&self) -> usize {
+        self.types.len()
+    }
+
     pub fn unit_type_name(&self, id: TypeId) -> &str {
         &self.types[id as usize].1
     }
@@ -555,4 +560,34 @@ fn check_ping(i: usize, lat: f64, lon: f64, time_ms: i64) -> CoreResult<()> {
         other => other,
     })?;
     check_time(&format!("time_ms[{i}]"), time_ms)
+}
+
+impl UnitStore {
+    /// For each point, whether an eligible unit (per the query's filters) can arrive
+    /// within `target_s` seconds. The query's location, K and area are not used.
+    pub fn coverage(&self, q: &Query, points: &[(f64, f64)], target_s: f64) -> CoreResult<Vec<bool>> {
+        if !(target_s.is_finite() && target_s >= 0.0) {
+            return Err(CoreError::invalid("target_seconds", format!("{target_s} must be finite and >= 0")));
+        }
+        let resolved = self.resolve(q)?;
+        let model = self.model();
+        Ok(points
+            .iter()
+            .map(|&(lat, lon)| {
+                crate::coverage::reachable(&self.table, &self.grid, &model, lat, lon, &resolved, target_s)
+            })
+            .collect())
+    }
+
+    /// The oracle for [`Self::coverage`].
+    pub fn coverage_brute_force(&self, q: &Query, points: &[(f64, f64)], target_s: f64) -> CoreResult<Vec<bool>> {
+        let resolved = self.resolve(q)?;
+        let model = self.model();
+        Ok(points
+            .iter()
+            .map(|&(lat, lon)| {
+                crate::coverage::reachable_brute_force(&self.table, &model, lat, lon, &resolved, target_s)
+            })
+            .collect())
+    }
 }

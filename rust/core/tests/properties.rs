@@ -159,6 +159,22 @@ proptest! {
     }
 
     #[test]
+    fn coverage_equals_brute_force(
+        units in prop::collection::vec(unit_gen(0.2), 0..120),
+        query in query_gen(0.2),
+        points in prop::collection::vec((51.1f64..51.9, -0.5f64..0.3), 1..40),
+        target_s in 0.0f64..3000.0,
+        cell_deg in prop::sample::select(vec![0.002, 0.01, 0.05]),
+    ) {
+        let store = build(&units, cell_deg);
+        let q = to_query(&query);
+        prop_assert_eq!(
+            store.coverage(&q, &points, target_s).unwrap(),
+            store.coverage_brute_force(&q, &points, target_s).unwrap()
+        );
+    }
+
+    #[test]
     fn index_stays_consistent(
         ops in prop::collection::vec((0u8..5, 0usize..30, 51.0f64..52.0, -0.6f64..0.4, 0usize..7), 1..300),
     ) {

@@ -17,6 +17,7 @@ use parking_lot::RwLock;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyDict, PyMapping};
 
 create_exception!(_core, InvalidArgument, PyValueError, "A malformed argument; `.field` names it.");
@@ -439,7 +440,8 @@ impl UnitIndex {
     fn update_locations(
         &self,
         py: Python<'_>,
-        unit_ids: Vec<String>,
+        // Borrowed UTF-8 of the Python strings: no copy per id on the AVL hot path.
+        unit_ids: Vec<PyBackedStr>,
         lat: PyReadonlyArray1<'_, f64>,
         lon: PyReadonlyArray1<'_, f64>,
         time_ms: PyReadonlyArray1<'_, i64>,
@@ -545,6 +547,78 @@ impl UnitIndex {
             score: score.into_pyarray(py).unbind(),
             counts: counts.into_pyarray(py).unbind(),
         })
+    }
+
+    /// For each point, whether an eligible unit can arrive within `target_seconds` (ETA of
+    /// the ranking model: mobilisation + travel). Filters as in `rank`.
+    #[pyo3(signature = (lat, lon, *, target_seconds, now_ms, grade=1, required=None, agencies=None, statuses=None, unit_types=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn coverage<'py>(
+        &self,
+        py: Python<'py>,
+        lat: PyReadonlyArray1<'_, f64>,
+        lon: PyReadonlyArray1<'_, f64>,
+        target_seconds: f64,
+        now_ms: i64,
+        grade: i32,
+        required: Option<Vec<String>>,
+        agencies: Option<Vec<i32>>,
+        statuses: Option<Vec<i32>>,
+        unit_types: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyArray1<bool>>> {
+        let (lat, lon) = (lat.as_slice()?, lon.as_slice()?);
+        if lat.len() != lon.len() {
+            return Err(to_py(
+                py,
+                CoreError::invalid("lon", format!("length {} differs from lat length {}", lon.len(), lat.len())),
+            ));
+        }
+        let query = build_query(0.0, 0.0, now_ms, 1, grade, required, agencies, statuses, unit_types, None)
+            .map_err(|e| to_py(py, e))?;
+        let points: Vec<(f64, f64)> = lat.iter().copied().zip(lon.iter().copied()).collect();
+        let covered = self.read(py, |s| s.coverage(&query, &points, target_seconds)).map_err(|e| to_py(py, e))?;
+        Ok(covered.into_pyarray(py))
+    }
+
+    /// Live units as columns, for aggregate views: (agency, status, type index, type names,
+    /// lat, lon, location time ms); NaN / i64::MIN where a unit has never reported.
+    #[allow(clippy::type_complexity)]
+    fn unit_columns<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> (
+        Bound<'py, PyArray1<i8>>,
+        Bound<'py, PyArray1<i8>>,
+        Bound<'py, PyArray1<i32>>,
+        Vec<String>,
+        Bound<'py, PyArray1<f64>>,
+        Bound<'py, PyArray1<f64>>,
+        Bound<'py, PyArray1<i64>>,
+    ) {
+        let (agency, status, types, names, lat, lon, time) = self.read(py, |store| {
+            let t = store.table();
+            let live: Vec<usize> = (0..t.capacity()).filter(|&s| t.live[s]).collect();
+            let names: Vec<String> =
+                (0..store.type_count()).map(|i| store.unit_type_name(i as u16).to_owned()).collect();
+            (
+                live.iter().map(|&s| t.agency[s] as i8).collect::<Vec<i8>>(),
+                live.iter().map(|&s| t.status[s] as i8).collect::<Vec<i8>>(),
+                live.iter().map(|&s| i32::from(t.unit_type[s])).collect::<Vec<i32>>(),
+                names,
+                live.iter().map(|&s| t.lat[s]).collect::<Vec<f64>>(),
+                live.iter().map(|&s| t.lon[s]).collect::<Vec<f64>>(),
+                live.iter().map(|&s| t.location_ms[s]).collect::<Vec<i64>>(),
+            )
+        });
+        (
+            agency.into_pyarray(py),
+            status.into_pyarray(py),
+            types.into_pyarray(py),
+            names,
+            lat.into_pyarray(py),
+            lon.into_pyarray(py),
+            time.into_pyarray(py),
+        )
     }
 
     /// Every live unit's last position: (unit_ids, lat, lon, time_ms), NaN and i64::MIN

@@ -461,3 +461,153 @@ class AssignUnitsResponse(_message.Message):
     INCIDENT_FIELD_NUMBER: _ClassVar[int]
     incident: Incident
     def __init__(self, incident: _Optional[_Union[Incident, _Mapping]] = ...) -> None: ...
+
+class WatchEventsRequest(_message.Message):
+    __slots__ = ("from_sequence", "from_now")
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    FROM_NOW_FIELD_NUMBER: _ClassVar[int]
+    from_sequence: int
+    from_now: bool
+    def __init__(self, from_sequence: _Optional[int] = ..., from_now: _Optional[bool] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("sequence", "time", "actor", "method", "request_id", "unit_upserted", "unit_status_set", "incident_created", "incident_updated", "incident_closed", "units_assigned")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    UNIT_UPSERTED_FIELD_NUMBER: _ClassVar[int]
+    UNIT_STATUS_SET_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_CREATED_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_CLOSED_FIELD_NUMBER: _ClassVar[int]
+    UNITS_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    time: _timestamp_pb2.Timestamp
+    actor: str
+    method: str
+    request_id: str
+    unit_upserted: UpsertUnitResponse
+    unit_status_set: SetUnitStatusResponse
+    incident_created: CreateIncidentResponse
+    incident_updated: UpdateIncidentResponse
+    incident_closed: CloseIncidentResponse
+    units_assigned: AssignUnitsResponse
+    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., method: _Optional[str] = ..., request_id: _Optional[str] = ..., unit_upserted: _Optional[_Union[UpsertUnitResponse, _Mapping]] = ..., unit_status_set: _Optional[_Union[SetUnitStatusResponse, _Mapping]] = ..., incident_created: _Optional[_Union[CreateIncidentResponse, _Mapping]] = ..., incident_updated: _Optional[_Union[UpdateIncidentResponse, _Mapping]] = ..., incident_closed: _Optional[_Union[CloseIncidentResponse, _Mapping]] = ..., units_assigned: _Optional[_Union[AssignUnitsResponse, _Mapping]] = ...) -> None: ...
+
+class CoverageQuery(_message.Message):
+    __slots__ = ("agencies", "unit_types", "capabilities", "grade", "target_seconds", "cell_m", "include_uncovered_cells")
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    UNIT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    GRADE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CELL_M_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_UNCOVERED_CELLS_FIELD_NUMBER: _ClassVar[int]
+    agencies: _containers.RepeatedScalarFieldContainer[Agency]
+    unit_types: _containers.RepeatedScalarFieldContainer[str]
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    grade: Grade
+    target_seconds: float
+    cell_m: float
+    include_uncovered_cells: bool
+    def __init__(self, agencies: _Optional[_Iterable[_Union[Agency, str]]] = ..., unit_types: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Iterable[str]] = ..., grade: _Optional[_Union[Grade, str]] = ..., target_seconds: _Optional[float] = ..., cell_m: _Optional[float] = ..., include_uncovered_cells: _Optional[bool] = ...) -> None: ...
+
+class GetOperatingPictureRequest(_message.Message):
+    __slots__ = ("coverage",)
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    coverage: CoverageQuery
+    def __init__(self, coverage: _Optional[_Union[CoverageQuery, _Mapping]] = ...) -> None: ...
+
+class WatchOperatingPictureRequest(_message.Message):
+    __slots__ = ("coverage", "interval_seconds")
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    coverage: CoverageQuery
+    interval_seconds: float
+    def __init__(self, coverage: _Optional[_Union[CoverageQuery, _Mapping]] = ..., interval_seconds: _Optional[float] = ...) -> None: ...
+
+class AreaPicture(_message.Message):
+    __slots__ = ("area", "bcu", "units_by_status", "units_by_type", "units_by_agency", "on_duty", "available", "open_incidents_by_grade", "unassigned_incidents", "oldest_unassigned_age_seconds", "oldest_unassigned_immediate_age_seconds", "cells_total", "cells_covered", "coverage_ratio")
+    class UnitsByStatusEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class UnitsByTypeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class UnitsByAgencyEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class OpenIncidentsByGradeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    BCU_FIELD_NUMBER: _ClassVar[int]
+    UNITS_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    UNITS_BY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    UNITS_BY_AGENCY_FIELD_NUMBER: _ClassVar[int]
+    ON_DUTY_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    OPEN_INCIDENTS_BY_GRADE_FIELD_NUMBER: _ClassVar[int]
+    UNASSIGNED_INCIDENTS_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_UNASSIGNED_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_UNASSIGNED_IMMEDIATE_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CELLS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CELLS_COVERED_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    area: str
+    bcu: str
+    units_by_status: _containers.ScalarMap[str, int]
+    units_by_type: _containers.ScalarMap[str, int]
+    units_by_agency: _containers.ScalarMap[str, int]
+    on_duty: int
+    available: int
+    open_incidents_by_grade: _containers.ScalarMap[str, int]
+    unassigned_incidents: int
+    oldest_unassigned_age_seconds: float
+    oldest_unassigned_immediate_age_seconds: float
+    cells_total: int
+    cells_covered: int
+    coverage_ratio: float
+    def __init__(self, area: _Optional[str] = ..., bcu: _Optional[str] = ..., units_by_status: _Optional[_Mapping[str, int]] = ..., units_by_type: _Optional[_Mapping[str, int]] = ..., units_by_agency: _Optional[_Mapping[str, int]] = ..., on_duty: _Optional[int] = ..., available: _Optional[int] = ..., open_incidents_by_grade: _Optional[_Mapping[str, int]] = ..., unassigned_incidents: _Optional[int] = ..., oldest_unassigned_age_seconds: _Optional[float] = ..., oldest_unassigned_immediate_age_seconds: _Optional[float] = ..., cells_total: _Optional[int] = ..., cells_covered: _Optional[int] = ..., coverage_ratio: _Optional[float] = ...) -> None: ...
+
+class UncoveredCell(_message.Message):
+    __slots__ = ("location", "area")
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    location: Location
+    area: str
+    def __init__(self, location: _Optional[_Union[Location, _Mapping]] = ..., area: _Optional[str] = ...) -> None: ...
+
+class OperatingPicture(_message.Message):
+    __slots__ = ("computed_at", "compute_seconds", "coverage", "areas", "coverage_ratio", "uncovered_cells")
+    COMPUTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    AREAS_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    UNCOVERED_CELLS_FIELD_NUMBER: _ClassVar[int]
+    computed_at: _timestamp_pb2.Timestamp
+    compute_seconds: float
+    coverage: CoverageQuery
+    areas: _containers.RepeatedCompositeFieldContainer[AreaPicture]
+    coverage_ratio: float
+    uncovered_cells: _containers.RepeatedCompositeFieldContainer[UncoveredCell]
+    def __init__(self, computed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compute_seconds: _Optional[float] = ..., coverage: _Optional[_Union[CoverageQuery, _Mapping]] = ..., areas: _Optional[_Iterable[_Union[AreaPicture, _Mapping]]] = ..., coverage_ratio: _Optional[float] = ..., uncovered_cells: _Optional[_Iterable[_Union[UncoveredCell, _Mapping]]] = ...) -> None: ...

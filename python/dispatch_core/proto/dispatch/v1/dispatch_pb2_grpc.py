@@ -111,6 +111,21 @@ class DispatchServiceStub:
                 request_serializer=dispatch_dot_v1_dot_dispatch__pb2.AssignUnitsRequest.SerializeToString,
                 response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.AssignUnitsResponse.FromString,
                 _registered_method=True)
+        self.WatchEvents = channel.unary_stream(
+                '/dispatch.v1.DispatchService/WatchEvents',
+                request_serializer=dispatch_dot_v1_dot_dispatch__pb2.WatchEventsRequest.SerializeToString,
+                response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.Event.FromString,
+                _registered_method=True)
+        self.GetOperatingPicture = channel.unary_unary(
+                '/dispatch.v1.DispatchService/GetOperatingPicture',
+                request_serializer=dispatch_dot_v1_dot_dispatch__pb2.GetOperatingPictureRequest.SerializeToString,
+                response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.OperatingPicture.FromString,
+                _registered_method=True)
+        self.WatchOperatingPicture = channel.unary_stream(
+                '/dispatch.v1.DispatchService/WatchOperatingPicture',
+                request_serializer=dispatch_dot_v1_dot_dispatch__pb2.WatchOperatingPictureRequest.SerializeToString,
+                response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.OperatingPicture.FromString,
+                _registered_method=True)
 
 
 class DispatchServiceServicer:
@@ -235,6 +250,35 @@ class DispatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchEvents(self, request, context):
+        """Every journaled state change, in sequence order, starting after from_sequence: first
+        the history kept in the journal, then live changes as they become durable, with no gap
+        and no duplicate between the two. Location pings are not in it (they are not
+        journaled). OUT_OF_RANGE, naming the earliest sequence still kept, when from_sequence
+        is older than the journal keeps. A consumer that falls too far behind has its stream
+        ended with RESOURCE_EXHAUSTED; it reconnects with the last sequence it saw.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOperatingPicture(self, request, context):
+        """The integrated operating picture now: per area, units by status, type and agency,
+        on-duty and available strength, open incidents by grade and the oldest unassigned,
+        and coverage (the share of the area an eligible unit can reach within a target time).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchOperatingPicture(self, request, context):
+        """The operating picture again every interval_seconds, for dashboards, until the client
+        cancels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -312,6 +356,21 @@ def add_DispatchServiceServicer_to_server(servicer, server):
                     servicer.AssignUnits,
                     request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.AssignUnitsRequest.FromString,
                     response_serializer=dispatch_dot_v1_dot_dispatch__pb2.AssignUnitsResponse.SerializeToString,
+            ),
+            'WatchEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvents,
+                    request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.WatchEventsRequest.FromString,
+                    response_serializer=dispatch_dot_v1_dot_dispatch__pb2.Event.SerializeToString,
+            ),
+            'GetOperatingPicture': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOperatingPicture,
+                    request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.GetOperatingPictureRequest.FromString,
+                    response_serializer=dispatch_dot_v1_dot_dispatch__pb2.OperatingPicture.SerializeToString,
+            ),
+            'WatchOperatingPicture': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchOperatingPicture,
+                    request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.WatchOperatingPictureRequest.FromString,
+                    response_serializer=dispatch_dot_v1_dot_dispatch__pb2.OperatingPicture.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -721,6 +780,87 @@ class DispatchService:
             '/dispatch.v1.DispatchService/AssignUnits',
             dispatch_dot_v1_dot_dispatch__pb2.AssignUnitsRequest.SerializeToString,
             dispatch_dot_v1_dot_dispatch__pb2.AssignUnitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dispatch.v1.DispatchService/WatchEvents',
+            dispatch_dot_v1_dot_dispatch__pb2.WatchEventsRequest.SerializeToString,
+            dispatch_dot_v1_dot_dispatch__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOperatingPicture(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dispatch.v1.DispatchService/GetOperatingPicture',
+            dispatch_dot_v1_dot_dispatch__pb2.GetOperatingPictureRequest.SerializeToString,
+            dispatch_dot_v1_dot_dispatch__pb2.OperatingPicture.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchOperatingPicture(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dispatch.v1.DispatchService/WatchOperatingPicture',
+            dispatch_dot_v1_dot_dispatch__pb2.WatchOperatingPictureRequest.SerializeToString,
+            dispatch_dot_v1_dot_dispatch__pb2.OperatingPicture.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,466 @@
+"""Every Prometheus metric dispatch-core exports, in one place.
+
+The names are a contract (design.md, "Metrics"): the Grafana dashboard in ops/grafana and
+the alert rules in ops/prometheus are written against them. Conventions: base units
+(seconds, not milliseconds), `_seconds` / `_total` suffixes, and only low-cardinality labels
+(method, code, grade, agency, status, result): never a unit or incident id, which would make
+one time series per unit or incident and grow without bound.
+
+Three kinds of metric, by where the number comes from:
+
+* **RED per RPC**, recorded by the gRPC interceptor (`dispatch_core.api.interceptor`):
+  `dispatch_rpc_duration_seconds{method,code}` and `dispatch_rpc_in_flight{method}`.
+  There is no separate `dispatch_rpc_requests_total`: the histogram's `_count` series *is*
+  the request counter by method and code (Prometheus exposes it as a counter), so a second
+  counter would cost a second locked increment per call and could only ever say the same.
+  Rate: `rate(dispatch_rpc_duration_seconds_count[5m])`; errors: the same with `code!="OK"`.
+* **Events**, observed by the engine when they happen (`EngineMetrics`, an
+  `EngineObserver`): ranking time, location pings by outcome, time to first assignment and
+  to first arrival by grade, and whether the response target was met.
+* **State**, read from the engine at scrape time (`EngineStateCollector`): units by agency
+  and status, open incidents by grade, the oldest unassigned incident's age. Computing them
+  from the state itself, rather than incrementing and decrementing gauges on every command,
+  means they cannot drift from the truth (a missed decrement would be wrong forever).
+
+Each `Metrics` owns a dedicated `CollectorRegistry`, not prometheus_client's global one, so
+several servers (tests, benchmarks) can live in one process without name clashes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from dispatch_core._core import LocationReport
+from dispatch_core.engine import Engine
+from dispatch_core.incidents import Incident
+from dispatch_core.journal.base import GroupCommitJournal
+from dispatch_core.observe import EngineObserver
+from dispatch_core.picture import CoverageSpec, Picture
+from dispatch_core.types import Agency, Grade, IncidentStatus, UnitStatus
+
+log = logging.getLogger(__name__)
+
+#: Default HTTP port for /metrics: the port OpenTelemetry's Prometheus exporter registered,
+#: so it does not collide with the usual exporters (9090-9100).
+DEFAULT_METRICS_PORT = 9464
+
+#: Attendance targets by grade, seconds (domain.md: the MPS's public urban targets).
+#: EXTENDED and REFERRED have none, so they get no met/not-met verdict.
+RESPONSE_TARGET_S: dict[Grade, float] = {
+    Grade.IMMEDIATE: 15 * 60.0,
+    Grade.SIGNIFICANT: 60 * 60.0,
+}
+
+#: RPC latency: RecommendUnits takes ~100-300 µs over gRPC here and Ping less, so the
+#: buckets start at 50 µs to resolve them; 10 s catches a stalled call (beyond is +Inf).
+RPC_BUCKETS_S = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+#: One `UnitIndex.rank` call: tens of µs on a 100k-unit fleet, so finer than RPCs.
+RANK_BUCKETS_S = (
+    0.000005,
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.1,
+)
+
+#: Minutes to hours. 900 and 3600 are the I and S targets *exactly*, so the share within
+#: target is `bucket{le="900"} / count` with no interpolation: a compliance figure, not an
+#: estimate. The others are for the shape (how far over target the misses are).
+RESPONSE_BUCKETS_S = (
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    RESPONSE_TARGET_S[Grade.IMMEDIATE],
+    1200.0,
+    1800.0,
+    2700.0,
+    RESPONSE_TARGET_S[Grade.SIGNIFICANT],
+    7200.0,
+    14400.0,
+    43200.0,
+    86400.0,
+)
+
+#: A journal append is a commit (and maybe an fsync): 100 µs to a slow disk's second.
+JOURNAL_APPEND_BUCKETS_S = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
+
+#: Entries per group commit: powers of two up to the largest batch worth telling apart.
+JOURNAL_BATCH_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0)
+
+#: `dispatch_location_pings_total{result}`: one value per `LocationReport` field.
+PING_RESULTS = ("applied", "unknown_unit", "bad_coordinate", "stale")
+
+
+class Metrics:
+    """The metrics of one server, on their own registry."""
+
+    def __init__(self, *, process: bool = True) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        if process:
+            # CPU, memory, open fds, GC: the "is the process healthy" half of the dashboard.
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
+
+        # ------------------------------------------------------------------ RED per RPC
+        self.rpc_duration = Histogram(
+            "dispatch_rpc_duration_seconds",
+            "Time from receiving an RPC to its final status, by method and status code. "
+            "Its _count is the request counter.",
+            ("method", "code"),
+            buckets=RPC_BUCKETS_S,
+            registry=r,
+        )
+        self.rpc_in_flight = Gauge(
+            "dispatch_rpc_in_flight",
+            "RPCs being handled now, by method.",
+            ("method",),
+            registry=r,
+        )
+
+        # ----------------------------------------------------------------------- core
+        self.rank_duration = Histogram(
+            "dispatch_rank_duration_seconds",
+            "Time of one ranking call into the Rust core (one requirement group).",
+            buckets=RANK_BUCKETS_S,
+            registry=r,
+        )
+        self.location_pings = Counter(
+            "dispatch_location_pings",
+            "Location pings received in valid batches, by what became of them.",
+            ("result",),
+            registry=r,
+        )
+        self.journal_append = Histogram(
+            "dispatch_journal_append_seconds",
+            "Time for one journal append to become durable (including group commit wait).",
+            buckets=JOURNAL_APPEND_BUCKETS_S,
+            registry=r,
+        )
+        self.journal_batch_size = Histogram(
+            "dispatch_journal_batch_size",
+            "Entries written by one journal commit (group commit batch size).",
+            buckets=JOURNAL_BATCH_BUCKETS,
+            registry=r,
+        )
+
+        # --------------------------------------------------------------------- domain
+        self.time_to_assign = Histogram(
+            "dispatch_time_to_assign_seconds",
+            "From incident creation to its first unit assigned, by grade.",
+            ("grade",),
+            buckets=RESPONSE_BUCKETS_S,
+            registry=r,
+        )
+        self.time_to_on_scene = Histogram(
+            "dispatch_time_to_on_scene_seconds",
+            "From incident creation to its first unit on scene, by grade. The le=900 "
+            "(IMMEDIATE) and le=3600 (SIGNIFICANT) buckets are the attendance targets.",
+            ("grade",),
+            buckets=RESPONSE_BUCKETS_S,
+            registry=r,
+        )
+        self.response_target = Counter(
+            "dispatch_response_target",
+            "Incidents first attended, by grade and whether within the grade's target.",
+            ("grade", "met"),
+            registry=r,
+        )
+        # Every series exists from the start at 0: a rate over a series that appears only
+        # at its first event would miss that event, and alerts see 0 rather than nothing.
+        for result in PING_RESULTS:
+            self.location_pings.labels(result)
+        for grade in Grade:
+            self.time_to_assign.labels(grade.name)
+            self.time_to_on_scene.labels(grade.name)
+        for grade in RESPONSE_TARGET_S:
+            for met in ("true", "false"):
+                self.response_target.labels(grade.name, met)
+
+    def journal_appended(self, seconds: float) -> None:
+        """One command's journal append became durable `seconds` after it was submitted.
+
+        Call from where the engine waits for the append (its journal hook), so the figure
+        is what a command really waits, group-commit queueing included.
+        """
+        self.journal_append.observe(seconds)
+
+    def journal_committed(self, entries: int) -> None:
+        """One journal commit (one sync) wrote `entries` entries: the group commit batch."""
+        self.journal_batch_size.observe(entries)
+
+    def watch(self, engine: Engine) -> None:
+        """Records `engine`'s events and exports its state at every scrape."""
+        engine.observer = EngineMetrics(self)
+        journal = getattr(engine, "journal", None)
+        if isinstance(journal, GroupCommitJournal):
+            journal.on_commit = self.journal_committed
+        self.registry.register(EngineStateCollector(engine))
+        self.registry.register(CoverageCollector(engine))
+
+    def serve_http(self, host: str, port: int) -> MetricsServer:
+        """Serves /metrics on host:port (0 picks a free port); raises OSError if it cannot."""
+        httpd, thread = start_http_server(port, addr=host, registry=self.registry)
+        return MetricsServer(httpd, thread, host, int(httpd.server_port))
+
+
+@dataclass
+class MetricsServer:
+    """The running /metrics HTTP server."""
+
+    httpd: object
+    thread: threading.Thread
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()  # type: ignore[attr-defined]
+        self.httpd.server_close()  # type: ignore[attr-defined]
+        self.thread.join(timeout=5)
+
+
+class EngineMetrics(EngineObserver):
+    """Engine events into histograms and counters, with every label child resolved once.
+
+    `labels()` looks the child up in a dict under a lock on every call; the engine's hot
+    paths (rank, pings) call in here per request, so children are cached up front.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._rank = metrics.rank_duration.observe
+        self._applied = metrics.location_pings.labels("applied").inc
+        self._unknown = metrics.location_pings.labels("unknown_unit").inc
+        self._bad = metrics.location_pings.labels("bad_coordinate").inc
+        self._stale = metrics.location_pings.labels("stale").inc
+        self._to_assign = {g: metrics.time_to_assign.labels(g.name).observe for g in Grade}
+        self._to_scene = {g: metrics.time_to_on_scene.labels(g.name).observe for g in Grade}
+        self._target = {
+            (g, met): metrics.response_target.labels(g.name, "true" if met else "false").inc
+            for g in RESPONSE_TARGET_S
+            for met in (True, False)
+        }
+
+    def ranked(self, seconds: float) -> None:
+        self._rank(seconds)
+
+    def pings(self, report: LocationReport) -> None:
+        # Zero increments are skipped: each inc takes a lock, and most batches are all good.
+        if report.applied:
+            self._applied(report.applied)
+        if report.skipped_unknown_unit:
+            self._unknown(report.skipped_unknown_unit)
+        if report.skipped_bad_coordinate:
+            self._bad(report.skipped_bad_coordinate)
+        if report.skipped_stale:
+            self._stale(report.skipped_stale)
+
+    def first_assigned(self, incident: Incident, now_ms: int) -> None:
+        self._to_assign[incident.grade](_elapsed_s(incident.created_ms, now_ms))
+
+    def first_on_scene(self, incident: Incident, now_ms: int) -> None:
+        elapsed = _elapsed_s(incident.created_ms, now_ms)
+        self._to_scene[incident.grade](elapsed)
+        target = RESPONSE_TARGET_S.get(incident.grade)
+        if target is not None:
+            # "Within 15 minutes" includes 15:00 exactly, as the le="900" bucket does.
+            self._target[(incident.grade, elapsed <= target)]()
+
+    def journal_durable(self, seconds: float) -> None:
+        self._metrics.journal_appended(seconds)
+
+
+def _elapsed_s(from_ms: int, to_ms: int) -> float:
+    # A clock step backwards must not record a negative duration (histograms assume >= 0).
+    return max(0.0, (to_ms - from_ms) / 1000.0)
+
+
+class EngineStateCollector(Collector):
+    """Units and incidents as they are at scrape time.
+
+    Reads without the engine's writer lock, as every reader does (engine.py): the core is
+    safe to read concurrently and incidents are immutable values, so a scrape sees each
+    object whole, possibly a command older or newer than its neighbour, which a gauge can
+    live with. Cost per scrape: one core call plus one pass over the incident store.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        # Names only, so registering does not run collect() against a half-built engine.
+        return [
+            GaugeMetricFamily("dispatch_units", _UNITS_HELP, labels=("agency", "status")),
+            GaugeMetricFamily("dispatch_incidents_open", _OPEN_HELP, labels=("grade",)),
+            GaugeMetricFamily(
+                "dispatch_oldest_unassigned_incident_age_seconds", _OLDEST_HELP, labels=("grade",)
+            ),
+        ]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        engine = self._engine
+        units = GaugeMetricFamily("dispatch_units", _UNITS_HELP, labels=("agency", "status"))
+        counts = engine.index.counts_by_agency_status()
+        # Every agency x status pair, zeros included: "no units AVAILABLE" must be a 0 the
+        # dashboard and alerts can see, not a series that vanished.
+        for agency in Agency:
+            for status in UnitStatus:
+                units.add_metric((agency.name, status.name), float(counts.get((agency, status), 0)))
+        yield units
+
+        now_ms = engine.now_ms()
+        open_by_grade = dict.fromkeys(Grade, 0)
+        oldest_ms: dict[Grade, int] = {}
+        for incident in engine.incidents.iter_after(""):
+            if incident.status is IncidentStatus.CLOSED:
+                continue
+            open_by_grade[incident.grade] += 1
+            if _waiting(incident):
+                created = oldest_ms.get(incident.grade)
+                if created is None or incident.created_ms < created:
+                    oldest_ms[incident.grade] = incident.created_ms
+        open_family = GaugeMetricFamily("dispatch_incidents_open", _OPEN_HELP, labels=("grade",))
+        oldest = GaugeMetricFamily(
+            "dispatch_oldest_unassigned_incident_age_seconds", _OLDEST_HELP, labels=("grade",)
+        )
+        for grade in Grade:
+            open_family.add_metric((grade.name,), float(open_by_grade[grade]))
+            created = oldest_ms.get(grade)
+            age = 0.0 if created is None else _elapsed_s(created, now_ms)
+            oldest.add_metric((grade.name,), age)
+        yield open_family
+        yield oldest
+
+
+class CoverageCollector(Collector):
+    """Coverage of each area for the default question (an AVAILABLE police IRV within the
+    I-grade target), as `dispatch_coverage_ratio{area,kind}`.
+
+    The picture takes tens of milliseconds at 100k units, so it is recomputed at most every
+    `refresh_s` and scrapes in between reuse it: coverage moves with the fleet over minutes,
+    and a scrape must stay cheap.
+    """
+
+    def __init__(self, engine: Engine, spec: CoverageSpec | None = None, refresh_s: float = 10.0):
+        self._engine = engine
+        self._spec = spec or CoverageSpec()
+        self._refresh_s = refresh_s
+        self._lock = threading.Lock()
+        self._cached: tuple[float, Picture] | None = None
+        types = "+".join(self._spec.unit_types) or "any"
+        self.kind = f"{types}_{self._spec.target_seconds / 60:g}min"
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily("dispatch_coverage_ratio", _COVERAGE_HELP, labels=("area", "kind")),
+            GaugeMetricFamily("dispatch_picture_compute_seconds", _PICTURE_HELP),
+        ]
+
+    def _picture(self) -> Picture:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= self._refresh_s:
+                self._cached = (now, self._engine.operating_picture(self._spec))
+            return self._cached[1]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        picture = self._picture()
+        ratio = GaugeMetricFamily(
+            "dispatch_coverage_ratio", _COVERAGE_HELP, labels=("area", "kind")
+        )
+        for area in picture.areas:
+            ratio.add_metric((area.area.name, self.kind), area.coverage_ratio)
+        yield ratio
+        yield GaugeMetricFamily(
+            "dispatch_picture_compute_seconds", _PICTURE_HELP, value=picture.compute_seconds
+        )
+
+
+_COVERAGE_HELP = (
+    "Share of the area's cells an eligible unit can reach within the target (kind names the "
+    "unit types and target), recomputed at most every 10 s."
+)
+_PICTURE_HELP = "Seconds the last operating picture took to compute."
+
+
+def _waiting(incident: Incident) -> bool:
+    """Open, no unit attached now, and nobody has arrived yet: waiting for a resource.
+
+    An incident whose only unit was diverted away (pre-emption) is waiting again, and its
+    age still counts from creation: the target is from the call, not from the diversion.
+    """
+    return not incident.attached_unit_ids and incident.first_on_scene_ms is None
+
+
+_UNITS_HELP = "Units by agency and status, now."
+_OPEN_HELP = "Incidents not yet closed, by grade, now."
+_OLDEST_HELP = (
+    "Age of the oldest open incident with no unit attached and none arrived, by grade; "
+    "0 when none is waiting."
+)
