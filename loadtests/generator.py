@@ -423,9 +423,12 @@ class LoadtestServer(Server):
         # Server.__init__ would start the process with bench_grpc's own flags; the
         # attributes its methods use are set here instead.
         exe = Path(sys.executable).parent / "dispatch-core"
-        help_text = subprocess.run(
+        helped = subprocess.run(
             [str(exe), "serve", "--help"], capture_output=True, text=True, check=False
-        ).stdout
+        )
+        if helped.returncode != 0:
+            raise SystemExit(f"dispatch-core serve --help failed:\n{helped.stderr[-2000:]}")
+        help_text = helped.stdout
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         extra: list[str] = []

@@ -104,8 +104,10 @@ def _seed(stub: pb_grpc.DispatchServiceStub, fleet: Any, out: Any) -> dict[str, 
     print(f"seeding {len(fleet):,} units over gRPC...", file=out, flush=True)
     try:
         seeded = seed_fleet(stub, fleet, time.time_ns() // 1_000_000)
-    except SystemExit as exc:
-        raise SystemExit(f"{exc} (a load test needs a fresh server)") from None
+    except (SystemExit, grpc.RpcError) as exc:
+        # The fleet is registered, not looked up: a server that already has it refuses.
+        detail = exc.details() if isinstance(exc, grpc.RpcError) else str(exc)
+        raise SystemExit(f"seeding failed: {detail} (a load test needs a fresh server)") from None
     print(
         f"seeded in {seeded['upsert_s'] + seeded['set_status_s'] + seeded['locate_s']:.1f} s "
         f"({seeded['available']:,} AVAILABLE)",
@@ -239,6 +241,7 @@ def run_step_search(args: argparse.Namespace) -> Path:
     machine = machine_info()
     progress = None if args.quiet else sys.stderr
     steps: list[dict[str, Any]] = []
+    failed = 0
     stopped = f"reached the last step ({args.step_max:.0f}/s)"
     with tempfile.TemporaryDirectory(prefix="loadtest-") as tmp:
         target = _Target(args, Path(tmp))
@@ -261,8 +264,12 @@ def run_step_search(args: argparse.Namespace) -> Path:
                     limit=args.p99_limit_ms,
                 )
                 steps.append(row)
-                if row["verdict"] != "ok":
-                    stopped = f"{row['verdict']} at {rate}/s"
+                failed = failed + 1 if row["verdict"] != "ok" else 0
+                # Errors end the search at once (overload). A tail over the limit may be a
+                # blip of a shared machine, or a low rate's cold cores (an idle server wakes
+                # slowly): only `--patience` failing steps in a row end it.
+                if row["errors"] or failed >= args.patience:
+                    stopped = f"{row['verdict']} at {rate:.0f}/s"
                     break
                 time.sleep(0.5)  # let the server's queues empty between steps
         finally:
@@ -393,6 +400,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--step-factor", type=float, default=1.25, help="step search: rate x per step")
     p.add_argument("--step-max", type=float, default=20_000.0, help="step search: last rate")
     p.add_argument("--p99-limit-ms", type=float, default=5.0, help="step search: p99 limit")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=2,
+        help="step search: failing steps in a row that end it (default 2; errors end it at once)",
+    )
     return p
 
 
