@@ -9,10 +9,9 @@ observation of `dispatch_rpc_duration_seconds{method,code}` with the *final* sta
   (grpcio needs it to end the RPC);
 * any other exception is what grpcio answers as UNKNOWN;
 * a handler that ends after its deadline is DEADLINE_EXCEEDED; one that gives up because
-  the client went away (the servicer's `_guarded` returns None then) is CANCELLED. Known
-  limit: a client cancel that grpcio reports to a client-streaming handler as the normal
-  end of its request stream, before marking the RPC inactive, is recorded as OK (grpcio
-  exposes no public "final status" to look at afterwards).
+  the client went away (the servicer's `_guarded` returns None then) is CANCELLED. A
+  client-streaming handler's OK is confirmed when the call closes (`_client_streaming`),
+  since grpcio may report a client cancel to it as the plain end of its request stream.
 
 Streaming: a client-streaming handler (StreamLocations) is timed like a unary one, from
 the call to its return (it consumes the request stream inside). A server-streaming
@@ -146,7 +145,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             )
         if handler.request_streaming:
             return grpc.stream_unary_rpc_method_handler(
-                _unary(handler.stream_unary, m),
+                _client_streaming(handler.stream_unary, m),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -183,6 +182,49 @@ def _unary(behavior: Behavior, m: _MethodMetrics) -> Behavior:
         finally:
             observe(code, clock() - started)
             leave()
+
+    return timed
+
+
+def _client_streaming(behavior: Behavior, m: _MethodMetrics) -> Behavior:
+    """Wraps a client-streaming handler, recording its code once the RPC has *finished*.
+
+    A client cancel can reach the handler as the plain end of its request stream, and
+    grpcio learns it was a cancel only when the call closes, after the handler returned.
+    So an OK from the handler is confirmed in the call's termination callback, where
+    grpcio's call state says whether the client cancelled. grpcio has no public accessor
+    for that state; when the private one is missing (another grpcio), the handler-time
+    answer stands, which is what `_unary` records.
+    """
+    clock = time.perf_counter
+    enter, leave, observe = m.enter, m.leave, m.observe
+
+    def timed(request: Any, context: grpc.ServicerContext) -> Any:
+        enter()
+        started = clock()
+        code = _UNKNOWN
+        deferred = False
+        try:
+            response = behavior(request, context)
+            code = _final_code(context)
+            if code == _OK:
+                elapsed = clock() - started
+
+                def on_done() -> None:
+                    state = getattr(context, "_state", None)
+                    cancelled = getattr(state, "client", None) == "cancelled"
+                    observe(_CANCELLED if cancelled else _OK, elapsed)
+                    leave()
+
+                deferred = context.add_callback(on_done)
+            return response
+        except BaseException:
+            code = _set_code(context) or _UNKNOWN
+            raise
+        finally:
+            if not deferred:
+                observe(code, clock() - started)
+                leave()
 
     return timed
 
