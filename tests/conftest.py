@@ -122,19 +122,27 @@ def start_server(workdir: Path, *, metrics_port: int = -1) -> ServerProcess:
             else:
                 time.sleep(0.05)
     server = ServerProcess(process, port, log_path, metrics_url)
-    with grpc.insecure_channel(server.target) as channel:
+    if not wait_serving(server.target, process, deadline):
+        server.stop()
+        raise RuntimeError(f"server never became SERVING:\n{server.log()}")
+    return server
+
+
+def wait_serving(target: str, process: subprocess.Popen[bytes], deadline: float) -> bool:
+    """Polls grpc.health.v1 at `target` until SERVING (True), or until the process exits or
+    the monotonic `deadline` passes (False)."""
+    with grpc.insecure_channel(target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
                 reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return server
+                    return True
             except grpc.RpcError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                server.stop()
-                raise RuntimeError(f"server never became SERVING:\n{server.log()}")
-            time.sleep(0.05)
+                return False
+            time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

@@ -22,11 +22,11 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dispatch_core.durability import JournalConfig
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
+from tests.conftest import wait_serving
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 BACKENDS = ("sqlite", "postgres")
@@ -168,19 +168,10 @@ def launch(
             server.kill()
             raise RuntimeError(f"server did not start:\n{server.log()}")
         time.sleep(0.02)
-    with grpc.insecure_channel(server.target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return server
-            except grpc.RpcError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"server never became SERVING:\n{server.log()}")
-            time.sleep(0.02)
+    if not wait_serving(server.target, process, deadline):
+        server.kill()
+        raise RuntimeError(f"server never became SERVING:\n{server.log()}")
+    return server
 
 
 def unit_request(request_id: str, unit_id: str) -> pb.UpsertUnitRequest:
