@@ -3,9 +3,9 @@
 Areas are the package's London boroughs (with their BCU) or any list a deployment supplies.
 Without boundaries a point belongs to the area of the nearest centroid (a Voronoi partition),
 an approximation stated wherever the picture is shown. Coverage cells are laid on a grid of
-`cell_m` metres; a cell belongs to the nearest area centroid and counts only within that
-area's equivalent radius x `EXTENT_FACTOR`, so the Thames estuary or Surrey fields are not
-counted as London cells left uncovered.
+`cell_m` metres; a cell counts when it lies within some area's equivalent radius x
+`EXTENT_FACTOR` (so the Thames estuary or Surrey fields are not counted as London cells
+left uncovered) and belongs to the nearest area centroid.
 
 Counting happens here with NumPy over columns the core hands out in one call; whether a
 cell is reachable in time is asked of the Rust core, which answers for all cells at once.
@@ -185,7 +185,9 @@ def _cells(
     grid_lat, grid_lon = (a.ravel() for a in np.meshgrid(lats, lons, indexing="ij"))
     dist = areas.distances_m(grid_lat, grid_lon)
     nearest = np.argmin(dist, axis=1)
-    inside = dist[np.arange(len(nearest)), nearest] <= areas._radius_m[nearest] * EXTENT_FACTOR
+    # In London when within the extent of *any* area (a small borough next to a big one
+    # must not leave holes), then counted for the nearest centroid.
+    inside = (dist <= areas._radius_m[None, :] * EXTENT_FACTOR).any(axis=1)
     return grid_lat[inside], grid_lon[inside], nearest[inside].astype(np.int64)
 
 
