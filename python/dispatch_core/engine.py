@@ -618,12 +618,14 @@ class Engine:
         after_id: str,
     ) -> tuple[pb.ListUnitsResponse, str | None]:
         """One page of units with ids after `after_id`; also the last id when more follow."""
-        views = self.index.list_units(
+        # One more than the page tells whether another page follows.
+        page = self.index.list_units(
             statuses=list(statuses) or None,
             agencies=list(agencies) or None,
             home_area=home_area or None,
+            after_id=after_id,
+            limit=page_size + 1,
         )
-        page = sorted((v for v in views if v.unit_id > after_id), key=lambda v: v.unit_id)
         response = pb.ListUnitsResponse()
         for view in page[:page_size]:
             unit_to_proto(view, response.units.add())
