@@ -263,21 +263,16 @@ class Server:
         exe = shutil.which("dispatch-core", path=str(Path(sys.executable).parent))
         if exe is None:
             raise SystemExit("dispatch-core is not installed next to this python")
+        helped = subprocess.run(
+            [exe, "serve", "--help"], capture_output=True, text=True, check=False
+        )
+        if helped.returncode != 0:
+            raise SystemExit(f"dispatch-core serve --help failed:\n{helped.stderr[-2000:]}")
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
-        # A fixed default metrics port would collide with any other server on the machine:
-        # ask for a free one when this version of the CLI has metrics.
-        help_text = subprocess.run(
-            [exe, "serve", "--help"], capture_output=True, text=True, check=False
-        ).stdout
-        extra = ["--metrics-port", "0"] if "--metrics-port" in help_text else []
-        # Snapshots (journalled servers) write the whole state from a background thread.
-        # A short interval makes the one after seeding happen right away, before anything
-        # is measured; nothing measured below is journalled, so no other snapshot follows
-        # until `snapshot_stall` provokes one on purpose.
-        self.journalled = "--snapshot-interval" in help_text
-        if self.journalled:
-            extra += ["--snapshot-interval", str(SNAPSHOT_INTERVAL_S)]
+        extra = self.flags(helped.stdout)
+        self.command_flags = extra
+        workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "server.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -300,6 +295,20 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         self.pid = self.proc.pid
+
+    def flags(self, help_text: str) -> list[str]:
+        """`serve` flags for this benchmark, given what this CLI version offers."""
+        # A fixed default metrics port would collide with any other server on the machine:
+        # ask for a free one when this version of the CLI has metrics.
+        extra = ["--metrics-port", "0"] if "--metrics-port" in help_text else []
+        # Snapshots (journalled servers) write the whole state from a background thread.
+        # A short interval makes the one after seeding happen right away, before anything
+        # is measured; nothing measured below is journalled, so no other snapshot follows
+        # until `snapshot_stall` provokes one on purpose.
+        self.journalled = "--snapshot-interval" in help_text
+        if self.journalled:
+            extra += ["--snapshot-interval", str(SNAPSHOT_INTERVAL_S)]
+        return extra
 
     def wait_serving(self, channel: grpc.Channel, timeout_s: float = 30.0) -> float:
         """Blocks until the health service says SERVING; returns the seconds it took."""

@@ -32,7 +32,6 @@ import itertools
 import logging
 import math
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -50,7 +49,7 @@ from dispatch_core.fleet import Fleet, boroughs, incident_points, make_fleet
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from dispatch_core.types import Grade, UnitStatus
-from loadtests.bench_grpc import Server, free_port, machine_jiffies, proc_cpu_s, seed_server
+from loadtests.bench_grpc import Server, machine_jiffies, proc_cpu_s, seed_server
 from loadtests.scenario import TARGET_S, IncidentKind, Scenario
 
 log = logging.getLogger(__name__)
@@ -413,56 +412,27 @@ class Sampler:
 class LoadtestServer(Server):
     """`dispatch-core serve` on a free loopback port with a temporary data dir.
 
-    Reuses bench_grpc.Server (health wait, log tail, SIGTERM stop) but chooses the journal:
+    Reuses bench_grpc.Server (start, health wait, log tail, SIGTERM stop) but chooses its
+    flags:
     a load test defaults to `--journal memory` so it measures the service, not the disk; a
     durable journal is one flag away. Snapshot settings are left at the server's defaults,
     since their cost under load is part of what a load test should see.
     """
 
     def __init__(self, workdir: Path, *, journal: str = "memory") -> None:
-        # Server.__init__ would start the process with bench_grpc's own flags; the
-        # attributes its methods use are set here instead.
-        exe = Path(sys.executable).parent / "dispatch-core"
-        helped = subprocess.run(
-            [str(exe), "serve", "--help"], capture_output=True, text=True, check=False
-        )
-        if helped.returncode != 0:
-            raise SystemExit(f"dispatch-core serve --help failed:\n{helped.stderr[-2000:]}")
-        help_text = helped.stdout
-        self.port = free_port()
-        self.target = f"127.0.0.1:{self.port}"
+        self._journal = journal
+        super().__init__(workdir)
+
+    def flags(self, help_text: str) -> list[str]:
         extra: list[str] = []
         if "--metrics-port" in help_text:
             extra += ["--metrics-port", "0"]
         if "--journal" in help_text:
-            extra += ["--journal", journal]
-        elif journal != "sqlite":
+            extra += ["--journal", self._journal]
+        elif self._journal != "sqlite":
             raise SystemExit("this dispatch-core has no --journal option")
         self.journalled = False  # no snapshot bookkeeping: bench_grpc's waits are not used
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / "server.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                str(exe),
-                "--log-level",
-                "INFO",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(workdir / "data"),
-                "--grace",
-                "2",
-                *extra,
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.pid = self.proc.pid
-        self.command_flags = extra
+        return extra
 
 
 # ---------------------------------------------------------------------------- the fleet
