@@ -23,9 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,8 +43,8 @@ from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from loadtests.bench_grpc import (
     FLEET_SEED,
     POINTS_SEED,
+    Server,
     dist_us,
-    free_port,
     machine_info,
     ratio,
     recommend_requests,
@@ -58,65 +55,25 @@ GOAL_OVERHEAD = 1.10
 _METRICS_AT = re.compile(r"metrics served at (http://\S+/metrics)")
 
 
-class Server:
-    """`dispatch-core serve` on a free port, with or without metrics."""
+class MetricsServer(Server):
+    """bench_grpc's server (start, health wait, stop), with metrics on a free port or off."""
 
     def __init__(self, workdir: Path, *, metrics: bool) -> None:
-        exe = shutil.which("dispatch-core", path=str(Path(sys.executable).parent))
-        if exe is None:
-            raise SystemExit("dispatch-core is not installed next to this python")
-        self.port = free_port()
-        self.target = f"127.0.0.1:{self.port}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / "server.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(workdir / "data"),
-                "--grace",
-                "2",
-                "--metrics-port",
-                "0" if metrics else "-1",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self._metrics = metrics
+        super().__init__(workdir)
         self.metrics_url: str | None = None
         deadline = time.monotonic() + 30
         while metrics and self.metrics_url is None:
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server failed:\n{self.log_path.read_text()}")
+                raise SystemExit(f"server failed:\n{self.log_tail()}")
             found = _METRICS_AT.search(self.log_path.read_text(errors="replace"))
             self.metrics_url = found.group(1) if found else None
             time.sleep(0.05)
 
-    def wait_serving(self, stub: pb_grpc.DispatchServiceStub) -> None:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                stub.Ping(pb.PingRequest(), timeout=1)
-                return
-            except grpc.RpcError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"server not up:\n{self.log_path.read_text()}") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+    def flags(self, help_text: str) -> list[str]:
+        # Only the metrics switch differs between the two servers compared.
+        self.journalled = False
+        return ["--metrics-port", "0" if self._metrics else "-1"]
 
 
 class Scraper(threading.Thread):
@@ -219,15 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
         servers = {
-            "with_metrics": Server(Path(tmp) / "on", metrics=True),
-            "without_metrics": Server(Path(tmp) / "off", metrics=False),
+            "with_metrics": MetricsServer(Path(tmp) / "on", metrics=True),
+            "without_metrics": MetricsServer(Path(tmp) / "off", metrics=False),
         }
         channels = {k: grpc.insecure_channel(s.target) for k, s in servers.items()}
         try:
             stubs = {k: pb_grpc.DispatchServiceStub(c) for k, c in channels.items()}
             now_ms = time.time_ns() // 1_000_000
             for name, server in servers.items():
-                server.wait_serving(stubs[name])
+                server.wait_serving(channels[name])
                 report.setdefault("seeding", {})[name] = seed_server(stubs[name], fleet, now_ms)
             metered = servers["with_metrics"]
             assert metered.metrics_url is not None
