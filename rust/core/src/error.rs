@@ -16,11 +16,36 @@ pub enum CoreError {
     InvalidTransition { unit_id: String, reason: String },
     /// A unit that cannot be assigned (taken, wrong status).
     NotAssignable { unit_id: String, reason: String },
+    /// Several malformed fields of one request, each with what is wrong with it: a client
+    /// fixing its input sees them all at once.
+    InvalidFields(Vec<(String, String)>),
+    /// The incident id is not known.
+    UnknownIncident(String),
+    /// A client-chosen incident id that is already taken.
+    IncidentExists(String),
+    /// The incident is closed: it takes no more changes.
+    IncidentClosed(String),
+    /// The command cannot be applied now for a reason outside the request (the server's
+    /// clock is outside the valid range): retrying later may succeed.
+    Unavailable(String),
 }
 
 impl CoreError {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::InvalidArgument { field: field.into(), reason: reason.into() }
+    }
+
+    /// The same error with its field named from the request's root, e.g. `capabilities`
+    /// of a unit spec becomes `unit.capabilities`.
+    pub fn within(self, prefix: &str) -> Self {
+        match self {
+            Self::InvalidArgument { field, reason } => Self::InvalidArgument { field: format!("{prefix}{field}"), reason },
+            Self::UnknownCapability(name) => {
+                Self::InvalidArgument { field: format!("{prefix}capabilities"), reason: format!("unknown capability {name:?}") }
+            }
+            Self::InvalidFields(v) => Self::InvalidFields(v.into_iter().map(|(f, r)| (format!("{prefix}{f}"), r)).collect()),
+            other => other,
+        }
     }
 }
 
@@ -34,6 +59,14 @@ impl fmt::Display for CoreError {
             Self::NotAssignable { unit_id, reason } => {
                 write!(f, "unit {unit_id:?} is not assignable: {reason}")
             }
+            Self::InvalidFields(violations) => {
+                let parts: Vec<String> = violations.iter().map(|(field, what)| format!("{field}: {what}")).collect();
+                write!(f, "{}", parts.join("; "))
+            }
+            Self::UnknownIncident(id) => write!(f, "incident {id:?} not found"),
+            Self::IncidentExists(id) => write!(f, "incident {id:?} already exists"),
+            Self::IncidentClosed(id) => write!(f, "incident/{id}: incident {id:?} is closed"),
+            Self::Unavailable(reason) => write!(f, "{reason}"),
         }
     }
 }

@@ -22,15 +22,21 @@
 //! ```
 
 pub mod caps;
+pub mod command;
 pub mod coverage;
 pub mod error;
 pub mod eta;
 pub mod geo;
 pub mod index;
 pub mod rank;
+pub mod record;
+pub mod snapshot;
+pub mod state;
 pub mod status;
 pub mod store;
+pub mod time;
 pub mod types;
 pub mod units;
+pub mod wire;
 
 pub use error::{CoreError, CoreResult};

@@ -31,6 +31,24 @@ pub struct UnitSpec {
     pub status: Option<Status>,
 }
 
+/// One unit as a snapshot holds it (see [`UnitStore::restore_unit`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoredUnit {
+    pub unit_id: String,
+    pub live: bool,
+    pub agency: Agency,
+    pub unit_type: TypeId,
+    pub caps: CapSet,
+    pub status: Status,
+    pub home_area: AreaId,
+    pub shift_start_ms: i64,
+    pub shift_end_ms: i64,
+    pub lat: f64,
+    pub lon: f64,
+    pub location_ms: i64,
+    pub incident: Option<String>,
+}
+
 /// What a batch location update did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LocationReport {
@@ -38,6 +56,25 @@ pub struct LocationReport {
     pub skipped_unknown_unit: usize,
     pub skipped_bad_coordinate: usize,
     pub skipped_stale: usize,
+    /// Dated outside the accepted window's lower bound or at/after its upper bound.
+    pub skipped_bad_time: usize,
+    /// Dated further into the future than the accepted skew.
+    pub skipped_future: usize,
+}
+
+/// Which ping times a batch accepts: `min_ms <= time < max_ms` is a valid time, and a
+/// valid time after `latest_ms` is "from the future". The unit index alone accepts any
+/// time; the state machine accepts the API's range and a bounded skew ([`crate::time`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingWindow {
+    pub min_ms: i64,
+    pub max_ms: i64,
+    pub latest_ms: i64,
+}
+
+impl PingWindow {
+    /// Any time but the "no time" marker.
+    pub const ANY: PingWindow = PingWindow { min_ms: NO_TIME + 1, max_ms: i64::MAX, latest_ms: i64::MAX };
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +211,65 @@ impl UnitStore {
         self.areas.push(name.to_owned());
         self.area_ids.insert(name.to_owned(), id);
         Ok(id)
+    }
+
+    /// Interned unit types in id order: (agency, name). Snapshots keep this order so a
+    /// restored store gives every type its old id.
+    pub fn type_table(&self) -> &[(Agency, String)] {
+        &self.types
+    }
+
+    /// Interned area names in id order (id 0, "no area", is the empty string).
+    pub fn area_table(&self) -> &[String] {
+        &self.areas
+    }
+
+    /// Re-interns a snapshot's type and area tables into an empty store, in their order.
+    pub fn restore_tables(&mut self, types: &[(Agency, String)], areas: &[String]) -> CoreResult<()> {
+        if !self.types.is_empty() || self.areas.len() != 1 || !self.table.ids.is_empty() {
+            return Err(CoreError::invalid("snapshot", "can only be restored into an empty store"));
+        }
+        for (agency, name) in types {
+            self.intern_type(*agency, name)?;
+        }
+        for name in areas.iter().skip(1) {
+            self.intern_area(name)?;
+        }
+        if self.types.len() != types.len() || self.areas.len() != areas.len().max(1) {
+            return Err(CoreError::invalid("snapshot", "repeats a unit type or area name"));
+        }
+        Ok(())
+    }
+
+    /// Appends one unit of a snapshot at the next slot, exactly as it was (status, incident
+    /// link, position); a removed unit keeps its dead slot so slots never shift.
+    pub fn restore_unit(&mut self, u: &RestoredUnit) -> CoreResult<u32> {
+        let types = self.types.len();
+        if u.unit_type as usize >= types || u.home_area as usize >= self.areas.len() {
+            return Err(CoreError::invalid("snapshot", format!("unit {:?} refers to an unknown type or area", u.unit_id)));
+        }
+        if u.live && self.table.slot(&u.unit_id).is_some() {
+            return Err(CoreError::invalid("snapshot", format!("unit {:?} appears twice", u.unit_id)));
+        }
+        let slot = self.table.push(&u.unit_id, u.agency, u.unit_type, u.status);
+        let s = slot as usize;
+        let t = &mut self.table;
+        t.caps[s] = u.caps;
+        t.home_area[s] = u.home_area;
+        t.shift_start_ms[s] = u.shift_start_ms;
+        t.shift_end_ms[s] = u.shift_end_ms;
+        t.incident[s] = u.incident.as_deref().map(Into::into);
+        if !u.live {
+            t.remove(slot);
+            return Ok(slot);
+        }
+        if u.location_ms != NO_TIME && geo::is_valid(u.lat, u.lon) {
+            t.lat[s] = u.lat;
+            t.lon[s] = u.lon;
+            t.location_ms[s] = u.location_ms;
+            self.grid.insert(slot, partition_of(u.agency, u.status), u.lat, u.lon, u.caps, u.unit_type);
+        }
+        Ok(slot)
     }
 
     /// Registers a unit or changes its static attributes; returns its slot. Validates
@@ -391,7 +487,7 @@ impl UnitStore {
                 report.skipped_unknown_unit += 1;
                 continue;
             };
-            self.count_ping(&mut report, slot, lat[i], lon[i], time_ms[i]);
+            self.count_ping(&mut report, slot, lat[i], lon[i], time_ms[i], PingWindow::ANY);
         }
         Ok(report)
     }
@@ -414,21 +510,51 @@ impl UnitStore {
                 check_ping(i, lat[i], lon[i], time_ms[i])?;
             }
         }
+        Ok(self.apply_pings(unit_ids, lat, lon, time_ms, PingWindow::ANY))
+    }
+
+    /// A batch of pings by unit_id, each applied or skipped on its own, with the API's
+    /// time range and pings dated after `latest_ms` skipped as from the future.
+    pub fn update_locations_checked<S: AsRef<str>>(
+        &mut self,
+        unit_ids: &[S],
+        lat: &[f64],
+        lon: &[f64],
+        time_ms: &[i64],
+        latest_ms: i64,
+    ) -> CoreResult<LocationReport> {
+        check_lengths("unit_ids", unit_ids.len(), lat.len(), lon.len(), time_ms.len())?;
+        let window = PingWindow { min_ms: crate::time::MIN_TIME_MS, max_ms: crate::time::MAX_TIME_MS, latest_ms };
+        Ok(self.apply_pings(unit_ids, lat, lon, time_ms, window))
+    }
+
+    fn apply_pings<S: AsRef<str>>(
+        &mut self,
+        unit_ids: &[S],
+        lat: &[f64],
+        lon: &[f64],
+        time_ms: &[i64],
+        window: PingWindow,
+    ) -> LocationReport {
         let mut report = LocationReport::default();
         for (i, id) in unit_ids.iter().enumerate() {
             let Some(slot) = self.table.slot(id.as_ref()) else {
                 report.skipped_unknown_unit += 1;
                 continue;
             };
-            self.count_ping(&mut report, slot, lat[i], lon[i], time_ms[i]);
+            self.count_ping(&mut report, slot, lat[i], lon[i], time_ms[i], window);
         }
-        Ok(report)
+        report
     }
 
     #[inline]
-    fn count_ping(&mut self, report: &mut LocationReport, slot: u32, lat: f64, lon: f64, time_ms: i64) {
-        if !geo::is_valid(lat, lon) || time_ms == NO_TIME {
+    fn count_ping(&mut self, report: &mut LocationReport, slot: u32, lat: f64, lon: f64, time_ms: i64, w: PingWindow) {
+        if !geo::is_valid(lat, lon) {
             report.skipped_bad_coordinate += 1;
+        } else if time_ms < w.min_ms || time_ms >= w.max_ms || time_ms == NO_TIME {
+            report.skipped_bad_time += 1;
+        } else if time_ms > w.latest_ms {
+            report.skipped_future += 1;
         } else if self.apply_location(slot, lat, lon, time_ms) {
             report.applied += 1;
         } else {

@@ -1,0 +1,388 @@
+//! Snapshots: the whole state machine as bytes, and back.
+//!
+//! A snapshot holds everything replay cannot rebuild from the entries after it: units
+//! (their slots, live or removed, static attributes, status, incident link and last
+//! position with its time, since pings are not journaled), incidents, the idempotency table,
+//! the clock, the sequence and the counter behind server-chosen incident ids. The encoding
+//! is Protocol Buffers (messages declared here with prost), units column by column so that
+//! encoding is a few copies of packed arrays. [`FORMAT`] versions the layout; another
+//! version is refused with a message naming it, never guessed at.
+//!
+//! The encoding is canonical (every collection in a fixed order), so two states are equal
+//! exactly when their snapshots are byte-equal: the replay tests compare snapshots, and
+//! [`digest`] hashes one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use prost::Message;
+
+use crate::caps::CapSet;
+use crate::command::{Method, RequirementGroup};
+use crate::error::{CoreError, CoreResult};
+use crate::state::{Incident, Incidents, Machine, Remembered, RequestTable};
+use crate::store::{RestoredUnit, UnitStore};
+use crate::types::{Agency, Grade, IncidentStatus, Status};
+
+/// The layout version written by this build. Version 1 was the JSON of the Python engine.
+pub const FORMAT: u32 = 2;
+
+#[derive(Clone, PartialEq, Message)]
+struct SnapshotMsg {
+    #[prost(uint32, tag = "1")]
+    format: u32,
+    #[prost(uint64, tag = "2")]
+    sequence: u64,
+    #[prost(int64, tag = "3")]
+    clock_ms: i64,
+    #[prost(uint64, tag = "4")]
+    next_incident_number: u64,
+    /// The capability vocabulary the unit bitmasks refer to.
+    #[prost(string, repeated, tag = "5")]
+    capabilities: Vec<String>,
+    #[prost(int32, repeated, tag = "6")]
+    type_agencies: Vec<i32>,
+    #[prost(string, repeated, tag = "7")]
+    type_names: Vec<String>,
+    #[prost(string, repeated, tag = "8")]
+    areas: Vec<String>,
+    #[prost(message, optional, tag = "9")]
+    units: Option<UnitColumns>,
+    #[prost(message, repeated, tag = "10")]
+    incidents: Vec<IncidentRow>,
+    /// Distinct response plans, referred to by index from the incidents.
+    #[prost(message, repeated, tag = "11")]
+    plans: Vec<PlanRow>,
+    #[prost(message, repeated, tag = "12")]
+    requests: Vec<RequestRow>,
+    #[prost(int64, repeated, tag = "13")]
+    evicted_times: Vec<i64>,
+    #[prost(fixed64, repeated, tag = "14")]
+    evicted_fingerprints: Vec<u64>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct UnitColumns {
+    #[prost(string, repeated, tag = "1")]
+    ids: Vec<String>,
+    #[prost(bool, repeated, tag = "2")]
+    live: Vec<bool>,
+    #[prost(int32, repeated, tag = "3")]
+    agency: Vec<i32>,
+    #[prost(uint32, repeated, tag = "4")]
+    unit_type: Vec<u32>,
+    #[prost(fixed64, repeated, tag = "5")]
+    caps_lo: Vec<u64>,
+    #[prost(fixed64, repeated, tag = "6")]
+    caps_hi: Vec<u64>,
+    #[prost(int32, repeated, tag = "7")]
+    status: Vec<i32>,
+    #[prost(uint32, repeated, tag = "8")]
+    home_area: Vec<u32>,
+    #[prost(sfixed64, repeated, tag = "9")]
+    shift_start_ms: Vec<i64>,
+    #[prost(sfixed64, repeated, tag = "10")]
+    shift_end_ms: Vec<i64>,
+    #[prost(double, repeated, tag = "11")]
+    lat: Vec<f64>,
+    #[prost(double, repeated, tag = "12")]
+    lon: Vec<f64>,
+    #[prost(sfixed64, repeated, tag = "13")]
+    location_ms: Vec<i64>,
+    /// The incident each unit is linked to; empty for none.
+    #[prost(string, repeated, tag = "14")]
+    incident: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct GroupRow {
+    #[prost(int32, tag = "1")]
+    agency: i32,
+    #[prost(string, repeated, tag = "2")]
+    unit_types: Vec<String>,
+    #[prost(string, repeated, tag = "3")]
+    capabilities: Vec<String>,
+    #[prost(uint32, tag = "4")]
+    count: u32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct PlanRow {
+    #[prost(message, repeated, tag = "1")]
+    groups: Vec<GroupRow>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct IncidentRow {
+    #[prost(string, tag = "1")]
+    incident_id: String,
+    #[prost(int32, tag = "2")]
+    grade: i32,
+    #[prost(string, tag = "3")]
+    incident_type: String,
+    #[prost(double, tag = "4")]
+    lat: f64,
+    #[prost(double, tag = "5")]
+    lon: f64,
+    #[prost(string, tag = "6")]
+    area: String,
+    #[prost(uint32, tag = "7")]
+    plan: u32,
+    #[prost(int32, tag = "8")]
+    status: i32,
+    #[prost(uint32, repeated, tag = "9")]
+    assigned: Vec<u32>,
+    #[prost(uint32, repeated, tag = "10")]
+    attached: Vec<u32>,
+    #[prost(int64, tag = "11")]
+    created_ms: i64,
+    #[prost(int64, optional, tag = "12")]
+    first_assigned_ms: Option<i64>,
+    #[prost(int64, optional, tag = "13")]
+    first_on_scene_ms: Option<i64>,
+    #[prost(int64, optional, tag = "14")]
+    closed_ms: Option<i64>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct RequestRow {
+    #[prost(uint32, tag = "1")]
+    method: u32,
+    #[prost(string, tag = "2")]
+    request_id: String,
+    #[prost(bytes = "vec", tag = "3")]
+    request: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    response: Vec<u8>,
+    #[prost(uint64, tag = "5")]
+    sequence: u64,
+    #[prost(int64, tag = "6")]
+    time_ms: i64,
+}
+
+fn columns(store: &UnitStore) -> UnitColumns {
+    let t = store.table();
+    let n = t.capacity();
+    UnitColumns {
+        ids: t.ids.clone(),
+        live: t.live.clone(),
+        agency: t.agency.iter().map(|&a| a as i32).collect(),
+        unit_type: t.unit_type.iter().map(|&x| u32::from(x)).collect(),
+        caps_lo: t.caps.iter().map(|&c| c as u64).collect(),
+        caps_hi: t.caps.iter().map(|&c| (c >> 64) as u64).collect(),
+        status: t.status.iter().map(|&s| s as i32).collect(),
+        home_area: t.home_area.clone(),
+        shift_start_ms: t.shift_start_ms.clone(),
+        shift_end_ms: t.shift_end_ms.clone(),
+        lat: t.lat.clone(),
+        lon: t.lon.clone(),
+        location_ms: t.location_ms.clone(),
+        incident: (0..n).map(|s| t.incident[s].as_deref().unwrap_or_default().to_owned()).collect(),
+    }
+}
+
+fn group_row(g: &RequirementGroup) -> GroupRow {
+    GroupRow {
+        agency: g.agency as i32,
+        unit_types: g.unit_types.clone(),
+        capabilities: g.capabilities.clone(),
+        count: g.count,
+    }
+}
+
+/// The snapshot of `m` (canonical bytes).
+pub fn encode(m: &Machine) -> Vec<u8> {
+    let store = m.units();
+    let mut plan_index: BTreeMap<*const [RequirementGroup], u32> = BTreeMap::new();
+    let mut plans = Vec::new();
+    let mut incidents = Vec::with_capacity(m.incidents().len());
+    for i in m.incidents().iter() {
+        // Shared plans are written once. Keyed by pointer: equal plans that are not shared
+        // are written twice, which keeps encoding a lookup rather than a comparison.
+        let key = Arc::as_ptr(&i.requirements);
+        let plan = *plan_index.entry(key).or_insert_with(|| {
+            plans.push(PlanRow { groups: i.requirements.iter().map(group_row).collect() });
+            (plans.len() - 1) as u32
+        });
+        incidents.push(IncidentRow {
+            incident_id: i.incident_id.clone(),
+            grade: i.grade as i32,
+            incident_type: i.incident_type.clone(),
+            lat: i.lat,
+            lon: i.lon,
+            area: i.area.clone(),
+            plan,
+            status: i.status as i32,
+            assigned: i.assigned.clone(),
+            attached: i.attached.clone(),
+            created_ms: i.created_ms,
+            first_assigned_ms: i.first_assigned_ms,
+            first_on_scene_ms: i.first_on_scene_ms,
+            closed_ms: i.closed_ms,
+        });
+    }
+    let requests = m
+        .requests()
+        .answers_in_order()
+        .map(|((method, id), r)| RequestRow {
+            method: method.code(),
+            request_id: id.clone(),
+            request: r.request.clone(),
+            response: r.response.clone(),
+            sequence: r.sequence,
+            time_ms: r.time_ms,
+        })
+        .collect();
+    let (evicted_times, evicted_fingerprints) = m.requests().evicted_in_order().copied().unzip();
+    SnapshotMsg {
+        format: FORMAT,
+        sequence: m.sequence(),
+        clock_ms: m.clock_ms(),
+        next_incident_number: m.incidents().next_number,
+        capabilities: store.vocabulary().names().to_vec(),
+        type_agencies: store.type_table().iter().map(|(a, _)| *a as i32).collect(),
+        type_names: store.type_table().iter().map(|(_, n)| n.clone()).collect(),
+        areas: store.area_table().to_vec(),
+        units: Some(columns(store)),
+        incidents,
+        plans,
+        requests,
+        evicted_times,
+        evicted_fingerprints,
+    }
+    .encode_to_vec()
+}
+
+/// The format version of a snapshot, or `None` when the bytes are not a snapshot of ours
+/// (the JSON of format 1 starts with `{`).
+pub fn format_of(data: &[u8]) -> Option<u32> {
+    if data.first() == Some(&b'{') {
+        return Some(1);
+    }
+    SnapshotMsg::decode(data).ok().map(|s| s.format)
+}
+
+fn bad(what: impl Into<String>) -> CoreError {
+    CoreError::invalid("snapshot", what)
+}
+
+/// Restores a snapshot into `empty` (a store with the configured vocabulary and model).
+pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreResult<Machine> {
+    if data.first() == Some(&b'{') {
+        return Err(bad(format!("has format 1 (JSON, written before the state machine); this build reads format {FORMAT}")));
+    }
+    let s = SnapshotMsg::decode(data).map_err(|e| bad(format!("unreadable: {e}")))?;
+    if s.format != FORMAT {
+        return Err(bad(format!("has format {}; this build reads format {FORMAT}", s.format)));
+    }
+    let mut store = empty;
+    // Capability bits are positions in the snapshot's vocabulary: map them by name onto the
+    // configured one, refusing names it no longer has.
+    let vocab = store.vocabulary().clone();
+    let remap: Vec<CapSet> = s
+        .capabilities
+        .iter()
+        .map(|name| vocab.encode(&[name]).map_err(|_| bad(format!("capability {name:?} is not in the configured vocabulary"))))
+        .collect::<CoreResult<_>>()?;
+    let types: Vec<(Agency, String)> = s
+        .type_agencies
+        .iter()
+        .zip(&s.type_names)
+        .map(|(&a, n)| Ok((Agency::from_i32(a, "snapshot")?, n.clone())))
+        .collect::<CoreResult<_>>()?;
+    let areas = if s.areas.is_empty() { vec![String::new()] } else { s.areas.clone() };
+    store.restore_tables(&types, &areas)?;
+    let u = s.units.unwrap_or_default();
+    let n = u.ids.len();
+    let lens = [u.live.len(), u.agency.len(), u.unit_type.len(), u.caps_lo.len(), u.caps_hi.len(), u.status.len()];
+    let lens2 = [u.home_area.len(), u.shift_start_ms.len(), u.shift_end_ms.len(), u.lat.len(), u.lon.len()];
+    if lens.iter().chain(&lens2).chain(&[u.location_ms.len(), u.incident.len()]).any(|&l| l != n) {
+        return Err(bad("unit columns differ in length"));
+    }
+    for i in 0..n {
+        let stored = CapSet::from(u.caps_lo[i]) | (CapSet::from(u.caps_hi[i]) << 64);
+        let caps = (0..remap.len()).filter(|&b| stored & (1 << b) != 0).fold(0, |acc, b| acc | remap[b]);
+        store.restore_unit(&RestoredUnit {
+            unit_id: u.ids[i].clone(),
+            live: u.live[i],
+            agency: Agency::from_i32(u.agency[i], "snapshot")?,
+            unit_type: u16::try_from(u.unit_type[i]).map_err(|_| bad("unit type id out of range"))?,
+            caps,
+            status: Status::from_i32(u.status[i], "snapshot")?,
+            home_area: u.home_area[i],
+            shift_start_ms: u.shift_start_ms[i],
+            shift_end_ms: u.shift_end_ms[i],
+            lat: u.lat[i],
+            lon: u.lon[i],
+            location_ms: u.location_ms[i],
+            incident: (!u.incident[i].is_empty()).then(|| u.incident[i].clone()),
+        })?;
+    }
+    let plans: Vec<Arc<[RequirementGroup]>> = s
+        .plans
+        .iter()
+        .map(|p| {
+            p.groups
+                .iter()
+                .map(|g| {
+                    Ok(RequirementGroup {
+                        agency: Agency::from_i32(g.agency, "snapshot")?,
+                        unit_types: g.unit_types.clone(),
+                        capabilities: g.capabilities.clone(),
+                        count: g.count,
+                    })
+                })
+                .collect::<CoreResult<Vec<_>>>()
+                .map(Arc::from)
+        })
+        .collect::<CoreResult<_>>()?;
+    let mut incidents = Incidents::new();
+    for row in s.incidents {
+        let slot_ok = |slots: &[u32]| slots.iter().all(|&x| (x as usize) < n);
+        if !slot_ok(&row.assigned) || !slot_ok(&row.attached) {
+            return Err(bad(format!("incident {:?} refers to an unknown unit", row.incident_id)));
+        }
+        incidents.put(Incident {
+            grade: Grade::from_i32(row.grade, "snapshot")?,
+            status: IncidentStatus::from_i32(row.status, "snapshot")?,
+            requirements: plans.get(row.plan as usize).cloned().ok_or_else(|| bad("unknown response plan"))?,
+            incident_id: row.incident_id,
+            incident_type: row.incident_type,
+            lat: row.lat,
+            lon: row.lon,
+            area: row.area,
+            assigned: row.assigned,
+            attached: row.attached,
+            created_ms: row.created_ms,
+            first_assigned_ms: row.first_assigned_ms,
+            first_on_scene_ms: row.first_on_scene_ms,
+            closed_ms: row.closed_ms,
+        });
+    }
+    incidents.next_number = s.next_incident_number;
+    let mut requests = RequestTable::new(request_capacity);
+    for r in s.requests {
+        let method = Method::from_code(r.method).ok_or_else(|| bad(format!("unknown method code {}", r.method)))?;
+        let answer = Remembered { request: r.request, response: r.response, sequence: r.sequence, time_ms: r.time_ms };
+        requests.remember(method, r.request_id, answer);
+    }
+    if s.evicted_times.len() != s.evicted_fingerprints.len() {
+        return Err(bad("evicted request columns differ in length"));
+    }
+    for (t, f) in s.evicted_times.into_iter().zip(s.evicted_fingerprints) {
+        requests.restore_evicted(t, f);
+    }
+    let mut m = Machine::new(store, request_capacity);
+    m.incidents = incidents;
+    m.requests = requests;
+    m.clock_ms = s.clock_ms;
+    m.sequence = s.sequence;
+    m.check_invariants().map_err(|e| bad(format!("is inconsistent: {e}")))?;
+    Ok(m)
+}
+
+/// A 64-bit digest of the whole state (FNV-1a over the canonical snapshot): equal states
+/// have equal digests, and the simulator prints it to show two runs agree.
+pub fn digest(m: &Machine) -> u64 {
+    encode(m).iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}

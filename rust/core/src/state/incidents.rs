@@ -1,0 +1,163 @@
+//! Incidents: the demand side of the state, with the counts the metrics read kept up to date
+//! as incidents change rather than recounted at every scrape.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::command::RequirementGroup;
+use crate::types::{Grade, IncidentStatus, N_GRADES};
+
+/// One incident. Units are referred to by their (never reused) slot in the unit table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    pub incident_id: String,
+    pub grade: Grade,
+    pub incident_type: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub area: String,
+    /// Shared: most incidents carry one of a handful of response plans.
+    pub requirements: Arc<[RequirementGroup]>,
+    pub status: IncidentStatus,
+    /// Every unit ever assigned, in assignment order.
+    pub assigned: Vec<u32>,
+    /// Units attached now (DISPATCHED, EN_ROUTE or ON_SCENE for this incident).
+    pub attached: Vec<u32>,
+    pub created_ms: i64,
+    pub first_assigned_ms: Option<i64>,
+    pub first_on_scene_ms: Option<i64>,
+    pub closed_ms: Option<i64>,
+}
+
+impl Incident {
+    pub fn is_open(&self) -> bool {
+        self.status != IncidentStatus::Closed
+    }
+
+    /// Open, no unit attached now, and nobody has arrived yet: waiting for a resource. An
+    /// incident whose only unit was stood down is waiting again, and its age still counts
+    /// from creation: the target runs from the call.
+    pub fn is_waiting(&self) -> bool {
+        self.is_open() && self.attached.is_empty() && self.first_on_scene_ms.is_none()
+    }
+}
+
+/// Incidents by id (ordered, so ListIncidents pages by id), the counter behind server-chosen
+/// ids, and per-grade counts maintained on every change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Incidents {
+    by_id: BTreeMap<String, Incident>,
+    /// The number the next server-chosen id tries first.
+    pub next_number: u64,
+    open_by_grade: [u64; N_GRADES],
+    /// Waiting incidents by grade, oldest first: (created_ms, id).
+    waiting: [BTreeSet<(i64, String)>; N_GRADES],
+}
+
+impl Incidents {
+    pub fn new() -> Self {
+        Self { next_number: 1, ..Self::default() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn get(&self, incident_id: &str) -> Option<&Incident> {
+        self.by_id.get(incident_id)
+    }
+
+    pub fn contains(&self, incident_id: &str) -> bool {
+        self.by_id.contains_key(incident_id)
+    }
+
+    /// Incidents with an id greater than `after`, in id order.
+    pub fn after<'a>(&'a self, after: &str) -> impl Iterator<Item = &'a Incident> + 'a {
+        use std::ops::Bound;
+        self.by_id.range::<str, _>((Bound::Excluded(after), Bound::Unbounded)).map(|(_, i)| i)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Incident> {
+        self.by_id.values()
+    }
+
+    /// A fresh server-chosen id, `INC-000001` onwards, skipping ids a client already took.
+    /// Advances the counter: call only when the command will succeed.
+    pub fn allocate_id(&mut self) -> String {
+        loop {
+            let candidate = format!("INC-{:06}", self.next_number);
+            self.next_number += 1;
+            if !self.by_id.contains_key(&candidate) {
+                return candidate;
+            }
+        }
+    }
+
+    /// Open incidents by grade (index: [`Grade::index`]).
+    pub fn open_by_grade(&self) -> [u64; N_GRADES] {
+        self.open_by_grade
+    }
+
+    /// Creation time of the oldest waiting incident of each grade.
+    pub fn oldest_waiting_ms(&self) -> [Option<i64>; N_GRADES] {
+        std::array::from_fn(|g| self.waiting[g].first().map(|(created, _)| *created))
+    }
+
+    /// Inserts or replaces an incident, keeping the counts in step.
+    pub fn put(&mut self, incident: Incident) {
+        if let Some(old) = self.by_id.get(&incident.incident_id) {
+            let old = old.clone();
+            self.uncount(&old);
+        }
+        self.count(&incident);
+        self.by_id.insert(incident.incident_id.clone(), incident);
+    }
+
+    /// Changes one incident in place through `f`, keeping the counts in step.
+    pub fn update<R>(&mut self, incident_id: &str, f: impl FnOnce(&mut Incident) -> R) -> Option<R> {
+        let mut incident = self.by_id.remove(incident_id)?;
+        self.uncount(&incident);
+        let out = f(&mut incident);
+        self.count(&incident);
+        self.by_id.insert(incident.incident_id.clone(), incident);
+        Some(out)
+    }
+
+    fn count(&mut self, i: &Incident) {
+        if i.is_open() {
+            self.open_by_grade[i.grade.index()] += 1;
+        }
+        if i.is_waiting() {
+            self.waiting[i.grade.index()].insert((i.created_ms, i.incident_id.clone()));
+        }
+    }
+
+    fn uncount(&mut self, i: &Incident) {
+        if i.is_open() {
+            self.open_by_grade[i.grade.index()] -= 1;
+        }
+        if i.is_waiting() {
+            self.waiting[i.grade.index()].remove(&(i.created_ms, i.incident_id.clone()));
+        }
+    }
+
+    /// Recounts from scratch and compares with the maintained counts; for tests and the
+    /// simulator's invariants.
+    pub fn check_counts(&self) -> Result<(), String> {
+        let mut fresh = Self { next_number: self.next_number, ..Self::default() };
+        for i in self.by_id.values() {
+            fresh.count(i);
+        }
+        if fresh.open_by_grade != self.open_by_grade {
+            return Err(format!("open counts {:?} differ from a recount {:?}", self.open_by_grade, fresh.open_by_grade));
+        }
+        if fresh.waiting != self.waiting {
+            return Err("waiting incidents differ from a recount".into());
+        }
+        Ok(())
+    }
+}

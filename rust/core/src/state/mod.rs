@@ -1,0 +1,517 @@
+//! The dispatch state machine: units, incidents, assignments and the idempotency table in
+//! one structure, changed only by [`Machine::execute`].
+//!
+//! `execute(method, request bytes, time)` decodes and validates the command, answers a
+//! retry from the idempotency table, applies a new command whole or not at all, and returns
+//! its answer and events. It reads no clock and draws no random number: ids it allocates
+//! come from state, and time is the argument. So the live server, recovery (snapshot +
+//! journal), a replica and the simulator are the same code path, and a seeded simulation
+//! reproduces any run exactly.
+//!
+//! Atomicity: every command checks everything that can fail before it changes anything,
+//! and the changes after the checks cannot fail. A refused command leaves the state exactly
+//! as it was (the simulation tests compare digests before and after every refusal).
+//!
+//! Positions are the exception (see `docs/architecture.md`): AVL pings change only
+//! positions, are not journaled, and reach the state through [`Machine::update_locations`];
+//! snapshots keep the last position of every unit.
+
+pub mod incidents;
+pub mod requests;
+
+use std::sync::Arc;
+
+use crate::caps::Vocabulary;
+use crate::command::{Command, IncidentChange, Method, NewIncident, RequirementGroup};
+use crate::error::{CoreError, CoreResult};
+use crate::geo;
+use crate::status::Transition;
+use crate::store::{validate_id, LocationReport, UnitStore};
+use crate::time::{self, DEFAULT_MAX_FUTURE_SKEW_MS};
+use crate::types::{Grade, IncidentStatus, Status};
+use crate::units::NO_TIME;
+use crate::wire;
+
+pub use incidents::{Incident, Incidents};
+pub use requests::{Lookup, Remembered, RequestTable};
+
+/// What a command did that observers (metrics) count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Event {
+    /// An incident got its first unit, `waited_ms` after it was created.
+    FirstAssigned { grade: Grade, waited_ms: i64 },
+    /// An incident's first unit arrived, `response_ms` after it was created.
+    FirstOnScene { grade: Grade, response_ms: i64 },
+    /// The clock command forgot this many request_ids past the retention window.
+    RequestsExpired { count: u64 },
+}
+
+/// What an applied command answers, before encoding.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Unit { slot: u32, created: bool },
+    Status { slot: u32, released: Option<String> },
+    Incident { incident_id: String },
+    Closed { incident_id: String, released: Vec<u32> },
+    Tick { time_ms: i64, expired: u64 },
+}
+
+/// A command applied: its answer, its events, and its effect on assignments (which the
+/// journal keeps as a second line of defence against double assignment).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub reply: Reply,
+    pub events: Vec<Event>,
+    /// (unit slot, incident id) pairs the command assigned.
+    pub assign: Vec<(u32, String)>,
+    /// Unit slots the command released from their incident (before any assignment).
+    pub release: Vec<u32>,
+}
+
+impl Applied {
+    fn reply(reply: Reply) -> Self {
+        Self { reply, events: Vec::new(), assign: Vec::new(), release: Vec::new() }
+    }
+}
+
+/// What [`Machine::execute`] decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Applied now: journal it (`request` is the canonical encoding to journal).
+    Applied {
+        sequence: u64,
+        request_id: String,
+        request: Vec<u8>,
+        response: Vec<u8>,
+        events: Vec<Event>,
+        assign: Vec<(String, String)>,
+        release: Vec<String>,
+    },
+    /// A retry of an applied command: its first answer.
+    Repeated { sequence: u64, response: Vec<u8> },
+    /// The request_id may have been answered before the in-memory window: look it up in
+    /// the journal and execute again with what was found.
+    CheckJournal { request_id: String },
+    /// Refused: nothing changed.
+    Refused(CoreError),
+}
+
+/// A journaled answer found for a request_id (see [`Outcome::CheckJournal`]).
+#[derive(Debug, Clone)]
+pub struct JournalHit {
+    pub request: Vec<u8>,
+    pub response: Vec<u8>,
+    pub sequence: u64,
+}
+
+/// The dispatch state and its one entry point.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub(crate) units: UnitStore,
+    pub(crate) incidents: Incidents,
+    pub(crate) requests: RequestTable,
+    /// Time of the latest command applied (never goes back); 0 before the first.
+    pub(crate) clock_ms: i64,
+    /// Sequence of the latest command applied: the journal's numbering.
+    pub(crate) sequence: u64,
+    /// How far ahead of the arrival time a ping may be dated. Configuration, not state.
+    pub max_future_skew_ms: i64,
+}
+
+impl Machine {
+    pub fn new(units: UnitStore, request_capacity: usize) -> Self {
+        Self {
+            units,
+            incidents: Incidents::new(),
+            requests: RequestTable::new(request_capacity),
+            clock_ms: 0,
+            sequence: 0,
+            max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
+        }
+    }
+
+    pub fn units(&self) -> &UnitStore {
+        &self.units
+    }
+
+    pub fn incidents(&self) -> &Incidents {
+        &self.incidents
+    }
+
+    pub fn requests(&self) -> &RequestTable {
+        &self.requests
+    }
+
+    pub fn vocabulary(&self) -> &Vocabulary {
+        self.units.vocabulary()
+    }
+
+    pub fn clock_ms(&self) -> i64 {
+        self.clock_ms
+    }
+
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Replaces the ranking model (configuration: not journaled, not in the digest).
+    pub fn set_config(&mut self, config: crate::eta::RankConfig) -> CoreResult<()> {
+        self.units.set_config(config)
+    }
+
+    /// Whether a clock command at `now_ms` would change anything: the server journals a
+    /// tick only then (as TigerBeetle's pulse), so an idle journal is not filled with ticks.
+    pub fn tick_due(&self, now_ms: i64) -> bool {
+        self.requests.next_expiry_ms().is_some_and(|due| now_ms >= due)
+    }
+
+    /// Executes one command: see the module docs. `journal` is what the journal holds for
+    /// the request_id, when a previous call answered [`Outcome::CheckJournal`].
+    pub fn execute(&mut self, method: Method, request: &[u8], time_ms: i64, journal: Option<JournalHit>) -> Outcome {
+        let decoded = match wire::decode::command(method, request, self.units.vocabulary()) {
+            Ok(d) => d,
+            Err(e) => return Outcome::Refused(e),
+        };
+        if method != Method::Tick {
+            let seen = match self.requests.lookup(method, &decoded.request_id) {
+                Lookup::Remembered(r) => Some((r.request.clone(), r.response.clone(), r.sequence)),
+                Lookup::InJournal if journal.is_none() => {
+                    return Outcome::CheckJournal { request_id: decoded.request_id };
+                }
+                _ => journal.map(|hit| (hit.request, hit.response, hit.sequence)),
+            };
+            if let Some((first, response, sequence)) = seen {
+                if first != decoded.canonical {
+                    return Outcome::Refused(CoreError::invalid(
+                        "request_id",
+                        format!(
+                            "{:?} was already used for a different {} request; use a new request_id for a new command",
+                            decoded.request_id,
+                            method.name()
+                        ),
+                    ));
+                }
+                return Outcome::Repeated { sequence, response };
+            }
+        }
+        if !time::in_range(time_ms) {
+            return Outcome::Refused(CoreError::Unavailable(format!(
+                "the server's clock reads {time_ms} ms, outside the valid range; fix the clock and retry"
+            )));
+        }
+        let applied = match self.apply(&decoded.command, time_ms) {
+            Ok(a) => a,
+            Err(e) => return Outcome::Refused(e),
+        };
+        self.sequence += 1;
+        let response = wire::encode::reply(self, method, &applied.reply);
+        if method != Method::Tick {
+            self.requests.remember(
+                method,
+                decoded.request_id.clone(),
+                Remembered {
+                    request: decoded.canonical.clone(),
+                    response: response.clone(),
+                    sequence: self.sequence,
+                    time_ms: self.clock_ms,
+                },
+            );
+        }
+        let ids = &self.units.table().ids;
+        Outcome::Applied {
+            sequence: self.sequence,
+            request_id: decoded.request_id,
+            request: decoded.canonical,
+            response,
+            events: applied.events,
+            assign: applied.assign.into_iter().map(|(slot, i)| (ids[slot as usize].clone(), i)).collect(),
+            release: applied.release.into_iter().map(|slot| ids[slot as usize].clone()).collect(),
+        }
+    }
+
+    /// Executes a journaled entry again (recovery, replay, a replica): the entry's
+    /// `payload` is [`crate::record`]'s encoding. Returns whether the answer equals the
+    /// journaled `result` (a difference means this build answers differently from the one
+    /// that wrote the entry; the state is still the same). Refuses an entry that does not
+    /// apply as the next sequence: the journal and this state disagree.
+    pub fn replay(&mut self, sequence: u64, method: &str, payload: &[u8], result: &[u8]) -> CoreResult<bool> {
+        let disagree = |what: String| CoreError::invalid(format!("journal entry {sequence}"), what);
+        let m = Method::from_name(method).ok_or_else(|| disagree(format!("unknown method {method:?}")))?;
+        let (time_ms, request) = crate::record::decode(payload).map_err(|e| disagree(e.to_string()))?;
+        if sequence != self.sequence + 1 {
+            return Err(disagree(format!("comes after state sequence {}", self.sequence)));
+        }
+        match self.execute(m, request, time_ms, None) {
+            Outcome::Applied { response, .. } => Ok(response == result),
+            Outcome::Refused(e) => Err(disagree(format!("{method} is refused now: {e}"))),
+            other => Err(disagree(format!("{method} is not new to this state ({other:?})"))),
+        }
+    }
+
+    /// Applies a validated command at `time_ms` (already checked to be in range).
+    fn apply(&mut self, command: &Command, time_ms: i64) -> CoreResult<Applied> {
+        // The clock never goes back: a wall clock stepped backwards must not reorder time.
+        let now = time_ms.max(self.clock_ms);
+        let applied = match command {
+            Command::UpsertUnit { unit_id, spec } => self.upsert_unit(unit_id, spec),
+            Command::SetUnitStatus { unit_id, status } => self.set_unit_status(unit_id, *status, now),
+            Command::CreateIncident(new) => self.create_incident(new, now),
+            Command::UpdateIncident { incident_id, change } => self.update_incident(incident_id, change),
+            Command::CloseIncident { incident_id } => self.close_incident(incident_id, now),
+            Command::AssignUnits { incident_id, unit_ids } => self.assign_units(incident_id, unit_ids, now),
+            Command::Tick => Ok(self.tick(now)),
+        }?;
+        self.clock_ms = now;
+        Ok(applied)
+    }
+
+    fn upsert_unit(&mut self, unit_id: &str, spec: &crate::store::UnitSpec) -> CoreResult<Applied> {
+        for (field, value) in [("unit.shift_start", spec.shift_start_ms), ("unit.shift_end", spec.shift_end_ms)] {
+            if let Some(t) = value {
+                time::check(field, t)?;
+            }
+        }
+        let created = self.units.table().slot(unit_id).is_none();
+        let slot = self.units.upsert(unit_id, spec).map_err(|e| e.within("unit."))?;
+        Ok(Applied::reply(Reply::Unit { slot, created }))
+    }
+
+    fn set_unit_status(&mut self, unit_id: &str, to: Status, now: i64) -> CoreResult<Applied> {
+        if to == Status::Dispatched {
+            return Err(CoreError::InvalidTransition {
+                unit_id: unit_id.to_owned(),
+                reason: format!("unit {unit_id:?} cannot be set DISPATCHED directly: only AssignUnits dispatches a unit"),
+            });
+        }
+        let (slot, transition) = self.units.check_transition(unit_id, to)?;
+        // Nothing below can fail.
+        let incident_id = self.units.table().incident[slot as usize].as_deref().map(str::to_owned);
+        let released = self.units.set_status(unit_id, to).expect("checked by check_transition");
+        let mut applied = Applied::reply(Reply::Status { slot, released: released.clone() });
+        if to == Status::OnScene {
+            if let Some(id) = &incident_id {
+                let event = self.incidents.update(id, |i| {
+                    if i.first_on_scene_ms.is_some() {
+                        return None;
+                    }
+                    i.first_on_scene_ms = Some(now);
+                    if matches!(i.status, IncidentStatus::Open | IncidentStatus::Dispatched) {
+                        i.status = IncidentStatus::Attended;
+                    }
+                    Some(Event::FirstOnScene { grade: i.grade, response_ms: now - i.created_ms })
+                });
+                applied.events.extend(event.flatten());
+            }
+        }
+        if let (Transition::Release, Some(id)) = (transition, &released) {
+            self.incidents.update(id, |i| i.attached.retain(|&s| s != slot));
+            applied.release.push(slot);
+        }
+        Ok(applied)
+    }
+
+    fn create_incident(&mut self, new: &NewIncident, now: i64) -> CoreResult<Applied> {
+        if let Some(id) = &new.incident_id {
+            validate_id("incident_id", id)?;
+            if self.incidents.contains(id) {
+                return Err(CoreError::IncidentExists(id.clone()));
+            }
+        }
+        check_incident_fields(&new.incident_type, (new.lat, new.lon), &new.area)?;
+        check_groups("requirements", &new.requirements, self.units.vocabulary())?;
+        let incident_id = match &new.incident_id {
+            Some(id) => id.clone(),
+            None => self.incidents.allocate_id(),
+        };
+        self.incidents.put(Incident {
+            incident_id: incident_id.clone(),
+            grade: new.grade,
+            incident_type: new.incident_type.clone(),
+            lat: new.lat,
+            lon: new.lon,
+            area: new.area.clone(),
+            requirements: Arc::from(new.requirements.clone()),
+            status: IncidentStatus::Open,
+            assigned: Vec::new(),
+            attached: Vec::new(),
+            created_ms: now,
+            first_assigned_ms: None,
+            first_on_scene_ms: None,
+            closed_ms: None,
+        });
+        Ok(Applied::reply(Reply::Incident { incident_id }))
+    }
+
+    fn open_incident(&self, incident_id: &str) -> CoreResult<&Incident> {
+        let incident = self.incidents.get(incident_id).ok_or_else(|| CoreError::UnknownIncident(incident_id.into()))?;
+        if !incident.is_open() {
+            return Err(CoreError::IncidentClosed(incident_id.into()));
+        }
+        Ok(incident)
+    }
+
+    fn update_incident(&mut self, incident_id: &str, change: &IncidentChange) -> CoreResult<Applied> {
+        let current = self.open_incident(incident_id)?;
+        check_incident_fields(
+            change.incident_type.as_deref().unwrap_or(&current.incident_type),
+            change.location.unwrap_or((current.lat, current.lon)),
+            change.area.as_deref().unwrap_or(&current.area),
+        )?;
+        if let Some(groups) = &change.requirements {
+            check_groups("requirements.groups", groups, self.units.vocabulary())?;
+        }
+        self.incidents.update(incident_id, |i| {
+            if let Some(g) = change.grade {
+                i.grade = g;
+            }
+            if let Some(t) = &change.incident_type {
+                i.incident_type.clone_from(t);
+            }
+            if let Some((lat, lon)) = change.location {
+                (i.lat, i.lon) = (lat, lon);
+            }
+            if let Some(a) = &change.area {
+                i.area.clone_from(a);
+            }
+            if let Some(groups) = &change.requirements {
+                i.requirements = Arc::from(groups.clone());
+            }
+        });
+        Ok(Applied::reply(Reply::Incident { incident_id: incident_id.to_owned() }))
+    }
+
+    fn close_incident(&mut self, incident_id: &str, now: i64) -> CoreResult<Applied> {
+        let attached: Vec<String> = self
+            .open_incident(incident_id)?
+            .attached
+            .iter()
+            .map(|&slot| self.units.table().ids[slot as usize].clone())
+            .collect();
+        let released_ids = self.units.release_incident(incident_id, &attached)?;
+        let released: Vec<u32> = released_ids.iter().filter_map(|id| self.units.table().slot(id)).collect();
+        self.incidents.update(incident_id, |i| {
+            i.status = IncidentStatus::Closed;
+            i.closed_ms = Some(now);
+            i.attached.clear();
+        });
+        let mut applied = Applied::reply(Reply::Closed { incident_id: incident_id.to_owned(), released: released.clone() });
+        applied.release = released;
+        Ok(applied)
+    }
+
+    fn assign_units(&mut self, incident_id: &str, unit_ids: &[String], now: i64) -> CoreResult<Applied> {
+        self.open_incident(incident_id)?;
+        let slots = self.units.check_assignable(unit_ids)?;
+        // Nothing below can fail.
+        self.units.assign(incident_id, unit_ids).expect("checked by check_assignable");
+        let event = self
+            .incidents
+            .update(incident_id, |i| {
+                i.assigned.extend_from_slice(&slots);
+                i.attached.extend_from_slice(&slots);
+                if i.status == IncidentStatus::Open {
+                    i.status = IncidentStatus::Dispatched;
+                }
+                if i.first_assigned_ms.is_some() {
+                    return None;
+                }
+                i.first_assigned_ms = Some(now);
+                Some(Event::FirstAssigned { grade: i.grade, waited_ms: now - i.created_ms })
+            })
+            .flatten();
+        let mut applied = Applied::reply(Reply::Incident { incident_id: incident_id.to_owned() });
+        applied.events.extend(event);
+        applied.assign = slots.into_iter().map(|s| (s, incident_id.to_owned())).collect();
+        Ok(applied)
+    }
+
+    fn tick(&mut self, now: i64) -> Applied {
+        let expired = self.requests.expire(now);
+        let mut applied = Applied::reply(Reply::Tick { time_ms: now, expired });
+        if expired > 0 {
+            applied.events.push(Event::RequestsExpired { count: expired });
+        }
+        applied
+    }
+
+    /// Applies a batch of AVL pings that arrived at `now_ms`: each is applied or skipped on
+    /// its own and counted (unknown unit, bad coordinate, time outside the valid range, dated
+    /// further ahead than the allowed skew, older than the stored position). Not journaled.
+    pub fn update_locations<S: AsRef<str>>(
+        &mut self,
+        unit_ids: &[S],
+        lat: &[f64],
+        lon: &[f64],
+        time_ms: &[i64],
+        now_ms: i64,
+    ) -> CoreResult<LocationReport> {
+        let latest = now_ms.saturating_add(self.max_future_skew_ms);
+        self.units.update_locations_checked(unit_ids, lat, lon, time_ms, latest)
+    }
+
+    /// Checks every invariant that ties the parts together; for tests and the simulator.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.units.grid().check_consistency()?;
+        self.incidents.check_counts()?;
+        self.requests.check()?;
+        let t = self.units.table();
+        let mut holders = vec![0u32; t.capacity()];
+        for i in self.incidents.iter() {
+            if !i.is_open() && !i.attached.is_empty() {
+                return Err(format!("closed incident {} still has units attached", i.incident_id));
+            }
+            for &slot in &i.attached {
+                holders[slot as usize] += 1;
+                let link = t.incident[slot as usize].as_deref();
+                if link != Some(i.incident_id.as_str()) {
+                    return Err(format!("unit {} attached to {} but linked to {link:?}", t.ids[slot as usize], i.incident_id));
+                }
+                if !crate::status::is_attached(t.status[slot as usize]) {
+                    return Err(format!("unit {} attached to {} while {}", t.ids[slot as usize], i.incident_id, t.status[slot as usize].name()));
+                }
+            }
+        }
+        for (slot, &held) in holders.iter().enumerate() {
+            if held > 1 {
+                return Err(format!("unit {} attached to {held} incidents", t.ids[slot]));
+            }
+            if t.live[slot] && t.incident[slot].is_some() && held == 0 {
+                return Err(format!("unit {} linked to an incident that does not list it", t.ids[slot]));
+            }
+            let shift_ok = [t.shift_start_ms[slot], t.shift_end_ms[slot], t.location_ms[slot]]
+                .iter()
+                .all(|&v| v == NO_TIME || time::in_range(v));
+            if !shift_ok {
+                return Err(format!("unit {} holds a time outside the valid range", t.ids[slot]));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_incident_fields(incident_type: &str, (lat, lon): (f64, f64), area: &str) -> CoreResult<()> {
+    validate_id("incident_type", incident_type)?;
+    geo::validate(lat, lon).map_err(|e| e.within("location."))?;
+    if !area.is_empty() {
+        validate_id("area", area)?;
+    }
+    Ok(())
+}
+
+/// The limits of a response plan, checked in the core so no caller can store one it could
+/// not serve (the wire layer names the same limits field by field).
+fn check_groups(field: &str, groups: &[RequirementGroup], vocab: &Vocabulary) -> CoreResult<()> {
+    if groups.is_empty() || groups.len() > wire::limits::MAX_GROUPS {
+        return Err(CoreError::invalid(field, format!("needs 1 to {} requirement groups", wire::limits::MAX_GROUPS)));
+    }
+    for (i, g) in groups.iter().enumerate() {
+        vocab.encode(&g.capabilities).map_err(|e| e.within(&format!("{field}[{i}].")))?;
+        if !(1..=wire::limits::MAX_GROUP_COUNT).contains(&g.count) {
+            return Err(CoreError::invalid(format!("{field}[{i}].count"), "is outside the allowed range"));
+        }
+        for (j, t) in g.unit_types.iter().enumerate() {
+            validate_id(&format!("{field}[{i}].unit_types[{j}]"), t)?;
+        }
+    }
+    Ok(())
+}

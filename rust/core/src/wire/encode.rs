@@ -1,0 +1,122 @@
+//! State → `dispatch.v1` messages. Kept free of decisions: what to answer was decided by
+//! the state machine; this only writes it down.
+
+use prost::Message;
+
+use crate::command::{Method, RequirementGroup};
+use crate::rank::Candidate;
+use crate::state::{Incident, Machine, Reply};
+use crate::store::UnitStore;
+use crate::time;
+use crate::units::NO_TIME;
+use crate::wire::pb;
+
+/// A Timestamp for Unix ms.
+pub fn timestamp(ms: i64) -> prost_types::Timestamp {
+    let (seconds, nanos) = time::to_seconds_nanos(ms);
+    prost_types::Timestamp { seconds, nanos }
+}
+
+fn optional_timestamp(ms: i64) -> Option<prost_types::Timestamp> {
+    (ms != NO_TIME).then(|| timestamp(ms))
+}
+
+/// One unit as the API shows it.
+pub fn unit(store: &UnitStore, slot: u32) -> pb::Unit {
+    let t = store.table();
+    let s = slot as usize;
+    pb::Unit {
+        unit_id: t.ids[s].clone(),
+        agency: t.agency[s] as i32,
+        unit_type: store.unit_type_name(t.unit_type[s]).to_owned(),
+        capabilities: store.vocabulary().decode(t.caps[s]),
+        home_area: store.area_name(t.home_area[s]).unwrap_or_default().to_owned(),
+        shift_start: optional_timestamp(t.shift_start_ms[s]),
+        shift_end: optional_timestamp(t.shift_end_ms[s]),
+        status: t.status[s] as i32,
+        location: t.has_location(slot).then(|| pb::Location { lat: t.lat[s], lon: t.lon[s] }),
+        location_time: optional_timestamp(t.location_ms[s]),
+        incident_id: t.incident[s].as_deref().unwrap_or_default().to_owned(),
+    }
+}
+
+pub fn group(g: &RequirementGroup) -> pb::RequirementGroup {
+    pb::RequirementGroup {
+        agency: g.agency as i32,
+        unit_types: g.unit_types.clone(),
+        capabilities: g.capabilities.clone(),
+        count: g.count,
+    }
+}
+
+/// One incident as the API shows it.
+pub fn incident(store: &UnitStore, i: &Incident) -> pb::Incident {
+    let ids = |slots: &[u32]| slots.iter().map(|&s| store.table().ids[s as usize].clone()).collect();
+    pb::Incident {
+        incident_id: i.incident_id.clone(),
+        grade: i.grade as i32,
+        incident_type: i.incident_type.clone(),
+        location: Some(pb::Location { lat: i.lat, lon: i.lon }),
+        area: i.area.clone(),
+        requirements: i.requirements.iter().map(group).collect(),
+        status: i.status as i32,
+        assigned_unit_ids: ids(&i.assigned),
+        attached_unit_ids: ids(&i.attached),
+        create_time: Some(timestamp(i.created_ms)),
+        first_assigned_time: i.first_assigned_ms.map(timestamp),
+        first_on_scene_time: i.first_on_scene_ms.map(timestamp),
+        close_time: i.closed_ms.map(timestamp),
+    }
+}
+
+pub fn candidate(c: &Candidate) -> pb::Candidate {
+    let b = c.breakdown;
+    pb::Candidate {
+        unit_id: c.unit_id.clone(),
+        eta_seconds: c.eta_seconds,
+        distance_m: c.distance_m,
+        score: c.score,
+        breakdown: Some(pb::ScoreBreakdown {
+            mobilisation_seconds: b.mobilisation_seconds,
+            travel_seconds: b.travel_seconds,
+            cross_area_cost_seconds: b.cross_area_cost,
+            shift_overrun_cost_seconds: b.shift_overrun_cost,
+            specialist_cost_seconds: b.specialist_cost,
+        }),
+    }
+}
+
+fn incident_of(m: &Machine, incident_id: &str) -> Option<pb::Incident> {
+    m.incidents().get(incident_id).map(|i| incident(m.units(), i))
+}
+
+/// The encoded response of an applied command, read from the state just after it.
+pub fn reply(m: &Machine, method: Method, r: &Reply) -> Vec<u8> {
+    let store = m.units();
+    match r {
+        Reply::Unit { slot, created } => {
+            pb::UpsertUnitResponse { unit: Some(unit(store, *slot)), created: *created }.encode_to_vec()
+        }
+        Reply::Status { slot, released } => pb::SetUnitStatusResponse {
+            unit: Some(unit(store, *slot)),
+            released_incident_id: released.clone().unwrap_or_default(),
+        }
+        .encode_to_vec(),
+        Reply::Incident { incident_id } => {
+            let incident = incident_of(m, incident_id);
+            match method {
+                Method::CreateIncident => pb::CreateIncidentResponse { incident }.encode_to_vec(),
+                Method::UpdateIncident => pb::UpdateIncidentResponse { incident }.encode_to_vec(),
+                _ => pb::AssignUnitsResponse { incident }.encode_to_vec(),
+            }
+        }
+        Reply::Closed { incident_id, released } => pb::CloseIncidentResponse {
+            incident: incident_of(m, incident_id),
+            released_unit_ids: released.iter().map(|&s| store.table().ids[s as usize].clone()).collect(),
+        }
+        .encode_to_vec(),
+        Reply::Tick { time_ms, expired } => {
+            pb::ClockTick { time: Some(timestamp(*time_ms)), expired_request_ids: *expired }.encode_to_vec()
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The read RPCs, request bytes to response bytes: nothing is built in Python for them.
+//! Reads change nothing; a recommendation's "now" is the caller's argument.
+
+use prost::Message;
+
+use crate::error::{CoreError, CoreResult};
+use crate::rank::Query;
+use crate::state::Machine;
+use crate::store::LocationReport;
+use crate::types::{Agency, Grade, IncidentStatus, Status};
+use crate::wire::decode::{groups, message};
+use crate::wire::limits::{DEFAULT_K, MAX_K};
+use crate::wire::{encode, pb, token, validate};
+
+fn refuse_if(violations: validate::Violations) -> CoreResult<()> {
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidFields(violations))
+    }
+}
+
+pub fn get_unit(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
+    let r: pb::GetUnitRequest = message(bytes, "GetUnitRequest")?;
+    refuse_if(validate::get_unit(&r))?;
+    let slot = m.units().slot(&r.unit_id)?;
+    Ok(pb::GetUnitResponse { unit: Some(encode::unit(m.units(), slot)) }.encode_to_vec())
+}
+
+/// One page of units in unit_id order: one pass over the table and a partial sort, so a
+/// page costs its own size in views, not one per unit.
+pub fn list_units(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
+    let r: pb::ListUnitsRequest = message(bytes, "ListUnitsRequest")?;
+    let (violations, page_size, after) = validate::list_units(&r);
+    refuse_if(violations)?;
+    let statuses: Vec<Status> = r.statuses.iter().filter_map(|&s| Status::from_i32(s, "statuses").ok()).collect();
+    let agencies: Vec<Agency> = r.agencies.iter().filter_map(|&a| Agency::from_i32(a, "agencies").ok()).collect();
+    let store = m.units();
+    let t = store.table();
+    let mut slots: Vec<u32> = (0..t.capacity() as u32)
+        .filter(|&s| {
+            let i = s as usize;
+            t.is_live(s)
+                && (statuses.is_empty() || statuses.contains(&t.status[i]))
+                && (agencies.is_empty() || agencies.contains(&t.agency[i]))
+                && (r.home_area.is_empty() || store.area_name(t.home_area[i]) == Some(r.home_area.as_str()))
+                && t.ids[i].as_str() > after.as_str()
+        })
+        .collect();
+    let by_id = |a: &u32, b: &u32| t.ids[*a as usize].cmp(&t.ids[*b as usize]);
+    let more = slots.len() > page_size;
+    if more {
+        slots.select_nth_unstable_by(page_size, by_id);
+        slots.truncate(page_size);
+    }
+    slots.sort_unstable_by(by_id);
+    let next_page_token = match (more, slots.last()) {
+        (true, Some(&last)) => token::encode(&t.ids[last as usize]),
+        _ => String::new(),
+    };
+    let units = slots.into_iter().map(|s| encode::unit(store, s)).collect();
+    Ok(pb::ListUnitsResponse { units, next_page_token }.encode_to_vec())
+}
+
+pub fn get_incident(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
+    let r: pb::GetIncidentRequest = message(bytes, "GetIncidentRequest")?;
+    refuse_if(validate::get_incident(&r))?;
+    let i = m.incidents().get(&r.incident_id).ok_or_else(|| CoreError::UnknownIncident(r.incident_id.clone()))?;
+    Ok(pb::GetIncidentResponse { incident: Some(encode::incident(m.units(), i)) }.encode_to_vec())
+}
+
+/// One page of incidents in incident_id order, walking the ordered index from the token.
+pub fn list_incidents(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
+    let r: pb::ListIncidentsRequest = message(bytes, "ListIncidentsRequest")?;
+    let (violations, page_size, after) = validate::list_incidents(&r);
+    refuse_if(violations)?;
+    let statuses: Vec<IncidentStatus> =
+        r.statuses.iter().filter_map(|&s| IncidentStatus::from_i32(s, "statuses").ok()).collect();
+    let grades: Vec<Grade> = r.grades.iter().filter_map(|&g| Grade::from_i32(g, "grades").ok()).collect();
+    let mut incidents = Vec::new();
+    let mut next_page_token = String::new();
+    for i in m.incidents().after(&after) {
+        if (!statuses.is_empty() && !statuses.contains(&i.status)) || (!grades.is_empty() && !grades.contains(&i.grade)) {
+            continue;
+        }
+        if incidents.len() == page_size {
+            next_page_token = token::encode(&incidents.last().map_or(String::new(), |x: &pb::Incident| x.incident_id.clone()));
+            break;
+        }
+        incidents.push(encode::incident(m.units(), i));
+    }
+    Ok(pb::ListIncidentsResponse { incidents, next_page_token }.encode_to_vec())
+}
+
+/// Fills a recommendation for one validated request at `now_ms`.
+fn recommend_one(m: &Machine, r: &pb::RecommendUnitsRequest, now_ms: i64) -> CoreResult<pb::RecommendUnitsResponse> {
+    use pb::recommend_units_request::Target;
+    let mut out = pb::RecommendUnitsResponse::default();
+    let (lat, lon, grade, area, plan) = match &r.target {
+        Some(Target::IncidentId(id)) => {
+            let i = m.incidents().get(id).ok_or_else(|| CoreError::UnknownIncident(id.clone()))?;
+            out.incident_id.clone_from(id);
+            (i.lat, i.lon, i.grade, i.area.clone(), i.requirements.to_vec())
+        }
+        Some(Target::AdHoc(t)) => {
+            let (lat, lon) = t.location.as_ref().map_or((f64::NAN, f64::NAN), |l| (l.lat, l.lon));
+            (lat, lon, Grade::from_i32(t.grade, "ad_hoc.grade")?, t.area.clone(), groups(&t.requirements)?)
+        }
+        None => return Err(CoreError::invalid("target", "set incident_id or ad_hoc")),
+    };
+    let statuses: Vec<Status> = if r.eligible_statuses.is_empty() {
+        vec![Status::Available]
+    } else {
+        r.eligible_statuses.iter().map(|&s| Status::from_i32(s, "eligible_statuses")).collect::<CoreResult<_>>()?
+    };
+    for (i, g) in plan.iter().enumerate() {
+        let k = if r.k > 0 { r.k as usize } else { MAX_K.min(DEFAULT_K.max(g.count as usize)) };
+        let query = Query {
+            lat,
+            lon,
+            now_ms,
+            k,
+            grade,
+            required: g.capabilities.clone(),
+            agencies: vec![g.agency],
+            statuses: statuses.clone(),
+            unit_types: g.unit_types.clone(),
+            area: (!area.is_empty()).then(|| area.clone()),
+        };
+        let ranked = m.units().rank(&query).map_err(|e| e.within(&format!("requirements[{i}].")))?;
+        out.groups.push(pb::GroupRecommendation {
+            group_index: i as u32,
+            group: Some(encode::group(g)),
+            candidates: ranked.iter().map(encode::candidate).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// RecommendUnits: ranked candidates per requirement group, as of `now_ms`.
+pub fn recommend(m: &Machine, bytes: &[u8], now_ms: i64) -> CoreResult<Vec<u8>> {
+    let r: pb::RecommendUnitsRequest = message(bytes, "RecommendUnitsRequest")?;
+    refuse_if(validate::recommend_units(&r, m.vocabulary()))?;
+    Ok(recommend_one(m, &r, now_ms)?.encode_to_vec())
+}
+
+/// BatchRecommendUnits: every query answered against the same state.
+pub fn batch_recommend(m: &Machine, bytes: &[u8], now_ms: i64) -> CoreResult<Vec<u8>> {
+    let r: pb::BatchRecommendUnitsRequest = message(bytes, "BatchRecommendUnitsRequest")?;
+    refuse_if(validate::batch_recommend_units(&r, m.vocabulary()))?;
+    let results = r
+        .queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            recommend_one(m, q, now_ms).map_err(|e| match e {
+                CoreError::InvalidArgument { field, reason } => {
+                    CoreError::InvalidArgument { field: format!("queries[{i}].{field}"), reason }
+                }
+                other => other,
+            })
+        })
+        .collect::<CoreResult<_>>()?;
+    Ok(pb::BatchRecommendUnitsResponse { results }.encode_to_vec())
+}
+
+/// UpdateLocations (one batch of a stream when `batch` > 0): validated for shape, then
+/// applied ping by ping at arrival time `now_ms`.
+pub fn update_locations(m: &mut Machine, bytes: &[u8], batch: u64, now_ms: i64) -> CoreResult<LocationReport> {
+    let r: pb::UpdateLocationsRequest = message(bytes, "UpdateLocationsRequest")?;
+    refuse_if(validate::update_locations(&r, batch))?;
+    m.update_locations(&r.unit_ids, &r.lat, &r.lon, &r.time_unix_ms, now_ms)
+}
