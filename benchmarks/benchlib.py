@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
-from dispatch_core.fleet import CAPABILITIES, Fleet, load_into
+from dispatch_core.synthetic.fleet import CAPABILITIES, Fleet, load_into
 from dispatch_core.types import UnitStatus
 
 if TYPE_CHECKING:

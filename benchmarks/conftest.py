@@ -22,7 +22,7 @@ import pytest
 from benchlib import NumpyBruteForce, build_index, machine_line
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from dispatch_core.fleet import Fleet, incident_points, make_fleet
+from dispatch_core.synthetic.fleet import Fleet, incident_points, make_fleet
 
 #: Fleet size of the pytest-benchmark modules: the size of a busy force on one shift.
 #: `run.py` covers 1k to 100k.

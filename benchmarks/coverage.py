@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from dispatch_core import EARTH_RADIUS_M, UnitIndex
-from dispatch_core.fleet import load_into, make_fleet
-from dispatch_core.picture import AreaMap, CoverageSpec, compute_picture
+from dispatch_core import EARTH_RADIUS_M, DispatchCore, UnitIndex
+from dispatch_core.durability.pipeline import Pipeline
+from dispatch_core.synthetic.fleet import load_into, make_fleet, seed_pipeline
 from dispatch_core.types import Agency, UnitStatus
+from dispatch_core.views.picture import AreaMap, CoverageSpec, compute_picture
 
-NOW_MS = 1_000_000
+NOW_MS = 1_750_000_000_000
 
 
 def brute_force(
@@ -66,9 +67,17 @@ def brute_force(
     return covered
 
 
+def state_machine(n: int) -> DispatchCore:
+    """The same fleet in the state machine the server runs, loaded through its commands."""
+    pipeline = Pipeline(DispatchCore(), clock_ms=lambda: NOW_MS)
+    seed_pipeline(pipeline, make_fleet(n, seed=42), NOW_MS)
+    return pipeline.core
+
+
 def measure(n: int, repeats: int = 5) -> dict[str, object]:
     index = UnitIndex()
     load_into(index, make_fleet(n, seed=42), NOW_MS)
+    core = state_machine(n)
     areas = AreaMap.london()
     spec = CoverageSpec()
     lat, lon, _ = areas.cells(spec.cell_m)
@@ -84,9 +93,7 @@ def measure(n: int, repeats: int = 5) -> dict[str, object]:
         t0 = time.perf_counter()
         covered = index.coverage(lat, lon, **kwargs)  # type: ignore[arg-type]
         core_s.append(time.perf_counter() - t0)
-    picture_s = [
-        compute_picture(index, [], areas, spec, NOW_MS).compute_seconds for _ in range(repeats)
-    ]
+    picture_s = [compute_picture(core, spec, NOW_MS, areas).compute_seconds for _ in range(repeats)]
     t0 = time.perf_counter()
     oracle = brute_force(index, spec, lat, lon)
     brute_s = time.perf_counter() - t0
@@ -113,7 +120,7 @@ def render_map(n: int, path: Path) -> None:
     load_into(index, make_fleet(n, seed=42), NOW_MS)
     areas = AreaMap.london()
     spec = CoverageSpec(target_seconds=300.0)
-    picture = compute_picture(index, [], areas, spec, NOW_MS)
+    picture = compute_picture(state_machine(n), spec, NOW_MS, areas)
     lat, lon, _ = areas.cells(spec.cell_m)
     fig, ax = plt.subplots(figsize=(9, 6.5), dpi=110)
     ax.scatter(lon, lat, s=6, c="#b7e4c7", marker="s", label="covered cell")

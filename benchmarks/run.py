@@ -55,7 +55,7 @@ from benchlib import (
     unavailable,
 )
 
-from dispatch_core.fleet import Fleet, incident_points, make_fleet
+from dispatch_core.synthetic.fleet import Fleet, incident_points, make_fleet
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = 42

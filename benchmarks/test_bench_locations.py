@@ -16,7 +16,7 @@ import pytest
 from conftest import pedantic, record
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from dispatch_core.fleet import Fleet
+from dispatch_core.synthetic.fleet import Fleet
 
 ROUNDS = 30
 Pings = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]

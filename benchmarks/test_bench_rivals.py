@@ -15,7 +15,7 @@ from benchlib import CAP_QUERIES, K, PostgisKnn, RedisGeo
 from conftest import N_UNITS, record
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from dispatch_core.fleet import Fleet
+from dispatch_core.synthetic.fleet import Fleet
 
 LABELS = ["none", "taser", "dog"]
 

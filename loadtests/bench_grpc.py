@@ -54,12 +54,18 @@ from google.protobuf.internal import api_implementation
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dispatch_core import _core
-from dispatch_core._core import UnitIndex
-from dispatch_core.api.servicer import SERVICE_NAME, DispatchServicer
-from dispatch_core.engine import Engine
-from dispatch_core.fleet import Fleet, incident_points, load_into, make_fleet
+from dispatch_core._core import DispatchCore, UnitIndex
+from dispatch_core.durability.pipeline import Pipeline
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
+from dispatch_core.service.servicer import SERVICE_NAME, DispatchServicer
+from dispatch_core.synthetic.fleet import (
+    Fleet,
+    incident_points,
+    load_into,
+    make_fleet,
+    seed_pipeline,
+)
 from dispatch_core.types import Agency, Grade, UnitStatus
 
 #: Same seeds as the ranking benchmarks (benchmarks/README.md), so the fleets are the same.
@@ -529,7 +535,8 @@ def closed_loop(
         j += 1
 
     ctx: Any = _NoContext()
-    call = servicer.RecommendUnits
+    call = servicer.unary("RecommendUnits")
+    reqs = [r.SerializeToString() for r in reqs]
     for j in range(st.warmup):
         call(reqs[j % m], ctx)
     svc_ns: list[int] = []
@@ -924,9 +931,9 @@ def server_path_inprocess(
     for _ in range(reps):
         raw = feed.next()
         t0 = clock()
-        reply = servicer.UpdateLocations(pb.UpdateLocationsRequest.FromString(raw), ctx)
+        reply = servicer.unary("UpdateLocations")(raw, ctx)
         samples.append(clock() - t0)
-        applied += reply.applied
+        applied += pb.UpdateLocationsResponse.FromString(reply).applied
     per = float(np.median(samples)) / 1e3
     return {
         "batch": feed.batch,
@@ -991,9 +998,12 @@ def bench_size(n: int, st: Settings, workdir: Path) -> dict[str, Any]:
     reqs = recommend_requests(lat, lon)
     seed_ms = time.time_ns() // 1_000_000
 
+    reachable = dataclasses.replace(fleet, status=grpc_reachable_statuses(fleet))
     index = UnitIndex()
-    load_into(index, dataclasses.replace(fleet, status=grpc_reachable_statuses(fleet)), seed_ms)
-    servicer = DispatchServicer(Engine(index))
+    load_into(index, reachable, seed_ms)
+    pipeline = Pipeline(DispatchCore())
+    seed_pipeline(pipeline, reachable, seed_ms)
+    servicer = DispatchServicer(pipeline)
 
     server = Server(workdir)
     result: dict[str, Any] = {"units": n}

@@ -34,76 +34,78 @@ from typing import Any
 
 import psycopg
 
-from dispatch_core._core import UnitIndex
-from dispatch_core.durability import JournalConfig, open_engine
-from dispatch_core.engine import Engine
-from dispatch_core.journal import NewEntry
+from dispatch_core._core import DispatchCore
+from dispatch_core.durability.journal import NewEntry
+from dispatch_core.durability.pipeline import Pipeline
+from dispatch_core.durability.recovery import JournalConfig, open_pipeline
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 
 PG_DSN = os.environ.get("DISPATCH_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 UNITS_PER_THREAD = 4
 
 
-def _units(engine: Engine, prefix: str, n: int) -> list[str]:
+def _units(engine: Pipeline, prefix: str, n: int) -> list[str]:
     ids = [f"{prefix}{i}" for i in range(n)]
     for uid in ids:
-        engine.upsert_unit(
-            pb.UpsertUnitRequest(
-                request_id=str(uuid.uuid4()),
-                unit=pb.UnitSpec(unit_id=uid, agency=pb.AGENCY_POLICE, unit_type="car"),
-            )
+        request = pb.UpsertUnitRequest(
+            request_id=str(uuid.uuid4()),
+            unit=pb.UnitSpec(unit_id=uid, agency=pb.AGENCY_POLICE, unit_type="car"),
         )
+        engine.execute("UpsertUnit", request.SerializeToString())
     return ids
 
 
-def _cycle(engine: Engine, unit_id: str) -> list[float]:
-    """One incident's life: 5 commands (create, assign, en route, on scene, close)."""
+def _cycle(engine: Pipeline, unit_id: str) -> list[float]:
+    """One incident's life: 5 commands (create, assign, en route, on scene, close), each
+    sent as the request bytes a gRPC client sends."""
     rid = uuid.uuid4().hex
     latencies = []
     t = time.perf_counter()
-    created = engine.create_incident(
+    created_bytes = engine.execute(
+        "CreateIncident",
         pb.CreateIncidentRequest(
             request_id=f"{rid}c",
             grade=pb.GRADE_IMMEDIATE,
             incident_type="bench",
             location=pb.Location(lat=51.5, lon=-0.12),
             requirements=[pb.RequirementGroup(agency=pb.AGENCY_POLICE, count=1)],
-        )
+        ).SerializeToString(),
     )
-    incident_id = created.incident.incident_id
+    incident_id = pb.CreateIncidentResponse.FromString(created_bytes).incident.incident_id
     latencies.append(time.perf_counter() - t)
     steps: list[Any] = [
         (
-            engine.assign_units,
+            "AssignUnits",
             pb.AssignUnitsRequest(
                 request_id=f"{rid}a", incident_id=incident_id, unit_ids=[unit_id]
             ),
         ),
         (
-            engine.set_unit_status,
+            "SetUnitStatus",
             pb.SetUnitStatusRequest(
                 request_id=f"{rid}e", unit_id=unit_id, status=pb.UNIT_STATUS_EN_ROUTE
             ),
         ),
         (
-            engine.set_unit_status,
+            "SetUnitStatus",
             pb.SetUnitStatusRequest(
                 request_id=f"{rid}o", unit_id=unit_id, status=pb.UNIT_STATUS_ON_SCENE
             ),
         ),
         (
-            engine.close_incident,
+            "CloseIncident",
             pb.CloseIncidentRequest(request_id=f"{rid}x", incident_id=incident_id),
         ),
     ]
-    for call, request in steps:
+    execute = engine.execute
+    for method, request in steps:
         t = time.perf_counter()
-        call(request)
+        execute(method, request.SerializeToString())
         latencies.append(time.perf_counter() - t)
     return latencies
 
 
-def _drive(engine: Engine, threads: int, seconds: float) -> dict[str, Any]:
+def _drive(engine: Pipeline, threads: int, seconds: float) -> dict[str, Any]:
     units = _units(engine, "B", threads * UNITS_PER_THREAD)
     stop = threading.Event()
     per_thread: list[list[float]] = [[] for _ in range(threads)]
@@ -155,7 +157,7 @@ def throughput(threads: int, seconds: float, tmp: Path) -> dict[str, dict[str, A
     results: dict[str, dict[str, Any]] = {}
     try:
         for label, config in configs.items():
-            engine, _ = open_engine(config)
+            engine, _ = open_pipeline(config)
             try:
                 results[label] = _drive(engine, threads, seconds)
             finally:
@@ -180,7 +182,7 @@ def recovery(entries: int, tmp: Path) -> dict[str, Any]:
     # Built fast: the engine runs over an in-memory journal (one thread, no sync to wait
     # for) and its entries are copied in bulk into SQLite; recovery then reads exactly what
     # the engine would have journaled.
-    engine = Engine(UnitIndex())
+    engine = Pipeline(DispatchCore())
     units = _units(engine, "R", 32)
     cycles = max(1, (entries - len(units)) // 5)
     build = JournalConfig(spec="sqlite", data_dir=data, synchronous="OFF").open()
@@ -216,16 +218,17 @@ def recovery(entries: int, tmp: Path) -> dict[str, Any]:
 
     config = JournalConfig(spec="sqlite", data_dir=data, synchronous="FULL")
     t = time.perf_counter()
-    engine, report = open_engine(config)
+    engine, report = open_pipeline(config)
     no_snapshot_s = time.perf_counter() - t
     assert report.replayed == total, report
-    incidents = len(engine.incidents)
+    assert report.answers_differ == 0, report
+    incidents = engine.core.sizes()[0]
     t = time.perf_counter()
     engine.snapshot()
     snapshot_write_s = time.perf_counter() - t
     engine.journal.close()
     t = time.perf_counter()
-    engine, report = open_engine(config)
+    engine, report = open_pipeline(config)
     with_snapshot_s = time.perf_counter() - t
     assert report.replayed == 0 and report.snapshot_sequence == total, report
     size = (data / "journal.sqlite3").stat().st_size

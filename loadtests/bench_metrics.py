@@ -35,11 +35,11 @@ from typing import Any
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from dispatch_core.api.interceptor import MetricsInterceptor, _MethodMetrics, _unary
-from dispatch_core.fleet import incident_points, make_fleet
-from dispatch_core.metrics import EngineMetrics, Metrics
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
+from dispatch_core.service.interceptor import MetricsInterceptor, _MethodMetrics, _unary
+from dispatch_core.synthetic.fleet import incident_points, make_fleet
+from dispatch_core.views.metrics import Metrics, PipelineMetrics
 from loadtests.bench_grpc import (
     FLEET_SEED,
     POINTS_SEED,
@@ -132,7 +132,7 @@ class _Context:
 
 
 def inprocess_cost(reps: int) -> dict[str, Any]:
-    """Per-call cost of the interceptor wrapper and of the engine's hooks, without gRPC."""
+    """Per-call cost of the interceptor wrapper and of the pipeline hooks, without gRPC."""
     metrics = Metrics(process=False)
     MetricsInterceptor(metrics)
     wrapped = _unary(lambda request, context: request, _MethodMetrics(metrics, "RecommendUnits"))
@@ -150,7 +150,7 @@ def inprocess_cost(reps: int) -> dict[str, Any]:
         return best
 
     wrapper_ns = per_call(wrapped) - per_call(bare)
-    observer = EngineMetrics(metrics)
+    observer = PipelineMetrics(metrics)
     t0 = clock()
     for _ in range(reps):
         observer.ranked(0.0001)

@@ -45,9 +45,9 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from dispatch_core.fleet import Fleet, boroughs, incident_points, make_fleet
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
+from dispatch_core.synthetic.fleet import Fleet, boroughs, incident_points, make_fleet
 from dispatch_core.types import Grade, UnitStatus
 from loadtests.bench_grpc import Server, machine_jiffies, proc_cpu_s, seed_server
 from loadtests.scenario import TARGET_S, IncidentKind, Scenario

@@ -32,8 +32,8 @@ import grpc
 import numpy as np
 import tomli_w
 
-from dispatch_core.fleet import incident_points, make_fleet
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
+from dispatch_core.synthetic.fleet import incident_points, make_fleet
 from loadtests import report as rep
 from loadtests.bench_grpc import machine_info, recommend_requests
 from loadtests.generator import (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -14,6 +15,13 @@ from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from dispatch_core.types import Agency, Grade, UnitStatus
 
 WESTMINSTER = (51.4975, -0.1357)
+
+#: A fixed valid time (2025-06-15T00:00:00Z) for tests that need exact ping times.
+T0 = 1_750_000_000_000
+
+#: A valid ping time (the API accepts 2000-01-01..2100-01-01), a little in the past so that
+#: a test's later pings at "now" are newer.
+BASE_MS = int(time.time() * 1000) - 3_600_000
 
 
 def rid() -> str:
@@ -34,7 +42,7 @@ def upsert(
     capabilities: Sequence[str] = (),
     home_area: str = "",
     at: tuple[float, float] | None = WESTMINSTER,
-    time_ms: int = 1_000,
+    time_ms: int | None = None,
 ) -> str:
     """Registers a unit (and places it, unless `at` is None); returns its id."""
     unit_id = unit_id or uid()
@@ -53,7 +61,10 @@ def upsert(
     if at is not None:
         report = stub.UpdateLocations(
             pb.UpdateLocationsRequest(
-                unit_ids=[unit_id], lat=[at[0]], lon=[at[1]], time_unix_ms=[time_ms]
+                unit_ids=[unit_id],
+                lat=[at[0]],
+                lon=[at[1]],
+                time_unix_ms=[BASE_MS if time_ms is None else time_ms],
             )
         )
         assert report.applied == 1

@@ -23,7 +23,7 @@ import grpc
 import psycopg
 import pytest
 
-from dispatch_core.durability import JournalConfig
+from dispatch_core.durability.recovery import JournalConfig
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from tests.conftest import wait_serving

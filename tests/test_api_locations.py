@@ -7,14 +7,15 @@ import math
 
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
-from tests.apihelp import uid, upsert
+from tests.apihelp import T0, uid, upsert
 
 
 def position(stub: pb_grpc.DispatchServiceStub, unit_id: str) -> tuple[float, float, int] | None:
     unit = stub.GetUnit(pb.GetUnitRequest(unit_id=unit_id)).unit
     if not unit.HasField("location"):
         return None
-    return unit.location.lat, unit.location.lon, unit.location_time.ToMilliseconds()
+    # Times relative to T0 keep the arithmetic of these tests readable.
+    return unit.location.lat, unit.location.lon, unit.location_time.ToMilliseconds() - T0
 
 
 def test_batch_applies_good_pings_and_counts_each_reason_for_the_rest(
@@ -22,14 +23,14 @@ def test_batch_applies_good_pings_and_counts_each_reason_for_the_rest(
 ) -> None:
     a, b, c, d = (upsert(stub, at=None) for _ in range(4))
     stub.UpdateLocations(
-        pb.UpdateLocationsRequest(unit_ids=[d], lat=[51.4], lon=[-0.2], time_unix_ms=[50_000])
+        pb.UpdateLocationsRequest(unit_ids=[d], lat=[51.4], lon=[-0.2], time_unix_ms=[T0 + 50_000])
     )
     report = stub.UpdateLocations(
         pb.UpdateLocationsRequest(
             unit_ids=[a, uid("GHOST"), b, c, d],
             lat=[51.5, 51.5, math.nan, 51.51, 51.6],
             lon=[-0.1, -0.1, -0.1, 181.0, -0.3],
-            time_unix_ms=[10_000, 10_000, 10_000, 10_000, 40_000],
+            time_unix_ms=[T0 + t for t in (10_000, 10_000, 10_000, 10_000, 40_000)],
         )
     )
     assert (
@@ -49,13 +50,13 @@ def test_batch_applies_good_pings_and_counts_each_reason_for_the_rest(
 def test_replaying_a_batch_changes_nothing(stub: pb_grpc.DispatchServiceStub) -> None:
     unit_id = upsert(stub, at=None)
     batch = pb.UpdateLocationsRequest(
-        unit_ids=[unit_id], lat=[51.45], lon=[-0.05], time_unix_ms=[7_000]
+        unit_ids=[unit_id], lat=[51.45], lon=[-0.05], time_unix_ms=[T0 + 7_000]
     )
     assert stub.UpdateLocations(batch).applied == 1
     stub.UpdateLocations(batch)
     assert position(stub, unit_id) == (51.45, -0.05, 7_000)
     newer = pb.UpdateLocationsRequest(
-        unit_ids=[unit_id], lat=[51.46], lon=[-0.06], time_unix_ms=[8_000]
+        unit_ids=[unit_id], lat=[51.46], lon=[-0.06], time_unix_ms=[T0 + 8_000]
     )
     stub.UpdateLocations(newer)
     late = stub.UpdateLocations(batch)
@@ -79,13 +80,13 @@ def test_stream_totals_every_batch_and_keeps_the_newest(stub: pb_grpc.DispatchSe
                     unit_ids=units,
                     lat=[51.3 + 0.001 * step + 0.0001 * i for i in range(len(units))],
                     lon=[-0.1] * len(units),
-                    time_unix_ms=[1_000 * (step + 1)] * len(units),
+                    time_unix_ms=[T0 + 1_000 * (step + 1)] * len(units),
                 )
             )
         # A late straggler from step 0 must not move anyone back.
         out.append(
             pb.UpdateLocationsRequest(
-                unit_ids=units[:5], lat=[0.0] * 5, lon=[0.0] * 5, time_unix_ms=[1_000] * 5
+                unit_ids=units[:5], lat=[0.0] * 5, lon=[0.0] * 5, time_unix_ms=[T0 + 1_000] * 5
             )
         )
         return out

@@ -18,7 +18,6 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from dispatch_core.journal import Entry, MemoryJournal
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from dispatch_core.server import start
@@ -161,28 +160,30 @@ def test_demo_walks_incidents_through_to_closure(server: ServerProcess) -> None:
 def test_an_unexpected_failure_is_internal_logged_and_changes_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A journal whose idempotency lookup fails the way a full disk would: with an exception
-    # nobody mapped, before the command changed anything.
-    class BrokenJournal(MemoryJournal):
-        def find(self, method: str, request_id: str) -> Entry | None:
-            if method == "CreateIncident":
-                raise OSError(28, "No space left on device")
-            return super().find(method, request_id)
+    # A clock that fails the way a broken system call would: with an exception nobody
+    # mapped, before the command reached the core.
+    running = start("127.0.0.1", 0, tmp_path / "data", max_workers=2)
+    working = running.pipeline._clock_ms
 
-    running = start("127.0.0.1", 0, tmp_path / "data", max_workers=2, journal=BrokenJournal())
+    def broken() -> int:
+        raise OSError(5, "Input/output error")
+
     try:
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = pb_grpc.DispatchServiceStub(channel)
+            running.pipeline._clock_ms = broken
             with (
-                caplog.at_level(logging.ERROR, logger="dispatch_core.api.servicer"),
+                caplog.at_level(logging.ERROR, logger="dispatch_core.service.servicer"),
                 pytest.raises(grpc.RpcError) as err,
             ):
                 create_incident(stub)
+            running.pipeline._clock_ms = working
             assert err.value.code() == grpc.StatusCode.INTERNAL
             # The client learns nothing of the internals; the log has the traceback.
-            assert "No space" not in (err.value.details() or "")
+            assert "Input/output" not in (err.value.details() or "")
             assert any(r.exc_info and "CreateIncident" in r.getMessage() for r in caplog.records)
-            assert len(running.engine.incidents) == 0
+            assert running.pipeline.core.sizes()[0] == 0
+            assert running.pipeline.last_sequence == 0
             # And the server carries on.
             assert upsert(stub, at=None)
     finally:

@@ -9,6 +9,7 @@ from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from dispatch_core.types import Agency, IncidentStatus, UnitStatus
 from tests.apihelp import (
+    T0,
     WESTMINSTER,
     assign,
     create_incident,
@@ -46,7 +47,7 @@ def test_upsert_creates_then_updates_keeping_status_and_position(
     assert not first.unit.HasField("location")
 
     stub.UpdateLocations(
-        pb.UpdateLocationsRequest(unit_ids=[unit_id], lat=[51.5], lon=[-0.12], time_unix_ms=[5_000])
+        pb.UpdateLocationsRequest(unit_ids=[unit_id], lat=[51.5], lon=[-0.12], time_unix_ms=[T0])
     )
     set_status(stub, unit_id, S.UNAVAILABLE)
     spec.capabilities[:] = ["firearms"]
@@ -58,7 +59,7 @@ def test_upsert_creates_then_updates_keeping_status_and_position(
     # Static attributes changed; live state did not.
     assert second.unit.status == pb.UNIT_STATUS_UNAVAILABLE
     assert (second.unit.location.lat, second.unit.location.lon) == (51.5, -0.12)
-    assert second.unit.location_time.ToMilliseconds() == 5_000
+    assert second.unit.location_time.ToMilliseconds() == T0
 
     got = stub.GetUnit(pb.GetUnitRequest(unit_id=unit_id)).unit
     assert got == second.unit

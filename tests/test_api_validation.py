@@ -12,7 +12,7 @@ import pytest
 from dispatch_core import MAX_K
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
-from tests.apihelp import bad_fields, create_incident, group, rid, uid, upsert
+from tests.apihelp import T0, bad_fields, create_incident, group, rid, uid, upsert
 
 LONDON = pb.Location(lat=51.5, lon=-0.12)
 
@@ -324,12 +324,14 @@ def test_a_malformed_batch_ends_a_stream_after_applying_the_earlier_ones(
 ) -> None:
     unit_id = upsert(stub, at=None)
     good = pb.UpdateLocationsRequest(
-        unit_ids=[unit_id], lat=[51.5], lon=[-0.1], time_unix_ms=[10_000]
+        unit_ids=[unit_id], lat=[51.5], lon=[-0.1], time_unix_ms=[T0 + 10_000]
     )
-    bad = pb.UpdateLocationsRequest(unit_ids=[unit_id], lat=[51.6], lon=[], time_unix_ms=[20_000])
+    bad = pb.UpdateLocationsRequest(
+        unit_ids=[unit_id], lat=[51.6], lon=[], time_unix_ms=[T0 + 20_000]
+    )
     with pytest.raises(grpc.RpcError) as err:
         stub.StreamLocations(iter([good, bad]))
     assert bad_fields(err.value) == ["lon"]
     assert "batch 2" in (err.value.details() or "")
     unit = stub.GetUnit(pb.GetUnitRequest(unit_id=unit_id)).unit
-    assert (unit.location.lat, unit.location_time.ToMilliseconds()) == (51.5, 10_000)
+    assert (unit.location.lat, unit.location_time.ToMilliseconds()) == (51.5, T0 + 10_000)

@@ -11,9 +11,10 @@ import grpc
 import psycopg
 import pytest
 
-from dispatch_core.durability import EXIT_JOURNAL_FATAL, EXIT_JOURNAL_REFUSED
-from dispatch_core.journal.postgres import advisory_key
+from dispatch_core.durability.journal.postgres import advisory_key
+from dispatch_core.durability.recovery import EXIT_JOURNAL_FATAL, EXIT_JOURNAL_REFUSED
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
+from tests.apihelp import T0
 from tests.durable import (
     PG_DSN,
     Backend,
@@ -204,7 +205,7 @@ def test_positions_moved_after_the_last_command_survive_a_graceful_restart(
         channel, api = stub(server)
         with channel:
             _seed(api, 1)
-            for lat, time_ms in ((51.50, 1_000), (51.52, 2_000)):
+            for lat, time_ms in ((51.50, T0 + 1_000), (51.52, T0 + 2_000)):
                 api.UpdateLocations(
                     pb.UpdateLocationsRequest(
                         unit_ids=["U0"], lat=[lat], lon=[-0.12], time_unix_ms=[time_ms]
@@ -215,6 +216,6 @@ def test_positions_moved_after_the_last_command_survive_a_graceful_restart(
         channel, api = stub(server)
         with channel:
             unit = api.GetUnit(pb.GetUnitRequest(unit_id="U0")).unit
-        assert (unit.location.lat, unit.location_time.ToMilliseconds()) == (51.52, 2_000)
+        assert (unit.location.lat, unit.location_time.ToMilliseconds()) == (51.52, T0 + 2_000)
     finally:
         server.kill()

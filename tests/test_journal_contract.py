@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from dispatch_core.journal import (
+from dispatch_core.durability.journal import (
     Assignment,
     AssignmentConflictError,
     DuplicateRequestError,
@@ -38,7 +38,7 @@ from dispatch_core.journal import (
     Snapshot,
     open_journal,
 )
-from dispatch_core.journal.sqlite import DB_FILE
+from dispatch_core.durability.journal.sqlite import DB_FILE
 
 PG_DSN = os.environ.get("DISPATCH_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -300,7 +300,7 @@ def test_second_process_refused_on_sqlite(tmp_path: Path) -> None:
     with open_journal("sqlite", tmp_path):
         code = (
             "import sys; from pathlib import Path\n"
-            "from dispatch_core.journal import open_journal, JournalLockedError\n"
+            "from dispatch_core.durability.journal import open_journal, JournalLockedError\n"
             "try:\n"
             "    open_journal('sqlite', Path(sys.argv[1]))\n"
             "except JournalLockedError as e:\n"
@@ -345,7 +345,10 @@ def test_corrupt_last_entry_dropped_on_open(
     with durable.open() as journal:
         written = [journal.append(_new(i, assign=(Assignment(f"U{i}", "I"),))) for i in range(1, 6)]
     durable.raw("UPDATE {entries} SET checksum = checksum + 1 WHERE sequence = 5", ())
-    with caplog.at_level(logging.WARNING, logger="dispatch_core.journal"), durable.open() as j:
+    with (
+        caplog.at_level(logging.WARNING, logger="dispatch_core.durability.journal"),
+        durable.open() as j,
+    ):
         assert "last entry 5" in caplog.text
         assert list(j.entries_since(0)) == written[:4]
         # The dropped entry's sequence and its assignment are free again.
@@ -359,7 +362,10 @@ def test_torn_last_entry_dropped_on_open(tmp_path: Path, caplog: pytest.LogCaptu
         written = [journal.append(_new(i, payload=b"x" * 100)) for i in range(1, 4)]
     # A write cut short: the payload lost its second half.
     be.raw("UPDATE {entries} SET payload = substr(payload, 1, 50) WHERE sequence = 3", ())
-    with caplog.at_level(logging.WARNING, logger="dispatch_core.journal"), be.open() as j:
+    with (
+        caplog.at_level(logging.WARNING, logger="dispatch_core.durability.journal"),
+        be.open() as j,
+    ):
         assert "last entry 3" in caplog.text
         assert list(j.entries_since(0)) == written[:2]
 
@@ -371,7 +377,7 @@ def test_corrupt_tail_seen_while_reading_is_dropped(
     with durable.open() as journal:
         written = [journal.append(_new(i)) for i in range(1, 4)]
         durable.raw("UPDATE {entries} SET result = ? WHERE sequence = 3", (b"garbage",))
-        with caplog.at_level(logging.WARNING, logger="dispatch_core.journal"):
+        with caplog.at_level(logging.WARNING, logger="dispatch_core.durability.journal"):
             assert list(journal.entries_since(0)) == written[:2]
         assert "last entry 3" in caplog.text
 

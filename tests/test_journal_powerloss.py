@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from dispatch_core.journal import Entry, JournalFatal, NewEntry, SqliteJournal
+from dispatch_core.durability.journal import Entry, JournalFatal, NewEntry, SqliteJournal
 
 apsw = pytest.importorskip("apsw", reason="the power-loss VFS needs apsw (dev extra)")
 

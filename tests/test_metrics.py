@@ -22,11 +22,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from dispatch_core.picture import AreaMap
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from dispatch_core.types import Agency, Grade, UnitStatus
-from tests.apihelp import WESTMINSTER, group, rid, uid
+from dispatch_core.views.picture import AreaMap
+from tests.apihelp import T0, WESTMINSTER, group, rid, uid
 from tests.conftest import ServerProcess, start_server
 from tests.promtool import promtool
 
@@ -107,7 +107,7 @@ def scripted(metered: ServerProcess) -> dict[str, object]:
                 unit_ids=[u1, u2, u3, ghost, u2],
                 lat=[lat, lat, lat, lat, 95.0],
                 lon=[lon] * 5,
-                time_unix_ms=[2_000] * 5,
+                time_unix_ms=[T0 + 2_000] * 5,
             ),
             ok,
         )
@@ -117,15 +117,17 @@ def scripted(metered: ServerProcess) -> dict[str, object]:
         # Invalid batch (columns of different lengths): refused whole, no ping counted.
         t.call(
             "UpdateLocations",
-            pb.UpdateLocationsRequest(unit_ids=[u1], lat=[], lon=[lon], time_unix_ms=[3_000]),
+            pb.UpdateLocationsRequest(unit_ids=[u1], lat=[], lon=[lon], time_unix_ms=[T0 + 3_000]),
             invalid,
         )
         # Client stream: an older ping (stale), then a newer one (applied).
         stream = iter(
             [
-                pb.UpdateLocationsRequest(unit_ids=[u1], lat=[lat], lon=[lon], time_unix_ms=[1]),
                 pb.UpdateLocationsRequest(
-                    unit_ids=[u1], lat=[lat], lon=[lon], time_unix_ms=[3_000]
+                    unit_ids=[u1], lat=[lat], lon=[lon], time_unix_ms=[T0 + 1]
+                ),
+                pb.UpdateLocationsRequest(
+                    unit_ids=[u1], lat=[lat], lon=[lon], time_unix_ms=[T0 + 3_000]
                 ),
             ]
         )
@@ -137,9 +139,9 @@ def scripted(metered: ServerProcess) -> dict[str, object]:
         bad_stream = iter(
             [
                 pb.UpdateLocationsRequest(
-                    unit_ids=[u3], lat=[lat], lon=[lon], time_unix_ms=[5_000]
+                    unit_ids=[u3], lat=[lat], lon=[lon], time_unix_ms=[T0 + 5_000]
                 ),
-                pb.UpdateLocationsRequest(unit_ids=[u3], lat=[lat], lon=[], time_unix_ms=[1]),
+                pb.UpdateLocationsRequest(unit_ids=[u3], lat=[lat], lon=[], time_unix_ms=[T0 + 1]),
             ]
         )
         t.call("StreamLocations", bad_stream, invalid)
@@ -264,7 +266,14 @@ def test_pings_by_result(metered: ServerProcess, scripted: dict[str, object]) ->
         if name == "dispatch_location_pings_total"
     }
     # 3 + 1 (stream) + 1 (first batch of the aborted stream); the refused batch counts 0.
-    assert got == {"applied": 5, "unknown_unit": 1, "bad_coordinate": 1, "stale": 1}
+    assert got == {
+        "applied": 5,
+        "unknown_unit": 1,
+        "bad_coordinate": 1,
+        "stale": 1,
+        "bad_time": 0,
+        "future": 0,
+    }
 
 
 def test_units_incidents_and_ages_are_the_state_now(

@@ -1,6 +1,6 @@
 """Metrics with the clock under the test's control, and status codes that need timing.
 
-The engine takes its clock as an argument, so these tests drive a real Engine over a real
+The pipeline takes its clock as an argument, so these tests drive a real one over a real
 UnitIndex through minutes and hours of "time" and check what the response-time metrics
 make of it: target met or missed, the boundary itself, the oldest waiting incident's age.
 The last tests run real gRPC servers in this process (each with its own registry, which
@@ -17,13 +17,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from dispatch_core._core import UnitIndex
-from dispatch_core.engine import Engine
-from dispatch_core.metrics import Metrics
+from dispatch_core._core import DispatchCore
+from dispatch_core.durability.pipeline import Pipeline
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from dispatch_core.server import Running, start
 from dispatch_core.types import Agency, Grade, UnitStatus
+from dispatch_core.views.metrics import Metrics
 from tests.apihelp import WESTMINSTER, group, rid
 
 T0_MS = 1_700_000_000_000
@@ -51,21 +51,24 @@ def metrics() -> Metrics:
 
 
 @pytest.fixture
-def engine(clock: Clock, metrics: Metrics) -> Engine:
-    engine = Engine(UnitIndex(), clock_ms=clock)
+def engine(clock: Clock, metrics: Metrics) -> Pipeline:
+    engine = Pipeline(DispatchCore(), clock_ms=clock)
     metrics.watch(engine)
     for n in range(4):
-        engine.upsert_unit(
+        engine.command(
+            "UpsertUnit",
             pb.UpsertUnitRequest(
                 request_id=rid(),
                 unit=pb.UnitSpec(unit_id=f"U{n}", agency=int(Agency.POLICE), unit_type="irv"),
-            )
+            ),
+            pb.UpsertUnitResponse,
         )
     return engine
 
 
-def create(engine: Engine, incident_id: str, grade: Grade) -> None:
-    engine.create_incident(
+def create(engine: Pipeline, incident_id: str, grade: Grade) -> None:
+    engine.command(
+        "CreateIncident",
         pb.CreateIncidentRequest(
             request_id=rid(),
             incident_id=incident_id,
@@ -73,19 +76,24 @@ def create(engine: Engine, incident_id: str, grade: Grade) -> None:
             incident_type="test",
             location=pb.Location(lat=WESTMINSTER[0], lon=WESTMINSTER[1]),
             requirements=[group()],
-        )
+        ),
+        pb.CreateIncidentResponse,
     )
 
 
-def assign(engine: Engine, incident_id: str, unit_id: str) -> None:
-    engine.assign_units(
-        pb.AssignUnitsRequest(request_id=rid(), incident_id=incident_id, unit_ids=[unit_id])
+def assign(engine: Pipeline, incident_id: str, unit_id: str) -> None:
+    engine.command(
+        "AssignUnits",
+        pb.AssignUnitsRequest(request_id=rid(), incident_id=incident_id, unit_ids=[unit_id]),
+        pb.AssignUnitsResponse,
     )
 
 
-def status(engine: Engine, unit_id: str, to: UnitStatus) -> None:
-    engine.set_unit_status(
-        pb.SetUnitStatusRequest(request_id=rid(), unit_id=unit_id, status=int(to))
+def status(engine: Pipeline, unit_id: str, to: UnitStatus) -> None:
+    engine.command(
+        "SetUnitStatus",
+        pb.SetUnitStatusRequest(request_id=rid(), unit_id=unit_id, status=int(to)),
+        pb.SetUnitStatusResponse,
     )
 
 
@@ -95,7 +103,9 @@ def value(metrics: Metrics, name: str, **labels: str) -> float:
     return got
 
 
-def test_target_met_missed_and_the_boundary(engine: Engine, metrics: Metrics, clock: Clock) -> None:
+def test_target_met_missed_and_the_boundary(
+    engine: Pipeline, metrics: Metrics, clock: Clock
+) -> None:
     # I1 attended at exactly 15:00 (met: the target is inclusive), I2 at 15:01 (missed),
     # S1 at 59:00 (met).
     create(engine, "I1", Grade.IMMEDIATE)
@@ -130,7 +140,7 @@ def test_target_met_missed_and_the_boundary(engine: Engine, metrics: Metrics, cl
 
 
 def test_only_the_first_assignment_and_arrival_count(
-    engine: Engine, metrics: Metrics, clock: Clock
+    engine: Pipeline, metrics: Metrics, clock: Clock
 ) -> None:
     create(engine, "I1", Grade.IMMEDIATE)
     clock.advance(10)
@@ -147,7 +157,7 @@ def test_only_the_first_assignment_and_arrival_count(
 
 
 def test_grades_without_a_target_get_no_verdict(
-    engine: Engine, metrics: Metrics, clock: Clock
+    engine: Pipeline, metrics: Metrics, clock: Clock
 ) -> None:
     create(engine, "E1", Grade.EXTENDED)
     clock.advance(7200)
@@ -165,7 +175,7 @@ def test_grades_without_a_target_get_no_verdict(
 
 
 def test_oldest_unassigned_age_follows_the_state(
-    engine: Engine, metrics: Metrics, clock: Clock
+    engine: Pipeline, metrics: Metrics, clock: Clock
 ) -> None:
     oldest = "dispatch_oldest_unassigned_incident_age_seconds"
     assert value(metrics, oldest, grade="IMMEDIATE") == 0
@@ -185,7 +195,11 @@ def test_oldest_unassigned_age_follows_the_state(
     assign(engine, "I1", "U1")
     assign(engine, "I2", "U2")
     assert value(metrics, oldest, grade="IMMEDIATE") == 0
-    engine.close_incident(pb.CloseIncidentRequest(request_id=rid(), incident_id="I1"))
+    engine.command(
+        "CloseIncident",
+        pb.CloseIncidentRequest(request_id=rid(), incident_id="I1"),
+        pb.CloseIncidentResponse,
+    )
     assert value(metrics, "dispatch_incidents_open", grade="IMMEDIATE") == 1
     units = value(metrics, "dispatch_units", agency="POLICE", status="DISPATCHED")
     assert units == 1  # U2 (U1 was released by the close)

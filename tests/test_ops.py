@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from dispatch_core._core import UnitIndex
-from dispatch_core.api.interceptor import MetricsInterceptor
-from dispatch_core.engine import Engine
-from dispatch_core.metrics import Metrics
+from dispatch_core._core import DispatchCore
+from dispatch_core.durability.pipeline import Pipeline
+from dispatch_core.service.interceptor import MetricsInterceptor
+from dispatch_core.views.metrics import Metrics
 from tests.promtool import promtool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def run_promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedPro
 def exported() -> set[str]:
     """Every sample name the server can export (histogram _bucket/_count/_sum included)."""
     metrics = Metrics(process=False)
-    metrics.watch(Engine(UnitIndex()))
+    metrics.watch(Pipeline(DispatchCore()))
     MetricsInterceptor(metrics)  # creates every method's RPC series
     return {s.name for family in metrics.registry.collect() for s in family.samples} | EXTERNAL
 

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatch_core import UnitIndex
-from dispatch_core.incidents import Incident
-from dispatch_core.picture import AreaMap, CoverageSpec, compute_picture
+from dispatch_core import DispatchCore, UnitIndex
+from dispatch_core.durability.pipeline import Pipeline
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.types import Agency, Grade, IncidentStatus, UnitStatus
+from dispatch_core.views.picture import AreaMap, CoverageSpec, compute_picture
 from tests import oracle
-from tests.apihelp import bad_fields, upsert
+from tests.apihelp import T0, bad_fields, upsert
 
 AREAS = AreaMap.london()
 TYPES = [(Agency.POLICE, "irv"), (Agency.POLICE, "dog"), (Agency.FIRE, "pump")]
@@ -33,18 +33,72 @@ units_s = st.lists(
 )
 
 
-def load(rows: list[tuple]) -> tuple[UnitIndex, list[oracle.Unit]]:  # type: ignore[type-arg]
+#: The statuses a unit passes through after DISPATCHED, in lifecycle order.
+_AFTER_DISPATCH = (UnitStatus.EN_ROUTE, UnitStatus.ON_SCENE, UnitStatus.COMMITTED)
+NOW_MS = T0 + 60_000
+
+
+def load(rows: list[tuple]) -> tuple[Pipeline, UnitIndex, list[oracle.Unit]]:  # type: ignore[type-arg]
+    """The fleet of `rows` in a real state machine, every status reached through the
+    lifecycle (busy statuses through an incident of their own, assigned and walked on),
+    and the same fleet in a unit index for the ranking oracle."""
+    pipeline = Pipeline(DispatchCore(), clock_ms=lambda: NOW_MS - 30_000)
     index = UnitIndex()
     units = []
     for i, ((agency, utype), status, dog, pos) in enumerate(rows):
-        caps = frozenset({"dog"} if dog else set())
-        index.upsert_unit(
-            f"U{i}", agency=agency, unit_type=utype, capabilities=sorted(caps), status=status
+        caps = sorted({"dog"} if dog else set())
+        spec = pb.UnitSpec(unit_id=f"U{i}", agency=int(agency), unit_type=utype, capabilities=caps)
+        pipeline.command(
+            "UpsertUnit", pb.UpsertUnitRequest(request_id=f"u{i}", unit=spec), pb.UpsertUnitResponse
         )
+        index.upsert_unit(f"U{i}", agency=agency, unit_type=utype, capabilities=caps, status=status)
         if pos:
-            index.update_location(f"U{i}", pos[0], pos[1], 1)
-        units.append(oracle.Unit(f"U{i}", agency, utype, caps, status, *(pos or (None, None))))
-    return index, units
+            ping = pb.UpdateLocationsRequest(
+                unit_ids=[f"U{i}"], lat=[pos[0]], lon=[pos[1]], time_unix_ms=[T0]
+            )
+            assert pipeline.update_locations(ping.SerializeToString()).applied == 1
+            index.update_location(f"U{i}", pos[0], pos[1], T0)
+        _reach(pipeline, f"U{i}", UnitStatus(status), pos or (51.5, -0.12))
+        units.append(
+            oracle.Unit(f"U{i}", agency, utype, frozenset(caps), status, *(pos or (None, None)))
+        )
+    return pipeline, index, units
+
+
+def _reach(pipeline: Pipeline, unit_id: str, status: UnitStatus, at: tuple[float, float]) -> None:
+    def set_status(to: UnitStatus) -> None:
+        request = pb.SetUnitStatusRequest(
+            request_id=f"s-{unit_id}-{to}", unit_id=unit_id, status=int(to)
+        )
+        pipeline.command("SetUnitStatus", request, pb.SetUnitStatusResponse)
+
+    if status in (UnitStatus.UNAVAILABLE, UnitStatus.OFF_DUTY):
+        set_status(status)
+    elif status != UnitStatus.AVAILABLE:
+        holder = pb.CreateIncidentRequest(
+            request_id=f"h-{unit_id}",
+            incident_id=f"H-{unit_id}",
+            grade=int(Grade.SIGNIFICANT),
+            incident_type="holder",
+            location=pb.Location(lat=at[0], lon=at[1]),
+            requirements=[pb.RequirementGroup(agency=int(Agency.POLICE), count=1)],
+        )
+        pipeline.command("CreateIncident", holder, pb.CreateIncidentResponse)
+        assign = pb.AssignUnitsRequest(
+            request_id=f"a-{unit_id}", incident_id=f"H-{unit_id}", unit_ids=[unit_id]
+        )
+        pipeline.command("AssignUnits", assign, pb.AssignUnitsResponse)
+        for step in _AFTER_DISPATCH:
+            if list(UnitStatus).index(step) > list(UnitStatus).index(status):
+                break
+            set_status(step)
+
+
+def incidents_of(pipeline: Pipeline) -> list[pb.Incident]:
+    request = pb.ListIncidentsRequest(page_size=1000).SerializeToString()
+    return list(
+        pb.ListIncidentsResponse.FromString(pipeline.core.list_incidents(request)).incidents
+    )
 
 
 def nearest_area(lat: float, lon: float) -> int:
@@ -67,7 +121,7 @@ def test_picture_equals_brute_force(
     unit_types: tuple[str, ...],  # type: ignore[type-arg]
     required: tuple[str, ...],
 ) -> None:
-    index, units = load(rows)
+    pipeline, index, units = load(rows)
     spec = CoverageSpec(
         agencies=(Agency.POLICE, Agency.FIRE),
         unit_types=unit_types,
@@ -75,25 +129,24 @@ def test_picture_equals_brute_force(
         target_seconds=target,
         cell_m=cell_m,
     )
-    incidents = [
-        Incident(
-            f"I{i}",
-            Grade(1 + i % 4),
-            "x",
-            u.lat,
-            u.lon,
-            "",
-            (),
-            IncidentStatus.OPEN if i % 3 else IncidentStatus.CLOSED,
-            (),
-            (),
-            0,
-            first_assigned_ms=None if i % 2 else 500,
+    # Besides the holders of busy units, an incident at every placed unit: some closed.
+    for i, u in enumerate(units):
+        if u.lat is None or u.lon is None:
+            continue
+        create = pb.CreateIncidentRequest(
+            request_id=f"i{i}",
+            incident_id=f"I{i}",
+            grade=1 + i % 4,  # type: ignore[arg-type]
+            incident_type="x",
+            location=pb.Location(lat=u.lat, lon=u.lon),
+            requirements=[pb.RequirementGroup(agency=int(Agency.POLICE), count=1)],
         )
-        for i, u in enumerate(units)
-        if u.lat is not None and u.lon is not None
-    ]
-    picture = compute_picture(index, incidents, AREAS, spec, now_ms=60_000)
+        pipeline.command("CreateIncident", create, pb.CreateIncidentResponse)
+        if i % 3 == 0:
+            close = pb.CloseIncidentRequest(request_id=f"c{i}", incident_id=f"I{i}")
+            pipeline.command("CloseIncident", close, pb.CloseIncidentResponse)
+    incidents = incidents_of(pipeline)
+    picture = compute_picture(pipeline.core, spec, now_ms=NOW_MS)
 
     # Counts per area, unit by unit.
     for i, area in enumerate(picture.areas):
@@ -108,10 +161,16 @@ def test_picture_equals_brute_force(
         open_here = [
             x
             for x in incidents
-            if x.status != IncidentStatus.CLOSED and nearest_area(x.lat, x.lon) == i
+            if x.status != IncidentStatus.CLOSED
+            and nearest_area(x.location.lat, x.location.lon) == i
         ]
         assert sum(area.open_incidents_by_grade.values()) == len(open_here)
-        assert area.unassigned_incidents == sum(x.first_assigned_ms is None for x in open_here)
+        unassigned = [x for x in open_here if not x.HasField("first_assigned_time")]
+        assert area.unassigned_incidents == len(unassigned)
+        oldest = max(
+            ((NOW_MS - x.create_time.ToMilliseconds()) / 1000 for x in unassigned), default=0.0
+        )
+        assert area.oldest_unassigned_age_seconds == oldest
 
     # Coverage, cell by cell, against every eligible unit's ETA.
     lat, lon, cell_area = AREAS.cells(cell_m)
@@ -123,7 +182,7 @@ def test_picture_equals_brute_force(
             units,
             float(a),
             float(o),
-            now_ms=60_000,
+            now_ms=NOW_MS,
             k=len(units) or 1,
             grade=Grade.IMMEDIATE,
             required=frozenset(required),

@@ -1,7 +1,9 @@
 """dispatch-core: rank and assign the most appropriate police, fire and ambulance units.
 
-The public face of the Rust extension `dispatch_core._core` (see `_core.pyi`) plus the
-engine, the gRPC service and the tools around them.
+The public face of the Rust extension `dispatch_core._core` (see `_core.pyi`): the state
+machine `DispatchCore` and the unit index `UnitIndex`; plus the command pipeline
+(`durability`), the gRPC service (`service`), the views (`views`) and the tools around
+them. docs/architecture.md maps the whole.
 """
 
 from dispatch_core._core import (
@@ -12,10 +14,13 @@ from dispatch_core._core import (
     MAX_K,
     BatchRanking,
     Candidate,
+    DispatchCore,
     InvalidArgument,
     InvalidTransition,
     LocationReport,
     NotAssignable,
+    Outcome,
+    Refused,
     ScoreBreakdown,
     UnitIndex,
     UnitView,
@@ -33,12 +38,15 @@ __all__ = [
     "Agency",
     "BatchRanking",
     "Candidate",
+    "DispatchCore",
     "Grade",
     "IncidentStatus",
     "InvalidArgument",
     "InvalidTransition",
     "LocationReport",
     "NotAssignable",
+    "Outcome",
+    "Refused",
     "ScoreBreakdown",
     "UnitIndex",
     "UnitStatus",

@@ -13,23 +13,37 @@ import numpy.typing as npt
 
 __version__: str
 __all__ = [
+    "COMMANDS",
     "DEFAULT_CAPABILITIES",
+    "DEFAULT_MAX_FUTURE_SKEW_MS",
+    "DEFAULT_REQUEST_CAPACITY",
     "DEFAULT_SCARCE_CAPABILITIES",
     "EARTH_RADIUS_M",
     "MAX_CAPABILITIES",
     "MAX_ID_LEN",
     "MAX_K",
+    "MAX_LOCATION_BATCH",
+    "MAX_PAGE_SIZE",
+    "MAX_TIME_MS",
+    "MIN_TIME_MS",
+    "REQUEST_RETENTION_MS",
+    "SNAPSHOT_FORMAT",
     "BatchRanking",
     "Candidate",
+    "DispatchCore",
     "InvalidArgument",
     "InvalidTransition",
     "LocationReport",
     "NotAssignable",
+    "Outcome",
+    "Refused",
     "ScoreBreakdown",
     "UnitIndex",
     "UnitView",
     "UnknownUnit",
     "__version__",
+    "payload_request",
+    "payload_time_ms",
 ]
 
 #: Largest K a ranking call accepts.
@@ -44,6 +58,43 @@ EARTH_RADIUS_M: float
 DEFAULT_CAPABILITIES: list[str]
 #: The capabilities counted as scarce by default (the specialist cost).
 DEFAULT_SCARCE_CAPABILITIES: list[str]
+#: Valid client-supplied times (shift bounds, pings): MIN_TIME_MS <= t < MAX_TIME_MS.
+MIN_TIME_MS: int
+MAX_TIME_MS: int
+#: How far after its arrival a ping may be dated by default, ms.
+DEFAULT_MAX_FUTURE_SKEW_MS: int
+#: How long answers to request_ids are remembered, ms of command time (24 h).
+REQUEST_RETENTION_MS: int
+#: Answers kept in memory by default; older ones inside the window come from the journal.
+DEFAULT_REQUEST_CAPACITY: int
+#: The snapshot format this build writes.
+SNAPSHOT_FORMAT: int
+#: Most pings in one location batch.
+MAX_LOCATION_BATCH: int
+#: Largest page of ListUnits / ListIncidents.
+MAX_PAGE_SIZE: int
+#: The methods `DispatchCore.execute` takes (the journaled commands and "Tick").
+COMMANDS: list[str]
+
+def payload_request(payload: bytes) -> bytes:
+    """The request inside a journal entry's payload."""
+
+def payload_time_ms(payload: bytes) -> int:
+    """The time inside a journal entry's payload, Unix ms."""
+
+class Refused(Exception):
+    """A command or read the core refused; nothing changed.
+
+    `code` is the gRPC status name ("INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS",
+    "FAILED_PRECONDITION", "UNAVAILABLE"); the details: field `violations` (field,
+    description), a `precondition` (type, subject, description) or a `resource` (type,
+    name).
+    """
+
+    code: str
+    violations: list[tuple[str, str]]
+    precondition: tuple[str, str, str] | None
+    resource: tuple[str, str] | None
 
 class InvalidArgument(ValueError):
     """A malformed argument; `field` names it (e.g. ``lat``, ``lat[3]``, ``capabilities``)."""
@@ -128,6 +179,10 @@ class LocationReport:
     def skipped_bad_coordinate(self) -> int: ...
     @property
     def skipped_stale(self) -> int: ...
+    @property
+    def skipped_bad_time(self) -> int: ...
+    @property
+    def skipped_future(self) -> int: ...
 
 @final
 class UnitView:
@@ -291,4 +346,119 @@ class UnitIndex:
         npt.NDArray[np.float64],
         npt.NDArray[np.int64],
     ]: ...
+    def memory_bytes(self) -> int: ...
+
+@final
+class Outcome:
+    """What `DispatchCore.execute` decided."""
+
+    @property
+    def kind(self) -> str:
+        """ "applied", "repeated", "check_journal" or "refused"."""
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def payload(self) -> bytes:
+        """The journal payload (time + canonical request) of an applied command."""
+    @property
+    def response(self) -> bytes:
+        """The encoded answer (applied or repeated)."""
+    @property
+    def events(self) -> list[tuple[str, int, int]]:
+        """(kind, grade, value): "first_assigned" / "first_on_scene" with milliseconds,
+        "requests_expired" with a count."""
+    @property
+    def assign(self) -> list[tuple[str, str]]: ...
+    @property
+    def release(self) -> list[str]: ...
+    def error(self) -> Refused | None: ...
+
+@final
+class DispatchCore:
+    """The dispatch state machine: units, incidents, assignments and the idempotency table.
+
+    Commands go through `execute` only; reads run concurrently with each other; every call
+    that does real work releases the GIL. Requests and answers are encoded dispatch.v1
+    messages.
+    """
+
+    def __new__(
+        cls,
+        *,
+        capabilities: Sequence[str] | None = None,
+        scarce_capabilities: Sequence[str] | None = None,
+        config: Mapping[str, object] | None = None,
+        cell_deg: float = 0.01,
+        request_capacity: int = ...,
+        max_future_skew_ms: int = ...,
+    ) -> DispatchCore: ...
+    def execute(
+        self,
+        method: str,
+        request: bytes,
+        time_ms: int,
+        *,
+        journal_checked: bool = False,
+        journal: tuple[bytes, bytes, int] | None = None,
+    ) -> Outcome: ...
+    def replay(self, entries: Sequence[tuple[int, str, bytes, bytes]]) -> int: ...
+    def tick_due(self, now_ms: int) -> bool: ...
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def clock_ms(self) -> int: ...
+    def __len__(self) -> int: ...
+    def capability_names(self) -> list[str]: ...
+    def config(self) -> dict[str, object]: ...
+    def set_config(self, overrides: Mapping[str, object]) -> None: ...
+    def get_unit(self, request: bytes) -> bytes: ...
+    def list_units(self, request: bytes) -> bytes: ...
+    def get_incident(self, request: bytes) -> bytes: ...
+    def list_incidents(self, request: bytes) -> bytes: ...
+    def recommend(self, request: bytes, now_ms: int) -> bytes: ...
+    def batch_recommend(self, request: bytes, now_ms: int) -> bytes: ...
+    def update_locations(self, request: bytes, now_ms: int, batch: int = 0) -> LocationReport: ...
+    def coverage(
+        self,
+        lat: npt.NDArray[np.float64],
+        lon: npt.NDArray[np.float64],
+        *,
+        target_seconds: float,
+        now_ms: int,
+        grade: int = 1,
+        required: Sequence[str] | None = None,
+        agencies: Sequence[int] | None = None,
+        statuses: Sequence[int] | None = None,
+        unit_types: Sequence[str] | None = None,
+    ) -> npt.NDArray[np.bool_]: ...
+    def unit_columns(
+        self,
+    ) -> tuple[
+        npt.NDArray[np.int8],
+        npt.NDArray[np.int8],
+        npt.NDArray[np.int32],
+        list[str],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.float64],
+    ]: ...
+    def open_incident_columns(
+        self,
+    ) -> tuple[
+        npt.NDArray[np.float64],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.int8],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.bool_],
+    ]: ...
+    def units_by_agency_status(self) -> dict[tuple[int, int], int]: ...
+    def incident_counts(self) -> list[tuple[int, int, int | None]]: ...
+    def sizes(self) -> tuple[int, int, int]: ...
+    def snapshot(self) -> tuple[int, bytes]: ...
+    def restore(self, data: bytes) -> int: ...
+    @staticmethod
+    def snapshot_format(data: bytes) -> int | None: ...
+    def digest(self) -> int: ...
+    def check_invariants(self) -> None: ...
     def memory_bytes(self) -> int: ...

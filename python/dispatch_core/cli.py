@@ -16,18 +16,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dispatch_core.demo import run_demo
-from dispatch_core.durability import (
-    DEFAULT_SNAPSHOT_EVERY,
-    DEFAULT_SNAPSHOT_INTERVAL_S,
+from dispatch_core._core import DEFAULT_MAX_FUTURE_SKEW_MS, DEFAULT_REQUEST_CAPACITY
+from dispatch_core.durability.journal import JournalError
+from dispatch_core.durability.recovery import (
     EXIT_JOURNAL_REFUSED,
     JournalConfig,
     RecoveryError,
 )
-from dispatch_core.events import DEFAULT_BUFFER
-from dispatch_core.journal import JournalError
-from dispatch_core.metrics import DEFAULT_METRICS_PORT
-from dispatch_core.server import PortInUseError, serve
+from dispatch_core.durability.snapshotter import (
+    DEFAULT_SNAPSHOT_EVERY,
+    DEFAULT_SNAPSHOT_INTERVAL_S,
+)
+from dispatch_core.server import DEFAULT_TICK_INTERVAL_S, CoreConfig, PortInUseError, serve
+from dispatch_core.synthetic.demo import run_demo
+from dispatch_core.views.events import DEFAULT_BUFFER
+from dispatch_core.views.metrics import DEFAULT_METRICS_PORT
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
@@ -141,6 +144,30 @@ def _parser() -> argparse.ArgumentParser:
         "--grace", type=float, default=10.0, help="seconds in-flight RPCs get at shutdown"
     )
     serve.add_argument(
+        "--tick-interval",
+        type=float,
+        default=float(os.environ.get("DISPATCH_TICK_INTERVAL", DEFAULT_TICK_INTERVAL_S)),
+        help="seconds between checks of the clock command: a tick is journaled whenever a "
+        "time-driven change is due (env DISPATCH_TICK_INTERVAL; default "
+        f"{DEFAULT_TICK_INTERVAL_S:g})",
+    )
+    serve.add_argument(
+        "--max-clock-skew",
+        type=float,
+        default=float(os.environ.get("DISPATCH_MAX_CLOCK_SKEW", DEFAULT_MAX_FUTURE_SKEW_MS / 1000)),
+        help="seconds a location ping may be dated after its arrival; later ones are "
+        "skipped and counted as from the future (env DISPATCH_MAX_CLOCK_SKEW; default "
+        f"{DEFAULT_MAX_FUTURE_SKEW_MS / 1000:g})",
+    )
+    serve.add_argument(
+        "--request-memory",
+        type=int,
+        default=int(os.environ.get("DISPATCH_REQUEST_MEMORY", DEFAULT_REQUEST_CAPACITY)),
+        help="answers to request_ids kept in memory for retries; older ones (up to 24 h) "
+        "are answered from the journal (env DISPATCH_REQUEST_MEMORY; default "
+        f"{DEFAULT_REQUEST_CAPACITY})",
+    )
+    serve.add_argument(
         "--metrics-port",
         type=int,
         default=None,
@@ -219,6 +246,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 grace_s=args.grace,
                 metrics_port=metrics_port,
                 journal=_journal_config(args),
+                core=CoreConfig(
+                    request_capacity=args.request_memory,
+                    max_future_skew_ms=round(args.max_clock_skew * 1000),
+                ),
+                tick_interval_s=args.tick_interval,
             )
         except PortInUseError as exc:
             print(f"dispatch-core: {exc}", file=sys.stderr)

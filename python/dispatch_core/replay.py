@@ -12,11 +12,12 @@ import datetime
 from collections import defaultdict
 from typing import TextIO
 
-from dispatch_core._core import UnitIndex
-from dispatch_core.durability import JournalConfig
-from dispatch_core.engine import Engine
-from dispatch_core.records import summary
-from dispatch_core.types import IncidentStatus, UnitStatus
+from dispatch_core._core import DispatchCore
+from dispatch_core.durability.pipeline import Pipeline
+from dispatch_core.durability.records import summary
+from dispatch_core.durability.recovery import JournalConfig
+from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
+from dispatch_core.types import UnitStatus
 
 
 def _when(ms: int) -> str:
@@ -42,31 +43,56 @@ def run_replay(config: JournalConfig, out: TextIO, *, after: int | None = None) 
                 f"  {entry.method}  {entry.request_id}  {summary(entry)}",
                 file=out,
             )
-        engine = Engine(UnitIndex(), journal=journal)
-        report = engine.restore()
+        pipeline = Pipeline(DispatchCore(), journal=journal)
+        report = pipeline.restore()
         print(
             f"\n# state rebuilt: snapshot at {report.snapshot_sequence} + {report.replayed}"
             f" entries replayed = sequence {report.last_sequence} ({report.seconds:.3f} s)",
             file=out,
         )
-        by_status: dict[int, list[str]] = defaultdict(list)
-        for view in engine.index.list_units():
-            by_status[view.status].append(view.unit_id)
-        print(f"units: {len(engine.index)}", file=out)
-        for status in UnitStatus:
-            ids = sorted(by_status.get(int(status), []))
-            if ids:
-                print(f"  {status.name:<12} {len(ids):>5}  {' '.join(ids)}", file=out)
-        open_incidents = [
-            i for i in engine.incidents.iter_after("") if i.status is not IncidentStatus.CLOSED
-        ]
-        closed = len(engine.incidents) - len(open_incidents)
-        print(f"open incidents: {len(open_incidents)} (closed: {closed})", file=out)
-        for incident in open_incidents:
-            units = " ".join(incident.attached_unit_ids) or "-"
-            print(
-                f"  {incident.incident_id}  {incident.grade.name:<11} {incident.status.name:<10}"
-                f" {incident.incident_type}  units: {units}",
-                file=out,
-            )
+        _print_state(pipeline.core, out)
     return 0
+
+
+def _print_state(core: DispatchCore, out: TextIO) -> None:
+    by_status: dict[int, list[str]] = defaultdict(list)
+    token = ""
+    while True:
+        units = pb.ListUnitsResponse.FromString(
+            core.list_units(
+                pb.ListUnitsRequest(page_size=1000, page_token=token).SerializeToString()
+            )
+        )
+        for unit in units.units:
+            by_status[unit.status].append(unit.unit_id)
+        if not (token := units.next_page_token):
+            break
+    print(f"units: {len(core)}", file=out)
+    for status in UnitStatus:
+        ids = by_status.get(int(status), [])
+        if ids:
+            print(f"  {status.name:<12} {len(ids):>5}  {' '.join(ids)}", file=out)
+    open_incidents: list[pb.Incident] = []
+    closed = 0
+    while True:
+        page = pb.ListIncidentsResponse.FromString(
+            core.list_incidents(
+                pb.ListIncidentsRequest(page_size=1000, page_token=token).SerializeToString()
+            )
+        )
+        for incident in page.incidents:
+            if incident.status == pb.INCIDENT_STATUS_CLOSED:
+                closed += 1
+            else:
+                open_incidents.append(incident)
+        if not (token := page.next_page_token):
+            break
+    print(f"open incidents: {len(open_incidents)} (closed: {closed})", file=out)
+    for incident in open_incidents:
+        units_text = " ".join(incident.attached_unit_ids) or "-"
+        print(
+            f"  {incident.incident_id}  {pb.Grade.Name(incident.grade)[6:]:<11}"
+            f" {pb.IncidentStatus.Name(incident.status)[16:]:<10}"
+            f" {incident.incident_type}  units: {units_text}",
+            file=out,
+        )

@@ -18,18 +18,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from dispatch_core._core import UnitIndex
-from dispatch_core.api.servicer import SERVICE_NAME, DispatchServicer
-from dispatch_core.durability import (
-    EXIT_JOURNAL_FATAL,
-    JournalConfig,
-    Snapshotter,
-    open_engine,
+from dispatch_core._core import (
+    DEFAULT_MAX_FUTURE_SKEW_MS,
+    DEFAULT_REQUEST_CAPACITY,
+    DispatchCore,
 )
-from dispatch_core.engine import Engine
-from dispatch_core.journal import Journal
-from dispatch_core.metrics import Metrics, MetricsServer
-from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
+from dispatch_core.durability.journal import Journal
+from dispatch_core.durability.pipeline import Pipeline
+from dispatch_core.durability.recovery import EXIT_JOURNAL_FATAL, JournalConfig, open_pipeline
+from dispatch_core.durability.snapshotter import Snapshotter
+from dispatch_core.service.servicer import SERVICE_NAME, DispatchServicer
+from dispatch_core.views.metrics import Metrics, MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +56,55 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 ]
 
 
+#: Seconds between the ticker's checks for a due clock command.
+DEFAULT_TICK_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """How the state machine is built: configuration, not state (not journaled)."""
+
+    #: Answers to request_ids kept in memory; older ones inside 24 h come from the journal.
+    request_capacity: int = DEFAULT_REQUEST_CAPACITY
+    #: How far after its arrival a ping may be dated before it is skipped as "future".
+    max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS
+
+    def build(self) -> DispatchCore:
+        return DispatchCore(
+            request_capacity=self.request_capacity, max_future_skew_ms=self.max_future_skew_ms
+        )
+
+
+class Ticker:
+    """Every `interval_s`, asks the core whether a clock command is due and journals one if
+    so (docs/architecture.md, "Time"). A failed tick is logged and tried again next time."""
+
+    def __init__(self, pipeline: Pipeline, interval_s: float) -> None:
+        self._pipeline = pipeline
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ticker", daemon=True)
+
+    def start(self) -> Ticker:
+        if self._interval_s > 0:
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            if self._pipeline.failed is not None:
+                return
+            try:
+                self._pipeline.tick()
+            except Exception:
+                log.exception("clock tick failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 class PortInUseError(RuntimeError):
     """The address could not be bound (usually: another process holds the port)."""
 
@@ -68,23 +116,26 @@ class Running:
     server: grpc.Server
     health: health.HealthServicer
     port: int
-    engine: Engine
+    pipeline: Pipeline
     metrics: Metrics | None = None
     metrics_server: MetricsServer | None = None
     snapshotter: Snapshotter | None = None
+    ticker: Ticker | None = None
 
     def stop(self, grace_s: float) -> None:
         # Clients watching health see NOT_SERVING before connections start closing.
         self.health.enter_graceful_shutdown()
         # WatchEvents streams end now (telling clients where to resume) rather than
         # holding the drain for the whole grace period.
-        self.engine.events.close()
+        self.pipeline.events.close()
         self.server.stop(grace_s).wait()
+        if self.ticker is not None:
+            self.ticker.stop()
         # No RPC runs any more: the final snapshot holds everything acknowledged, so the
         # next start replays nothing. Not after a journal failure: nothing more is written.
         if self.snapshotter is not None:
-            self.snapshotter.stop(final=self.engine.failed is None)
-        self.engine.journal.close()
+            self.snapshotter.stop(final=self.pipeline.failed is None)
+        self.pipeline.journal.close()
         # /metrics last: a final scrape during the drain still sees the in-flight RPCs.
         if self.metrics_server is not None:
             self.metrics_server.stop()
@@ -96,38 +147,40 @@ def start(
     data_dir: Path,
     *,
     max_workers: int = 16,
-    index: UnitIndex | None = None,
+    core: CoreConfig | None = None,
     journal: JournalConfig | Journal | None = None,
     metrics: Metrics | None = None,
+    tick_interval_s: float = DEFAULT_TICK_INTERVAL_S,
 ) -> Running:
     """Builds, binds and starts the server; raises PortInUseError if it cannot bind.
 
-    With `journal`, the engine is recovered from it first (raising RecoveryError when that
+    With `journal`, the state is recovered from it first (raising RecoveryError when that
     is refused: locked by another server, corrupt, another version) and snapshotted while
     it runs; without, commands go to an in-memory journal (in-process tests only). An
     already open `Journal` is recovered from but not snapshotted (tests inject faults so).
 
-    With `metrics`, every RPC is timed by the metrics interceptor and the engine's events
+    With `metrics`, every RPC is timed by the metrics interceptor and the pipeline's events
     and state are exported through it (serving them over HTTP is the caller's choice).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     snapshotter: Snapshotter | None = None
+    state = (core or CoreConfig()).build()
     if isinstance(journal, Journal):
-        engine = Engine(index if index is not None else UnitIndex(), journal=journal)
-        engine.restore()
+        pipeline = Pipeline(state, journal=journal)
+        pipeline.restore()
     elif journal is not None:
-        engine, _ = open_engine(journal, index=index)
-        engine.events.buffer = journal.watch_buffer
+        pipeline, _ = open_pipeline(journal, core=state)
+        pipeline.events.buffer = journal.watch_buffer
         snapshotter = Snapshotter(
-            engine, every_entries=journal.snapshot_every, interval_s=journal.snapshot_interval_s
+            pipeline, every_entries=journal.snapshot_every, interval_s=journal.snapshot_interval_s
         )
     else:
-        engine = Engine(index if index is not None else UnitIndex())
+        pipeline = Pipeline(state)
     interceptors = []
     if metrics is not None:
-        from dispatch_core.api.interceptor import MetricsInterceptor  # noqa: PLC0415
+        from dispatch_core.service.interceptor import MetricsInterceptor  # noqa: PLC0415
 
-        metrics.watch(engine)
+        metrics.watch(pipeline)
         interceptors.append(MetricsInterceptor(metrics))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
@@ -135,9 +188,7 @@ def start(
         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
         interceptors=interceptors,
     )
-    pb_grpc.add_DispatchServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        DispatchServicer(engine), server
-    )
+    server.add_generic_rpc_handlers((DispatchServicer(pipeline).handler(),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -150,15 +201,18 @@ def start(
         # grpcio raises here in some versions and returns 0 in others.
         raise PortInUseError(f"cannot listen on {address}: {exc}") from exc
     if bound == 0:
-        engine.journal.close()
+        pipeline.journal.close()
         raise PortInUseError(f"cannot listen on {address}: the address is in use or invalid")
     server.start()
     if snapshotter is not None:
         snapshotter.start()
+    ticker = Ticker(pipeline, tick_interval_s).start()
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info("dispatch-core listening on %s:%d (data dir %s)", host, bound, data_dir)
-    return Running(server, health_servicer, bound, engine, metrics, snapshotter=snapshotter)
+    return Running(
+        server, health_servicer, bound, pipeline, metrics, snapshotter=snapshotter, ticker=ticker
+    )
 
 
 def start_metrics_http(running: Running, host: str, port: int) -> None:
@@ -187,6 +241,8 @@ def serve(
     grace_s: float = 10.0,
     metrics_port: int = -1,
     journal: JournalConfig | None = None,
+    core: CoreConfig | None = None,
+    tick_interval_s: float = DEFAULT_TICK_INTERVAL_S,
 ) -> int:
     """Runs until SIGTERM or SIGINT; returns the process exit code.
 
@@ -197,7 +253,15 @@ def serve(
     metrics = Metrics() if metrics_port >= 0 else None
     if journal is None:
         journal = JournalConfig(data_dir=data_dir)
-    running = start(host, port, data_dir, metrics=metrics, journal=journal)
+    running = start(
+        host,
+        port,
+        data_dir,
+        metrics=metrics,
+        journal=journal,
+        core=core,
+        tick_interval_s=tick_interval_s,
+    )
     if metrics_port >= 0:
         start_metrics_http(running, host, metrics_port)
     stop = threading.Event()
@@ -209,15 +273,15 @@ def serve(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # A journal failure ends the serve loop like a signal, from the thread that saw it.
-    running.engine.on_fatal = lambda exc: stop.set()
+    running.pipeline.on_fatal = lambda exc: stop.set()
     # A bounded wait in a loop: the signal handler runs in this thread between waits.
     while not stop.wait(0.5):
         pass
-    if running.engine.failed is not None:
+    if running.pipeline.failed is not None:
         log.critical(
             "stopping: the journal failed (%r); acknowledged commands are safe on disk, and"
             " a restart recovers from there",
-            running.engine.failed,
+            running.pipeline.failed,
         )
         # In-flight commands already answer UNAVAILABLE; a short drain is enough.
         running.stop(min(grace_s, 2.0))

@@ -9,7 +9,7 @@ use dispatch_engine::command::Method;
 use dispatch_engine::eta::RankConfig;
 use dispatch_engine::record;
 use dispatch_engine::snapshot;
-use dispatch_engine::state::{Event, JournalHit, Machine, Outcome as CoreOutcome};
+use dispatch_engine::state::{Event, JournalAnswer, JournalHit, Machine, Outcome as CoreOutcome};
 use dispatch_engine::store::UnitStore;
 use dispatch_engine::types::{Agency, Grade, Status, N_GRADES};
 use dispatch_engine::wire::reads;
@@ -197,19 +197,25 @@ impl DispatchCore {
     }
 
     /// Executes one command (`method` is its RPC name, or "Tick") with the request's bytes
-    /// at `time_ms`. `journal` is (request, response, sequence) of the journal's entry for
-    /// the request_id, after an outcome of kind "check_journal" (None when it has none).
-    #[pyo3(signature = (method, request, time_ms, journal=None))]
+    /// at `time_ms`. After an outcome of kind "check_journal", call again with
+    /// `journal_checked=True` and `journal` = (request, response, sequence) of the journal's
+    /// entry for the request_id, or None when it has none.
+    #[pyo3(signature = (method, request, time_ms, *, journal_checked=false, journal=None))]
     fn execute(
         &self,
         py: Python<'_>,
         method: &str,
         request: &[u8],
         time_ms: i64,
+        journal_checked: bool,
         journal: Option<(Vec<u8>, Vec<u8>, u64)>,
     ) -> PyResult<Outcome> {
         let m = self::method(py, method)?;
-        let hit = journal.map(|(request, response, sequence)| JournalHit { request, response, sequence });
+        let hit = match (journal_checked, journal) {
+            (_, Some((request, response, sequence))) => JournalAnswer::Found(JournalHit { request, response, sequence }),
+            (true, None) => JournalAnswer::Absent,
+            (false, None) => JournalAnswer::Unchecked,
+        };
         Ok(outcome(self.write(py, |s| s.execute(m, request, time_ms, hit)), time_ms))
     }
 
@@ -492,6 +498,3 @@ pub fn payload_time_ms(py: Python<'_>, payload: &[u8]) -> PyResult<i64> {
     record::decode(payload).map(|(t, _)| t).map_err(|e| refused(py, e))
 }
 
-/// Unused import guard: keeps `PyReadonlyArray1` in scope for coverage's signature.
-#[allow(dead_code)]
-fn _types(_: PyReadonlyArray1<'_, f64>) {}

@@ -93,6 +93,10 @@ pub struct LocationReport {
     pub(crate) skipped_bad_coordinate: usize,
     #[pyo3(get)]
     pub(crate) skipped_stale: usize,
+    #[pyo3(get)]
+    pub(crate) skipped_bad_time: usize,
+    #[pyo3(get)]
+    pub(crate) skipped_future: usize,
 }
 
 impl From<store::LocationReport> for LocationReport {
@@ -102,6 +106,8 @@ impl From<store::LocationReport> for LocationReport {
             skipped_unknown_unit: r.skipped_unknown_unit,
             skipped_bad_coordinate: r.skipped_bad_coordinate,
             skipped_stale: r.skipped_stale,
+            skipped_bad_time: r.skipped_bad_time,
+            skipped_future: r.skipped_future,
         }
     }
 }

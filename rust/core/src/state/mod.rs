@@ -104,6 +104,16 @@ pub struct JournalHit {
     pub sequence: u64,
 }
 
+/// What the caller learnt from the journal about a request_id.
+#[derive(Debug, Clone)]
+pub enum JournalAnswer {
+    /// Not looked up: the table decides, or asks for a lookup.
+    Unchecked,
+    /// Looked up; the journal has no entry for it.
+    Absent,
+    Found(JournalHit),
+}
+
 /// The dispatch state and its one entry point.
 #[derive(Debug, Clone)]
 pub struct Machine {
@@ -167,7 +177,7 @@ impl Machine {
 
     /// Executes one command: see the module docs. `journal` is what the journal holds for
     /// the request_id, when a previous call answered [`Outcome::CheckJournal`].
-    pub fn execute(&mut self, method: Method, request: &[u8], time_ms: i64, journal: Option<JournalHit>) -> Outcome {
+    pub fn execute(&mut self, method: Method, request: &[u8], time_ms: i64, journal: JournalAnswer) -> Outcome {
         let decoded = match wire::decode::command(method, request, self.units.vocabulary()) {
             Ok(d) => d,
             Err(e) => return Outcome::Refused(e),
@@ -175,10 +185,13 @@ impl Machine {
         if method != Method::Tick {
             let seen = match self.requests.lookup(method, &decoded.request_id) {
                 Lookup::Remembered(r) => Some((r.request.clone(), r.response.clone(), r.sequence)),
-                Lookup::InJournal if journal.is_none() => {
+                Lookup::InJournal if matches!(journal, JournalAnswer::Unchecked) => {
                     return Outcome::CheckJournal { request_id: decoded.request_id };
                 }
-                _ => journal.map(|hit| (hit.request, hit.response, hit.sequence)),
+                _ => match journal {
+                    JournalAnswer::Found(hit) => Some((hit.request, hit.response, hit.sequence)),
+                    _ => None,
+                },
             };
             if let Some((first, response, sequence)) = seen {
                 if first != decoded.canonical {
@@ -241,7 +254,7 @@ impl Machine {
         if sequence != self.sequence + 1 {
             return Err(disagree(format!("comes after state sequence {}", self.sequence)));
         }
-        match self.execute(m, request, time_ms, None) {
+        match self.execute(m, request, time_ms, JournalAnswer::Unchecked) {
             Outcome::Applied { response, .. } => Ok(response == result),
             Outcome::Refused(e) => Err(disagree(format!("{method} is refused now: {e}"))),
             other => Err(disagree(format!("{method} is not new to this state ({other:?})"))),

@@ -207,18 +207,22 @@ class UpdateLocationsRequest(_message.Message):
     def __init__(self, unit_ids: _Optional[_Iterable[str]] = ..., lat: _Optional[_Iterable[float]] = ..., lon: _Optional[_Iterable[float]] = ..., time_unix_ms: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class UpdateLocationsResponse(_message.Message):
-    __slots__ = ("applied", "skipped_unknown_unit", "skipped_bad_coordinate", "skipped_stale", "batches")
+    __slots__ = ("applied", "skipped_unknown_unit", "skipped_bad_coordinate", "skipped_stale", "batches", "skipped_bad_time", "skipped_future")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_UNKNOWN_UNIT_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_BAD_COORDINATE_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_STALE_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_BAD_TIME_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FUTURE_FIELD_NUMBER: _ClassVar[int]
     applied: int
     skipped_unknown_unit: int
     skipped_bad_coordinate: int
     skipped_stale: int
     batches: int
-    def __init__(self, applied: _Optional[int] = ..., skipped_unknown_unit: _Optional[int] = ..., skipped_bad_coordinate: _Optional[int] = ..., skipped_stale: _Optional[int] = ..., batches: _Optional[int] = ...) -> None: ...
+    skipped_bad_time: int
+    skipped_future: int
+    def __init__(self, applied: _Optional[int] = ..., skipped_unknown_unit: _Optional[int] = ..., skipped_bad_coordinate: _Optional[int] = ..., skipped_stale: _Optional[int] = ..., batches: _Optional[int] = ..., skipped_bad_time: _Optional[int] = ..., skipped_future: _Optional[int] = ...) -> None: ...
 
 class RequirementGroup(_message.Message):
     __slots__ = ("agency", "unit_types", "capabilities", "count")
@@ -471,7 +475,7 @@ class WatchEventsRequest(_message.Message):
     def __init__(self, from_sequence: _Optional[int] = ..., from_now: _Optional[bool] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("sequence", "time", "actor", "method", "request_id", "unit_upserted", "unit_status_set", "incident_created", "incident_updated", "incident_closed", "units_assigned")
+    __slots__ = ("sequence", "time", "actor", "method", "request_id", "unit_upserted", "unit_status_set", "incident_created", "incident_updated", "incident_closed", "units_assigned", "clock_ticked")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -483,6 +487,7 @@ class Event(_message.Message):
     INCIDENT_UPDATED_FIELD_NUMBER: _ClassVar[int]
     INCIDENT_CLOSED_FIELD_NUMBER: _ClassVar[int]
     UNITS_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_TICKED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     time: _timestamp_pb2.Timestamp
     actor: str
@@ -494,7 +499,16 @@ class Event(_message.Message):
     incident_updated: UpdateIncidentResponse
     incident_closed: CloseIncidentResponse
     units_assigned: AssignUnitsResponse
-    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., method: _Optional[str] = ..., request_id: _Optional[str] = ..., unit_upserted: _Optional[_Union[UpsertUnitResponse, _Mapping]] = ..., unit_status_set: _Optional[_Union[SetUnitStatusResponse, _Mapping]] = ..., incident_created: _Optional[_Union[CreateIncidentResponse, _Mapping]] = ..., incident_updated: _Optional[_Union[UpdateIncidentResponse, _Mapping]] = ..., incident_closed: _Optional[_Union[CloseIncidentResponse, _Mapping]] = ..., units_assigned: _Optional[_Union[AssignUnitsResponse, _Mapping]] = ...) -> None: ...
+    clock_ticked: ClockTick
+    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., method: _Optional[str] = ..., request_id: _Optional[str] = ..., unit_upserted: _Optional[_Union[UpsertUnitResponse, _Mapping]] = ..., unit_status_set: _Optional[_Union[SetUnitStatusResponse, _Mapping]] = ..., incident_created: _Optional[_Union[CreateIncidentResponse, _Mapping]] = ..., incident_updated: _Optional[_Union[UpdateIncidentResponse, _Mapping]] = ..., incident_closed: _Optional[_Union[CloseIncidentResponse, _Mapping]] = ..., units_assigned: _Optional[_Union[AssignUnitsResponse, _Mapping]] = ..., clock_ticked: _Optional[_Union[ClockTick, _Mapping]] = ...) -> None: ...
+
+class ClockTick(_message.Message):
+    __slots__ = ("time", "expired_request_ids")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    expired_request_ids: int
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expired_request_ids: _Optional[int] = ...) -> None: ...
 
 class CoverageQuery(_message.Message):
     __slots__ = ("agencies", "unit_types", "capabilities", "grade", "target_seconds", "cell_m", "include_uncovered_cells")

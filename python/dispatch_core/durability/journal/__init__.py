@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dispatch_core.journal.base import (
+from dispatch_core.durability.journal.base import (
     FORMAT_VERSION,
     SNAPSHOT_VERSION,
     AppendRefusedError,
@@ -28,8 +28,8 @@ from dispatch_core.journal.base import (
     NewEntry,
     Snapshot,
 )
-from dispatch_core.journal.memory import MemoryJournal
-from dispatch_core.journal.sqlite import SqliteJournal
+from dispatch_core.durability.journal.memory import MemoryJournal
+from dispatch_core.durability.journal.sqlite import SqliteJournal
 
 __all__ = [
     "FORMAT_VERSION",
@@ -71,7 +71,7 @@ def open_journal(
         return MemoryJournal()
     if spec.startswith(("postgresql://", "postgres://")):
         # Imported here so psycopg is only needed by deployments that use PostgreSQL.
-        from dispatch_core.journal.postgres import PostgresJournal  # noqa: PLC0415
+        from dispatch_core.durability.journal.postgres import PostgresJournal  # noqa: PLC0415
 
         return PostgresJournal(spec, name=name, synchronous=synchronous)
     raise ValueError(

@@ -7,25 +7,26 @@ an approximation stated wherever the picture is shown. Coverage cells are laid o
 `EXTENT_FACTOR` (so the Thames estuary or Surrey fields are not counted as London cells
 left uncovered) and belongs to the nearest area centroid.
 
-Counting happens here with NumPy over columns the core hands out in one call; whether a
-cell is reachable in time is asked of the Rust core, which answers for all cells at once.
+Counting happens here with NumPy over columns the core hands out in one call each (units,
+open incidents); whether a cell is reachable in time is asked of the Rust core, which
+answers for all cells at once.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
 import numpy.typing as npt
 
-from dispatch_core._core import EARTH_RADIUS_M, UnitIndex
-from dispatch_core.fleet import boroughs
-from dispatch_core.incidents import Incident
-from dispatch_core.types import Agency, Grade, IncidentStatus, UnitStatus
+from dispatch_core._core import EARTH_RADIUS_M, DispatchCore
+from dispatch_core.boroughs import boroughs
+from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
+from dispatch_core.types import Agency, Grade, UnitStatus
 
 #: A cell counts for its nearest area when within this multiple of the area's equivalent
 #: radius (the radius of a disc of the same area): boroughs are not discs, and 1.6 keeps
@@ -192,20 +193,20 @@ def _cells(
 
 
 def compute_picture(
-    index: UnitIndex,
-    incidents: Iterable[Incident],
-    areas: AreaMap,
+    core: DispatchCore,
     spec: CoverageSpec,
     now_ms: int,
+    areas: AreaMap | None = None,
 ) -> Picture:
-    """The picture now: counts per area from the unit columns and the open incidents, and
+    """The picture now: counts per area from the core's unit and open-incident columns, and
     coverage of every cell from the core."""
     started = time.perf_counter()
+    areas = areas or AreaMap.london()
     pictures = [AreaPicture(area) for area in areas.areas]
-    _count_units(index, areas, pictures)
-    _count_incidents(incidents, areas, pictures, now_ms)
+    _count_units(core, areas, pictures)
+    _count_incidents(core, areas, pictures, now_ms)
     cell_lat, cell_lon, cell_area = areas.cells(spec.cell_m)
-    covered = index.coverage(
+    covered = core.coverage(
         cell_lat,
         cell_lon,
         target_seconds=spec.target_seconds,
@@ -232,8 +233,8 @@ def compute_picture(
     )
 
 
-def _count_units(index: UnitIndex, areas: AreaMap, pictures: list[AreaPicture]) -> None:
-    agency, status, type_ix, type_names, lat, lon, _ = index.unit_columns()
+def _count_units(core: DispatchCore, areas: AreaMap, pictures: list[AreaPicture]) -> None:
+    agency, status, type_ix, type_names, lat, lon = core.unit_columns()
     area = areas.nearest(lat, lon)
     placed = area >= 0
     area, agency, status, type_ix = area[placed], agency[placed], status[placed], type_ix[placed]
@@ -261,21 +262,65 @@ def _table(
 
 
 def _count_incidents(
-    incidents: Iterable[Incident], areas: AreaMap, pictures: list[AreaPicture], now_ms: int
+    core: DispatchCore, areas: AreaMap, pictures: list[AreaPicture], now_ms: int
 ) -> None:
-    open_ = [i for i in incidents if i.status != IncidentStatus.CLOSED]
-    if not open_:
+    lat, lon, grade, created_ms, assigned = core.open_incident_columns()
+    if len(lat) == 0:
         return
-    where = areas.nearest(np.array([i.lat for i in open_]), np.array([i.lon for i in open_]))
-    for incident, a in zip(open_, where, strict=True):
-        p = pictures[int(a)]
-        grade = Grade(incident.grade).name
-        p.open_incidents_by_grade[grade] = p.open_incidents_by_grade.get(grade, 0) + 1
-        if incident.first_assigned_ms is None:
-            age = max(0.0, (now_ms - incident.created_ms) / 1000)
+    where = areas.nearest(lat, lon)
+    for a, g, created, was_assigned in zip(
+        where.tolist(), grade.tolist(), created_ms.tolist(), assigned.tolist(), strict=True
+    ):
+        p = pictures[a]
+        name = Grade(g).name
+        p.open_incidents_by_grade[name] = p.open_incidents_by_grade.get(name, 0) + 1
+        if not was_assigned:
+            age = max(0.0, (now_ms - created) / 1000)
             p.unassigned_incidents += 1
             p.oldest_unassigned_age_seconds = max(p.oldest_unassigned_age_seconds, age)
-            if incident.grade == Grade.IMMEDIATE:
+            if g == Grade.IMMEDIATE:
                 p.oldest_unassigned_immediate_age_seconds = max(
                     p.oldest_unassigned_immediate_age_seconds, age
                 )
+
+
+def picture_to_proto(picture: Picture, include_cells: bool) -> pb.OperatingPicture:
+    spec = picture.spec
+    out = pb.OperatingPicture(compute_seconds=picture.compute_seconds)
+    out.computed_at.FromMilliseconds(picture.computed_at_ms)
+    q = out.coverage
+    q.agencies.extend(int(a) for a in spec.agencies)  # type: ignore[misc]
+    q.unit_types.extend(spec.unit_types or ("*",))
+    q.capabilities.extend(spec.required)
+    q.grade = int(spec.grade)  # type: ignore[assignment]
+    q.target_seconds = spec.target_seconds
+    q.cell_m = spec.cell_m
+    q.include_uncovered_cells = include_cells
+    cells = covered = 0
+    for a in picture.areas:
+        area = out.areas.add(
+            area=a.area.name,
+            bcu=a.area.bcu,
+            on_duty=a.on_duty,
+            available=a.available,
+            unassigned_incidents=a.unassigned_incidents,
+            oldest_unassigned_age_seconds=a.oldest_unassigned_age_seconds,
+            oldest_unassigned_immediate_age_seconds=a.oldest_unassigned_immediate_age_seconds,
+            cells_total=a.cells_total,
+            cells_covered=a.cells_covered,
+            coverage_ratio=a.coverage_ratio,
+        )
+        area.units_by_status.update(a.units_by_status)
+        area.units_by_type.update(a.units_by_type)
+        area.units_by_agency.update(a.units_by_agency)
+        area.open_incidents_by_grade.update(a.open_incidents_by_grade)
+        cells += a.cells_total
+        covered += a.cells_covered
+    out.coverage_ratio = covered / cells if cells else 1.0
+    if include_cells:
+        names = [a.area.name for a in picture.areas]
+        for lat, lon, i in zip(
+            picture.uncovered_lat, picture.uncovered_lon, picture.uncovered_area, strict=True
+        ):
+            out.uncovered_cells.add(location=pb.Location(lat=lat, lon=lon), area=names[i])
+    return out

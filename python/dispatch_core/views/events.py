@@ -17,7 +17,7 @@ import collections
 import threading
 from collections.abc import Callable, Iterator
 
-from dispatch_core.journal import Entry, Journal
+from dispatch_core.durability.journal import Entry, Journal
 
 #: Entries a subscriber may fall behind by before its stream is ended.
 DEFAULT_BUFFER = 10_000

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import grpc
 
-from dispatch_core.fleet import Borough, boroughs, make_fleet
+from dispatch_core.boroughs import Borough, boroughs
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
+from dispatch_core.synthetic.fleet import make_fleet
 from dispatch_core.types import Agency, Grade, UnitStatus
 
 

@@ -8,19 +8,20 @@ one time series per unit or incident and grow without bound.
 
 Three kinds of metric, by where the number comes from:
 
-* **RED per RPC**, recorded by the gRPC interceptor (`dispatch_core.api.interceptor`):
+* **RED per RPC**, recorded by the gRPC interceptor (`dispatch_core.service.interceptor`):
   `dispatch_rpc_duration_seconds{method,code}` and `dispatch_rpc_in_flight{method}`.
   There is no separate `dispatch_rpc_requests_total`: the histogram's `_count` series *is*
   the request counter by method and code (Prometheus exposes it as a counter), so a second
   counter would cost a second locked increment per call and could only ever say the same.
   Rate: `rate(dispatch_rpc_duration_seconds_count[5m])`; errors: the same with `code!="OK"`.
-* **Events**, observed by the engine when they happen (`EngineMetrics`, an
-  `EngineObserver`): ranking time, location pings by outcome, time to first assignment and
-  to first arrival by grade, and whether the response target was met.
-* **State**, read from the engine at scrape time (`EngineStateCollector`): units by agency
-  and status, open incidents by grade, the oldest unassigned incident's age. Computing them
-  from the state itself, rather than incrementing and decrementing gauges on every command,
-  means they cannot drift from the truth (a missed decrement would be wrong forever).
+* **Events**, observed by the pipeline when they happen (`PipelineMetrics`, an `Observer`):
+  recommendation time, location pings by outcome, time to first assignment and to first
+  arrival by grade (events the core returns with each command), and whether the response
+  target was met.
+* **State**, read from the core at scrape time (`StateCollector`): units by agency and
+  status, open incidents by grade, the oldest waiting incident's age. The core keeps the
+  incident counts up to date as commands apply (and its simulator checks them against a
+  recount), so a scrape is O(grades) whatever the number of incidents ever created.
 
 Each `Metrics` owns a dedicated `CollectorRegistry`, not prometheus_client's global one, so
 several servers (tests, benchmarks) can live in one process without name clashes.
@@ -48,12 +49,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from dispatch_core._core import LocationReport
-from dispatch_core.engine import Engine
-from dispatch_core.incidents import Incident
-from dispatch_core.journal.base import GroupCommitJournal
-from dispatch_core.observe import EngineObserver
-from dispatch_core.picture import CoverageSpec, Picture
-from dispatch_core.types import Agency, Grade, IncidentStatus, UnitStatus
+from dispatch_core.durability.journal.base import GroupCommitJournal
+from dispatch_core.durability.observer import Observer
+from dispatch_core.durability.pipeline import Pipeline
+from dispatch_core.types import Agency, Grade, UnitStatus
+from dispatch_core.views.picture import CoverageSpec, Picture, compute_picture
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ RPC_BUCKETS_S = (
     10.0,
 )
 
-#: One `UnitIndex.rank` call: tens of µs on a 100k-unit fleet, so finer than RPCs.
+#: One recommendation in the core (every group of one target): tens of µs, finer than RPCs.
 RANK_BUCKETS_S = (
     0.000005,
     0.00001,
@@ -148,7 +148,7 @@ JOURNAL_APPEND_BUCKETS_S = (
 JOURNAL_BATCH_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0)
 
 #: `dispatch_location_pings_total{result}`: one value per `LocationReport` field.
-PING_RESULTS = ("applied", "unknown_unit", "bad_coordinate", "stale")
+PING_RESULTS = ("applied", "unknown_unit", "bad_coordinate", "stale", "bad_time", "future")
 
 
 class Metrics:
@@ -182,7 +182,7 @@ class Metrics:
         # ----------------------------------------------------------------------- core
         self.rank_duration = Histogram(
             "dispatch_rank_duration_seconds",
-            "Time of one ranking call into the Rust core (one requirement group).",
+            "Time of one recommendation in the Rust core (every requirement group of one target).",
             buckets=RANK_BUCKETS_S,
             registry=r,
         )
@@ -241,7 +241,7 @@ class Metrics:
     def journal_appended(self, seconds: float) -> None:
         """One command's journal append became durable `seconds` after it was submitted.
 
-        Call from where the engine waits for the append (its journal hook), so the figure
+        Call from where the pipeline waits for the append (its journal hook), so the figure
         is what a command really waits, group-commit queueing included.
         """
         self.journal_append.observe(seconds)
@@ -250,14 +250,13 @@ class Metrics:
         """One journal commit (one sync) wrote `entries` entries: the group commit batch."""
         self.journal_batch_size.observe(entries)
 
-    def watch(self, engine: Engine) -> None:
-        """Records `engine`'s events and exports its state at every scrape."""
-        engine.observer = EngineMetrics(self)
-        journal = getattr(engine, "journal", None)
-        if isinstance(journal, GroupCommitJournal):
-            journal.on_commit = self.journal_committed
-        self.registry.register(EngineStateCollector(engine))
-        self.registry.register(CoverageCollector(engine))
+    def watch(self, pipeline: Pipeline) -> None:
+        """Records `pipeline`'s events and exports its state at every scrape."""
+        pipeline.observer = PipelineMetrics(self)
+        if isinstance(pipeline.journal, GroupCommitJournal):
+            pipeline.journal.on_commit = self.journal_committed
+        self.registry.register(StateCollector(pipeline))
+        self.registry.register(CoverageCollector(pipeline))
 
     def serve_http(self, host: str, port: int) -> MetricsServer:
         """Serves /metrics on host:port (0 picks a free port); raises OSError if it cannot."""
@@ -285,11 +284,11 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-class EngineMetrics(EngineObserver):
-    """Engine events into histograms and counters, with every label child resolved once.
+class PipelineMetrics(Observer):
+    """Pipeline events into histograms and counters, with every label child resolved once.
 
-    `labels()` looks the child up in a dict under a lock on every call; the engine's hot
-    paths (rank, pings) call in here per request, so children are cached up front.
+    `labels()` looks the child up in a dict under a lock on every call; the hot paths
+    (recommendations, pings) call in here per request, so children are cached up front.
     """
 
     def __init__(self, metrics: Metrics) -> None:
@@ -299,13 +298,16 @@ class EngineMetrics(EngineObserver):
         self._unknown = metrics.location_pings.labels("unknown_unit").inc
         self._bad = metrics.location_pings.labels("bad_coordinate").inc
         self._stale = metrics.location_pings.labels("stale").inc
-        self._to_assign = {g: metrics.time_to_assign.labels(g.name).observe for g in Grade}
-        self._to_scene = {g: metrics.time_to_on_scene.labels(g.name).observe for g in Grade}
+        self._bad_time = metrics.location_pings.labels("bad_time").inc
+        self._future = metrics.location_pings.labels("future").inc
+        self._to_assign = {int(g): metrics.time_to_assign.labels(g.name).observe for g in Grade}
+        self._to_scene = {int(g): metrics.time_to_on_scene.labels(g.name).observe for g in Grade}
         self._target = {
-            (g, met): metrics.response_target.labels(g.name, "true" if met else "false").inc
+            (int(g), met): metrics.response_target.labels(g.name, "true" if met else "false").inc
             for g in RESPONSE_TARGET_S
             for met in (True, False)
         }
+        self._target_s = {int(g): s for g, s in RESPONSE_TARGET_S.items()}
 
     def ranked(self, seconds: float) -> None:
         self._rank(seconds)
@@ -320,41 +322,36 @@ class EngineMetrics(EngineObserver):
             self._bad(report.skipped_bad_coordinate)
         if report.skipped_stale:
             self._stale(report.skipped_stale)
+        if report.skipped_bad_time:
+            self._bad_time(report.skipped_bad_time)
+        if report.skipped_future:
+            self._future(report.skipped_future)
 
-    def first_assigned(self, incident: Incident, now_ms: int) -> None:
-        self._to_assign[incident.grade](_elapsed_s(incident.created_ms, now_ms))
+    def first_assigned(self, grade: int, waited_s: float) -> None:
+        self._to_assign[grade](max(0.0, waited_s))
 
-    def first_on_scene(self, incident: Incident, now_ms: int) -> None:
-        elapsed = _elapsed_s(incident.created_ms, now_ms)
-        self._to_scene[incident.grade](elapsed)
-        target = RESPONSE_TARGET_S.get(incident.grade)
+    def first_on_scene(self, grade: int, response_s: float) -> None:
+        elapsed = max(0.0, response_s)
+        self._to_scene[grade](elapsed)
+        target = self._target_s.get(grade)
         if target is not None:
             # "Within 15 minutes" includes 15:00 exactly, as the le="900" bucket does.
-            self._target[(incident.grade, elapsed <= target)]()
+            self._target[(grade, elapsed <= target)]()
 
     def journal_durable(self, seconds: float) -> None:
         self._metrics.journal_appended(seconds)
 
 
-def _elapsed_s(from_ms: int, to_ms: int) -> float:
-    # A clock step backwards must not record a negative duration (histograms assume >= 0).
-    return max(0.0, (to_ms - from_ms) / 1000.0)
+class StateCollector(Collector):
+    """Units and incidents as they are at scrape time, from counts the core keeps: one
+    pass over the unit table (agency x status) and O(grades) for incidents, whatever the
+    number of incidents ever created."""
 
-
-class EngineStateCollector(Collector):
-    """Units and incidents as they are at scrape time.
-
-    Reads without the engine's writer lock, as every reader does (engine.py): the core is
-    safe to read concurrently and incidents are immutable values, so a scrape sees each
-    object whole, possibly a command older or newer than its neighbour, which a gauge can
-    live with. Cost per scrape: one core call plus one pass over the incident store.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
-        # Names only, so registering does not run collect() against a half-built engine.
+        # Names only, so registering does not run collect() against a half-built server.
         return [
             GaugeMetricFamily("dispatch_units", _UNITS_HELP, labels=("agency", "status")),
             GaugeMetricFamily("dispatch_incidents_open", _OPEN_HELP, labels=("grade",)),
@@ -364,9 +361,9 @@ class EngineStateCollector(Collector):
         ]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        engine = self._engine
+        core = self._pipeline.core
         units = GaugeMetricFamily("dispatch_units", _UNITS_HELP, labels=("agency", "status"))
-        counts = engine.index.counts_by_agency_status()
+        counts = core.units_by_agency_status()
         # Every agency x status pair, zeros included: "no units AVAILABLE" must be a 0 the
         # dashboard and alerts can see, not a series that vanished.
         for agency in Agency:
@@ -374,26 +371,16 @@ class EngineStateCollector(Collector):
                 units.add_metric((agency.name, status.name), float(counts.get((agency, status), 0)))
         yield units
 
-        now_ms = engine.now_ms()
-        open_by_grade = dict.fromkeys(Grade, 0)
-        oldest_ms: dict[Grade, int] = {}
-        for incident in engine.incidents.iter_after(""):
-            if incident.status is IncidentStatus.CLOSED:
-                continue
-            open_by_grade[incident.grade] += 1
-            if _waiting(incident):
-                created = oldest_ms.get(incident.grade)
-                if created is None or incident.created_ms < created:
-                    oldest_ms[incident.grade] = incident.created_ms
+        now_ms = self._pipeline.now_ms()
         open_family = GaugeMetricFamily("dispatch_incidents_open", _OPEN_HELP, labels=("grade",))
         oldest = GaugeMetricFamily(
             "dispatch_oldest_unassigned_incident_age_seconds", _OLDEST_HELP, labels=("grade",)
         )
-        for grade in Grade:
-            open_family.add_metric((grade.name,), float(open_by_grade[grade]))
-            created = oldest_ms.get(grade)
-            age = 0.0 if created is None else _elapsed_s(created, now_ms)
-            oldest.add_metric((grade.name,), age)
+        for grade, open_count, oldest_ms in core.incident_counts():
+            name = Grade(grade).name
+            open_family.add_metric((name,), float(open_count))
+            age = 0.0 if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000.0)
+            oldest.add_metric((name,), age)
         yield open_family
         yield oldest
 
@@ -407,8 +394,10 @@ class CoverageCollector(Collector):
     and a scrape must stay cheap.
     """
 
-    def __init__(self, engine: Engine, spec: CoverageSpec | None = None, refresh_s: float = 10.0):
-        self._engine = engine
+    def __init__(
+        self, pipeline: Pipeline, spec: CoverageSpec | None = None, refresh_s: float = 10.0
+    ):
+        self._pipeline = pipeline
         self._spec = spec or CoverageSpec()
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
@@ -426,7 +415,9 @@ class CoverageCollector(Collector):
         with self._lock:
             now = time.monotonic()
             if self._cached is None or now - self._cached[0] >= self._refresh_s:
-                self._cached = (now, self._engine.operating_picture(self._spec))
+                pipeline = self._pipeline
+                picture = compute_picture(pipeline.core, self._spec, pipeline.now_ms())
+                self._cached = (now, picture)
             return self._cached[1]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -447,15 +438,6 @@ _COVERAGE_HELP = (
     "unit types and target), recomputed at most every 10 s."
 )
 _PICTURE_HELP = "Seconds the last operating picture took to compute."
-
-
-def _waiting(incident: Incident) -> bool:
-    """Open, no unit attached now, and nobody has arrived yet: waiting for a resource.
-
-    An incident whose only unit was diverted away (pre-emption) is waiting again, and its
-    age still counts from creation: the target is from the call, not from the diversion.
-    """
-    return not incident.attached_unit_ids and incident.first_on_scene_ms is None
 
 
 _UNITS_HELP = "Units by agency and status, now."

@@ -11,7 +11,7 @@ import bisect
 import threading
 from collections.abc import Iterator
 
-from dispatch_core.journal.base import (
+from dispatch_core.durability.journal.base import (
     AssignmentConflictError,
     DuplicateRequestError,
     Entry,

@@ -1,71 +1,34 @@
-"""How a command is written into the journal and read back out of it.
+"""Journal entries read back: as WatchEvents messages and as one-line summaries.
 
-A journal entry's `payload` is an envelope around the request: the clock reading and the
-server-chosen incident id the command's plan used, then the request's deterministic bytes.
-Replaying `apply` needs exactly these: given the same state, the same request, the same
-clock and the same chosen id, validate → apply yields the same plan and the same state.
-The `result` is the serialized response, which is both what a retry after a restart gets
-back and what WatchEvents sends.
-
-    payload = b"D1" | now_ms: int64 BE | len(chosen_id): uint16 BE | chosen_id | request
+An entry's `payload` is the core's record of the command (the time it was applied with and
+its canonical request; see `rust/core/src/record.rs`); its `result` is the encoded answer,
+which is both what a retry after a restart gets back and what WatchEvents sends.
 """
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass
-
 from google.protobuf.message import Message
 
-from dispatch_core.journal import Entry
+from dispatch_core._core import payload_request
+from dispatch_core.durability.journal import Entry
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 
-_MAGIC = b"D1"
-_HEAD = struct.Struct(">2sqH")
-
-#: Method → (request type, response type, Event field holding the response).
-METHODS: dict[str, tuple[type[Message], type[Message], str]] = {
+#: Method → (request type, response type, Event field holding the response). The clock
+#: command has no request message: its payload carries only the time.
+METHODS: dict[str, tuple[type[Message] | None, type[Message], str]] = {
     "UpsertUnit": (pb.UpsertUnitRequest, pb.UpsertUnitResponse, "unit_upserted"),
     "SetUnitStatus": (pb.SetUnitStatusRequest, pb.SetUnitStatusResponse, "unit_status_set"),
     "CreateIncident": (pb.CreateIncidentRequest, pb.CreateIncidentResponse, "incident_created"),
     "UpdateIncident": (pb.UpdateIncidentRequest, pb.UpdateIncidentResponse, "incident_updated"),
     "CloseIncident": (pb.CloseIncidentRequest, pb.CloseIncidentResponse, "incident_closed"),
     "AssignUnits": (pb.AssignUnitsRequest, pb.AssignUnitsResponse, "units_assigned"),
+    "Tick": (None, pb.ClockTick, "clock_ticked"),
 }
-
-
-class RecordError(ValueError):
-    """A payload this build cannot read (written by another format, or damaged)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """What a plan took from outside the request: the clock and a server-chosen id."""
-
-    now_ms: int
-    chosen_id: str
-    request: bytes
-
-
-def encode_payload(now_ms: int, chosen_id: str, request: bytes) -> bytes:
-    chosen = chosen_id.encode()
-    return _HEAD.pack(_MAGIC, now_ms, len(chosen)) + chosen + request
-
-
-def decode_payload(payload: bytes) -> Envelope:
-    if len(payload) < _HEAD.size:
-        raise RecordError("journal payload is too short to hold its header")
-    magic, now_ms, id_len = _HEAD.unpack_from(payload)
-    if magic != _MAGIC:
-        raise RecordError(f"journal payload has format {magic!r}; this build reads {_MAGIC!r}")
-    start = _HEAD.size
-    chosen = payload[start : start + id_len].decode()
-    return Envelope(now_ms, chosen, payload[start + id_len :])
 
 
 def request_bytes(payload: bytes) -> bytes:
     """The request inside a payload: what a retry's bytes are compared with."""
-    return decode_payload(payload).request
+    return bytes(payload_request(payload))
 
 
 def to_event(entry: Entry) -> pb.Event:
@@ -109,4 +72,6 @@ def summary(entry: Entry) -> str:
         i = response.incident
         verb = "opened" if entry.method == "CreateIncident" else "updated"
         return f"incident {i.incident_id} {verb} ({pb.Grade.Name(i.grade)} {i.incident_type})"
+    if isinstance(response, pb.ClockTick):
+        return f"clock tick: {response.expired_request_ids} request_ids past retention forgotten"
     return entry.method

@@ -8,7 +8,7 @@ real deployment data. Everything is deterministic for a given seed, so two runs 
 benchmark and its baseline) see the very same fleet.
 
 Example:
-    >>> from dispatch_core.fleet import make_fleet, incident_points
+    >>> from dispatch_core.synthetic.fleet import make_fleet, incident_points
     >>> fleet = make_fleet(10_000, seed=7)
     >>> lat, lon = incident_points(1_000, seed=8)
     >>> slots = load_into(index, fleet, now_ms)  # doctest: +SKIP
@@ -16,22 +16,19 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from dispatch_core.boroughs import Borough, boroughs
 from dispatch_core.types import Agency, UnitStatus
 
 if TYPE_CHECKING:
     from dispatch_core._core import UnitIndex
+    from dispatch_core.durability.pipeline import Pipeline
 
 __all__ = [
     "CAPABILITIES",
@@ -142,44 +139,6 @@ _OTHER_STATUS_SHARE: dict[UnitStatus, float] = {
     UnitStatus.UNAVAILABLE: 0.15,
     UnitStatus.OFF_DUTY: 0.25,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Borough:
-    """One row of `london_boroughs.csv`."""
-
-    borough: str
-    bcu: str
-    force: str
-    centroid_lat: float
-    centroid_lon: float
-    population_2021: int
-    area_km2: float
-
-    @property
-    def spread_m(self) -> float:
-        """Gaussian sigma of the layout: half the radius of a disc of the borough's area."""
-        return 0.5 * math.sqrt(self.area_km2 / math.pi) * 1000.0
-
-
-@cache
-def boroughs() -> tuple[Borough, ...]:
-    """The boroughs shipped with the package (read once, then cached)."""
-    text = (resources.files("dispatch_core") / "data" / "london_boroughs.csv").read_text(
-        encoding="utf-8"
-    )
-    return tuple(
-        Borough(
-            borough=row["borough"],
-            bcu=row["bcu"],
-            force=row["force"],
-            centroid_lat=float(row["centroid_lat"]),
-            centroid_lon=float(row["centroid_lon"]),
-            population_2021=int(row["population_2021"]),
-            area_km2=float(row["area_km2"]),
-        )
-        for row in csv.DictReader(io.StringIO(text))
-    )
 
 
 # eq=False: field-wise == on NumPy arrays is ambiguous; compare fleets by their fields.
@@ -348,3 +307,42 @@ def load_into(index: UnitIndex, fleet: Fleet, now_ms: int) -> npt.NDArray[np.int
         )
     index.update_locations_by_slot(slots, fleet.lat, fleet.lon, np.full(n, now_ms, dtype=np.int64))
     return slots
+
+
+def seed_pipeline(pipeline: Pipeline, fleet: Fleet, now_ms: int) -> None:
+    """Loads `fleet` into a pipeline through its commands, as a client would over gRPC:
+    UpsertUnit per unit (shifts as in `load_into`), SetUnitStatus for units the API can
+    make busy on their own (UNAVAILABLE, OFF_DUTY; other busy statuses need an incident, so
+    they become UNAVAILABLE), and one location batch stamped `now_ms`."""
+    from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb  # noqa: PLC0415
+
+    start = now_ms - 2 * 3600 * 1000
+    ends = (now_ms + fleet.shift_remaining_s * 1000.0).astype(np.int64)
+    for i in range(len(fleet)):
+        spec = pb.UnitSpec(
+            unit_id=fleet.ids[i],
+            agency=int(fleet.agency[i]),  # type: ignore[arg-type]
+            unit_type=fleet.unit_type[i],
+            capabilities=fleet.caps[i],
+            home_area=fleet.home_area[i],
+        )
+        spec.shift_start.FromMilliseconds(start)
+        spec.shift_end.FromMilliseconds(int(ends[i]))
+        request = pb.UpsertUnitRequest(request_id=f"seed-{fleet.ids[i]}", unit=spec)
+        pipeline.execute("UpsertUnit", request.SerializeToString())
+        status = int(fleet.status[i])
+        if status != UnitStatus.AVAILABLE:
+            busy = UnitStatus.OFF_DUTY if status == UnitStatus.OFF_DUTY else UnitStatus.UNAVAILABLE
+            change = pb.SetUnitStatusRequest(
+                request_id=f"seed-status-{fleet.ids[i]}",
+                unit_id=fleet.ids[i],
+                status=int(busy),  # type: ignore[arg-type]
+            )
+            pipeline.execute("SetUnitStatus", change.SerializeToString())
+    batch = pb.UpdateLocationsRequest(
+        unit_ids=list(fleet.ids),
+        lat=fleet.lat.tolist(),
+        lon=fleet.lon.tolist(),
+        time_unix_ms=[now_ms] * len(fleet),
+    )
+    pipeline.update_locations(batch.SerializeToString())

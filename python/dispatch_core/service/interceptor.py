@@ -1,4 +1,4 @@
-"""RED metrics for every RPC: a grpc.ServerInterceptor feeding `dispatch_core.metrics`.
+"""RED metrics for every RPC: a grpc.ServerInterceptor feeding `dispatch_core.views.metrics`.
 
 Per call it records the method's in-flight gauge (up on entry, down on exit) and one
 observation of `dispatch_rpc_duration_seconds{method,code}` with the *final* status code:
@@ -32,9 +32,9 @@ from typing import Any
 
 import grpc
 
-from dispatch_core.api.servicer import SERVICE_NAME
-from dispatch_core.metrics import Metrics
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
+from dispatch_core.service.servicer import SERVICE_NAME
+from dispatch_core.views.metrics import Metrics
 
 #: Handler = (request or request iterator, context) -> response or response iterator.
 Behavior = Callable[[Any, grpc.ServicerContext], Any]

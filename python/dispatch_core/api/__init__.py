@@ -1,1 +1,0 @@
-"""The gRPC face of dispatch-core: request validation, the servicer and status mapping."""

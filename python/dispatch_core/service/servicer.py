@@ -1,0 +1,282 @@
+"""DispatchService over gRPC: request bytes in, answer bytes out, errors as statuses.
+
+The commands and reads are registered with identity (de)serializers, so the request bytes
+the client sent go to the Rust core untouched and the answer bytes it returns go back
+untouched: Python never builds those messages. Every handler but Ping runs through
+`_guarded`, so no exception escapes as grpcio's bare "Exception calling application": a
+refusal of the core or a `DispatchError` becomes its documented status with error details,
+anything else becomes INTERNAL with the traceback logged. Ping is left bare on purpose: it
+is the benchmarks' measure of what grpcio alone costs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+
+from dispatch_core._core import Refused
+from dispatch_core.durability.journal import JournalCompactedError
+from dispatch_core.durability.pipeline import ANONYMOUS, Pipeline
+from dispatch_core.durability.records import to_event
+from dispatch_core.errors import DispatchError, InvalidArgumentError
+from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
+from dispatch_core.service.status import internal, to_status
+from dispatch_core.service.validation import coverage_spec, watch_interval
+from dispatch_core.views.events import SubscriberOverflowError
+from dispatch_core.views.picture import CoverageSpec, compute_picture, picture_to_proto
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["DispatchService"].full_name
+
+#: The journaled commands: each goes to the core as (method, request bytes).
+COMMANDS = (
+    "UpsertUnit",
+    "SetUnitStatus",
+    "CreateIncident",
+    "UpdateIncident",
+    "CloseIncident",
+    "AssignUnits",
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
+    name = getattr(method, "__name__", "rpc")
+
+    @functools.wraps(method)
+    def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(request, context)
+        except (Refused, DispatchError) as exc:
+            status = to_status(exc)
+        except Exception:
+            if not context.is_active():
+                # The client cancelled or the deadline passed (a stream's iterator raises
+                # then); nobody is left to answer.
+                log.debug("%s ended after its RPC was cancelled", name, exc_info=True)
+                return None
+            log.exception("unhandled error in %s", name)
+            status = internal()
+        # Outside the try: abort_with_status raises to end the RPC, and that exception is
+        # grpcio's, not an error of ours to map.
+        context.abort_with_status(status)
+
+    return wrapper  # type: ignore[return-value]
+
+
+#: gRPC metadata naming the caller for the audit trail, until mutual TLS says who it is.
+ACTOR_METADATA = "x-dispatch-actor"
+MAX_ACTOR_LEN = 128
+
+
+def actor_of(context: grpc.ServicerContext) -> str:
+    """The journaled actor: the caller's claim, marked as such so an audit reader never
+    mistakes it for an authenticated identity."""
+    claimed = ANONYMOUS
+    for key, value in context.invocation_metadata() or ():
+        if key == ACTOR_METADATA and isinstance(value, str) and value:
+            claimed = value
+    if len(claimed) > MAX_ACTOR_LEN or not claimed.isprintable():
+        raise InvalidArgumentError.one(
+            ACTOR_METADATA, f"must be printable and at most {MAX_ACTOR_LEN} characters"
+        )
+    return f"unauthenticated:{claimed}"
+
+
+class DispatchServicer:
+    """The dispatch.v1 service over one pipeline."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+        self._core = pipeline.core
+        self._capabilities = frozenset(self._core.capability_names())
+        self._raw = self._bytes_handlers()
+
+    def unary(self, name: str) -> Callable[[bytes, Any], bytes]:
+        """The bytes-in, bytes-out handler of a unary RPC, as grpcio calls it (in-process
+        benchmarks measure the server's own work with it)."""
+        return self._raw[name]
+
+    def _bytes_handlers(self) -> dict[str, Callable[[bytes, grpc.ServicerContext], bytes]]:
+        raw: dict[str, Callable[[bytes, grpc.ServicerContext], bytes]] = {
+            name: _guarded(self._command(name)) for name in COMMANDS
+        }
+        core = self._core
+        return raw | {
+            "GetUnit": _guarded(lambda request, context: core.get_unit(request)),
+            "ListUnits": _guarded(lambda request, context: core.list_units(request)),
+            "GetIncident": _guarded(lambda request, context: core.get_incident(request)),
+            "ListIncidents": _guarded(lambda request, context: core.list_incidents(request)),
+            "RecommendUnits": _guarded(self._recommend(core.recommend)),
+            "BatchRecommendUnits": _guarded(self._recommend(core.batch_recommend)),
+            "UpdateLocations": _guarded(self._update_locations),
+        }
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The service's method handlers, for `server.add_generic_rpc_handlers`."""
+        unary = grpc.unary_unary_rpc_method_handler
+        handlers: dict[str, grpc.RpcMethodHandler] = {
+            name: unary(fn, request_deserializer=None, response_serializer=None)
+            for name, fn in self._raw.items()
+        }
+        handlers["Ping"] = unary(
+            self.Ping,
+            request_deserializer=pb.PingRequest.FromString,
+            response_serializer=pb.PingResponse.SerializeToString,
+        )
+        handlers["StreamLocations"] = grpc.stream_unary_rpc_method_handler(
+            _guarded(self._stream_locations),
+            request_deserializer=None,
+            response_serializer=pb.UpdateLocationsResponse.SerializeToString,
+        )
+        handlers["GetOperatingPicture"] = unary(
+            _guarded(self._get_picture),
+            request_deserializer=pb.GetOperatingPictureRequest.FromString,
+            response_serializer=pb.OperatingPicture.SerializeToString,
+        )
+        handlers["WatchOperatingPicture"] = grpc.unary_stream_rpc_method_handler(
+            self._watch_picture,
+            request_deserializer=pb.WatchOperatingPictureRequest.FromString,
+            response_serializer=pb.OperatingPicture.SerializeToString,
+        )
+        handlers["WatchEvents"] = grpc.unary_stream_rpc_method_handler(
+            self._watch_events,
+            request_deserializer=pb.WatchEventsRequest.FromString,
+            response_serializer=pb.Event.SerializeToString,
+        )
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+    def Ping(self, request: pb.PingRequest, context: grpc.ServicerContext) -> pb.PingResponse:  # noqa: N802
+        return pb.PingResponse()
+
+    # ------------------------------------------------------------------------ commands
+
+    def _command(self, method: str) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+        execute = self._pipeline.execute
+
+        def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
+            return execute(method, request, actor=actor_of(context))
+
+        handle.__name__ = method
+        return handle
+
+    # --------------------------------------------------------------------------- reads
+
+    def _recommend(
+        self, rank: Callable[[bytes, int], bytes]
+    ) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+        pipeline = self._pipeline
+
+        def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
+            started = time.perf_counter()
+            answer = rank(request, pipeline.now_ms())
+            pipeline.observer.ranked(time.perf_counter() - started)
+            return answer
+
+        return handle
+
+    # ----------------------------------------------------------------------- locations
+
+    def _update_locations(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        report = self._pipeline.update_locations(request)
+        totals = pb.UpdateLocationsResponse(batches=1)
+        _add(totals, report)
+        return totals.SerializeToString()
+
+    def _stream_locations(
+        self, requests: Iterator[bytes], context: grpc.ServicerContext
+    ) -> pb.UpdateLocationsResponse:
+        totals = pb.UpdateLocationsResponse()
+        update = self._pipeline.update_locations
+        for number, request in enumerate(requests, start=1):
+            _add(totals, update(request, number))
+            totals.batches += 1
+        return totals
+
+    # ----------------------------------------------------------------- operating picture
+
+    def _get_picture(
+        self, request: pb.GetOperatingPictureRequest, context: grpc.ServicerContext
+    ) -> pb.OperatingPicture:
+        spec = coverage_spec(request.coverage, self._capabilities)
+        return self._picture(spec, request.coverage.include_uncovered_cells)
+
+    def _watch_picture(
+        self, request: pb.WatchOperatingPictureRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.OperatingPicture]:
+        # A generator: `_guarded` cannot wrap it (its body runs after the call returns),
+        # so it maps errors itself, the same way.
+        try:
+            spec = coverage_spec(request.coverage, self._capabilities)
+            interval = watch_interval(request)
+        except DispatchError as exc:
+            context.abort_with_status(to_status(exc))
+        stopped = threading.Event()
+        context.add_callback(stopped.set)
+        while not stopped.is_set() and context.is_active():
+            yield self._picture(spec, request.coverage.include_uncovered_cells)
+            stopped.wait(interval)
+
+    def _picture(self, spec: CoverageSpec, include_cells: bool) -> pb.OperatingPicture:
+        picture = compute_picture(self._core, spec, self._pipeline.now_ms())
+        return picture_to_proto(picture, include_cells)
+
+    # -------------------------------------------------------------------------- events
+
+    def _watch_events(
+        self, request: pb.WatchEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.Event]:
+        # A generator, so it maps errors itself (see _watch_picture).
+        pipeline = self._pipeline
+        journal = pipeline.journal
+        after = journal.last_sequence() if request.from_now else request.from_sequence
+        if after < 0:
+            context.abort_with_status(
+                to_status(InvalidArgumentError.one("from_sequence", "must be >= 0"))
+            )
+        if after > journal.last_sequence():
+            context.abort(
+                grpc.StatusCode.OUT_OF_RANGE,
+                f"from_sequence {after} is ahead of the journal, whose last sequence is"
+                f" {journal.last_sequence()}",
+            )
+        last = after
+        try:
+            for entry in pipeline.events.watch(journal, after, active=context.is_active):
+                yield to_event(entry)
+                last = entry.sequence
+        except JournalCompactedError as exc:
+            code, message = (
+                grpc.StatusCode.OUT_OF_RANGE,
+                f"events after {exc.after} are no longer kept; the earliest available is"
+                f" sequence {exc.earliest}: resume with from_sequence={exc.earliest - 1}"
+                " after rebuilding state from a snapshot (or the current state)",
+            )
+        except SubscriberOverflowError as exc:
+            code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+        else:
+            if not context.is_active():
+                return
+            # The bus closed: the server is shutting down.
+            code, message = (
+                grpc.StatusCode.UNAVAILABLE,
+                f"the server is shutting down; reconnect with from_sequence={last} to resume",
+            )
+        context.abort(code, message)
+
+
+def _add(totals: pb.UpdateLocationsResponse, report: Any) -> None:
+    totals.applied += report.applied
+    totals.skipped_unknown_unit += report.skipped_unknown_unit
+    totals.skipped_bad_coordinate += report.skipped_bad_coordinate
+    totals.skipped_stale += report.skipped_stale
+    totals.skipped_bad_time += report.skipped_bad_time
+    totals.skipped_future += report.skipped_future
