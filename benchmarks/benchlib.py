@@ -2,7 +2,7 @@
 
 Used by `run.py` (the driver that writes bench-results/) and by the pytest-benchmark
 modules beside it, so both measure the very same code paths. Nothing here decides pass or
-fail: timings live in benchmarks only (design.md, "Performance: how we measure").
+fail: timings live in benchmarks only (docs/architecture.md, "Performance: how we measure").
 """
 
 from __future__ import annotations

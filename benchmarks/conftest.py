@@ -2,7 +2,7 @@
 
     pytest benchmarks --benchmark-only
 
-These benchmarks never assert on time (design.md: timings live in benchmarks, never in
+These benchmarks never assert on time (docs/architecture.md: timings live in benchmarks, never in
 pass/fail tests). Each test registers its result as the candidate or the baseline of a
 comparison; at the end of the session every comparison is printed with the two medians,
 the p99s, the ratio, the data size and the machine, since pytest-benchmark's own table

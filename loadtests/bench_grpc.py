@@ -18,7 +18,7 @@ identical fleet into a `UnitIndex` in this process, then measures:
    path measured in-process, to show who the bottleneck is.
 
 Writes bench-results/grpc.json (every figure) and bench-results/grpc.md (the tables).
-Timings only: nothing here passes or fails (design.md, "Performance: how we measure").
+Timings only: nothing here passes or fails (docs/architecture.md, "Performance: how we measure").
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ from loadtests.scenario import TARGET_S, IncidentKind, Scenario
 log = logging.getLogger(__name__)
 
 #: gRPC status names that are an expected outcome of concurrent dispatching, not a fault:
-#: two incidents racing for the same unit (design.md: FAILED_PRECONDITION or ABORTED).
+#: two incidents racing for the same unit (docs/architecture.md: FAILED_PRECONDITION or ABORTED).
 EXPECTED_CONFLICTS = {("AssignUnits", "FAILED_PRECONDITION"), ("AssignUnits", "ABORTED")}
 
 #: A sent request later than this behind its intended time counts as late.

@@ -32,7 +32,7 @@ from dispatch_core.types import Agency, Grade
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 
-#: MPS attendance targets (domain.md): IMMEDIATE 15 min (urban), SIGNIFICANT 60 min.
+#: MPS attendance targets (docs/domain.md): IMMEDIATE 15 min (urban), SIGNIFICANT 60 min.
 TARGET_S: dict[Grade, float] = {Grade.IMMEDIATE: 15 * 60.0, Grade.SIGNIFICANT: 60 * 60.0}
 
 

@@ -1,4 +1,4 @@
-"""Units over gRPC: register, read, list, and the status lifecycle of domain.md."""
+"""Units over gRPC: register, read, list, and the status lifecycle of docs/domain.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The unit status lifecycle of domain.md and all-or-none assignment, at the extension."""
+"""The unit status lifecycle of docs/domain.md and all-or-none assignment, at the extension."""
 
 from __future__ import annotations
 

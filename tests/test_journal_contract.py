@@ -26,7 +26,6 @@ import pytest
 from dispatch_core.durability.journal import (
     Assignment,
     AssignmentConflictError,
-    DuplicateRequestError,
     Entry,
     Journal,
     JournalCompactedError,
@@ -173,13 +172,31 @@ def test_entries_carry_explicit_time_and_assignment_info(backend: Backend) -> No
 
 
 # ------------------------------------------------------------------ constraints per entry
-def test_duplicate_request_refused_without_taking_a_sequence(backend: Backend) -> None:
+def test_a_request_id_journaled_again_is_kept_and_found_newest_first(backend: Backend) -> None:
+    # Idempotency is the state machine's: within its 24-hour window it never journals a
+    # request_id twice; after it, the id may come back as a new command, and a retry of
+    # that one must get its (newest) answer.
     with backend.open() as journal:
         first = journal.append(_new(1))
-        with pytest.raises(DuplicateRequestError, match="req-1"):
-            journal.append(_new(1, payload=b"another"))
-        assert journal.append(_new(2)).sequence == 2
-        assert journal.find("CreateIncident", "req-1") == first
+        again = journal.append(_new(1, payload=b"another"))
+        assert (first.sequence, again.sequence) == (1, 2)
+        assert journal.find("CreateIncident", "req-1") == again
+        assert journal.append(_new(2)).sequence == 3
+
+
+def test_a_store_with_the_old_unique_request_index_is_upgraded(durable: Backend) -> None:
+    with durable.open() as journal:
+        journal.append(_new(1))
+    # As a store made by the previous build: a unique index on (method, request_id).
+    old = "journal_entries_request" if durable.kind == "sqlite" else "entries_request"
+    assert durable.raw is not None
+    durable.raw(
+        f"CREATE UNIQUE INDEX {old} ON {{entries}} (method, request_id) WHERE request_id <> ''",
+        (),
+    )
+    with durable.open() as journal:
+        again = journal.append(_new(1, payload=b"after the window"))
+        assert journal.find("CreateIncident", "req-1") == again
 
 
 def test_second_active_assignment_refused(backend: Backend) -> None:

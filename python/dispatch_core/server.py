@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 #: RPCs served at once before grpcio answers RESOURCE_EXHAUSTED: overload is refused
-#: cleanly rather than queued without bound (design.md).
+#: cleanly rather than queued without bound (docs/architecture.md).
 MAX_CONCURRENT_RPCS = 512
 
 SERVER_OPTIONS: list[tuple[str, int]] = [

@@ -18,7 +18,7 @@ class Agency(enum.IntEnum):
 
 
 class UnitStatus(enum.IntEnum):
-    """A unit's place in the lifecycle of domain.md."""
+    """A unit's place in the lifecycle of docs/domain.md."""
 
     AVAILABLE = 1
     DISPATCHED = 2

@@ -73,7 +73,7 @@ _AGENCY_SHARE: dict[Agency, float] = {
     Agency.AMBULANCE: 0.12,
 }
 
-# Unit types per agency with their share within the agency (domain.md's list). Response cars
+# Unit types per agency with their share within the agency (docs/domain.md). Response cars
 # and foot patrols are the bulk; specialist units (arv, dog) are deliberately scarce, which is
 # what makes "rare capability" queries interesting for an index.
 _TYPE_SHARE: dict[Agency, dict[str, float]] = {
@@ -277,7 +277,7 @@ def incident_points(
     """`n` incident locations, population-weighted like the fleet.
 
     `centre_weight` multiplies Westminster's weight: an event night draws far more demand
-    to the centre than its resident population suggests (domain.md).
+    to the centre than its resident population suggests (docs/domain.md).
     """
     rng = np.random.default_rng(seed)
     _, lat, lon = _scatter(rng, n, centre_weight=centre_weight)

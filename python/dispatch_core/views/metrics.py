@@ -1,6 +1,6 @@
 """Every Prometheus metric dispatch-core exports, in one place.
 
-The names are a contract (design.md, "Metrics"): the Grafana dashboard in ops/grafana and
+The names are a contract (docs/architecture.md, "Metrics"): the Grafana dashboard in ops/grafana and
 the alert rules in ops/prometheus are written against them. Conventions: base units
 (seconds, not milliseconds), `_seconds` / `_total` suffixes, and only low-cardinality labels
 (method, code, grade, agency, status, result): never a unit or incident id, which would make
@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 #: so it does not collide with the usual exporters (9090-9100).
 DEFAULT_METRICS_PORT = 9464
 
-#: Attendance targets by grade, seconds (domain.md: the MPS's public urban targets).
+#: Attendance targets by grade, seconds (docs/domain.md: the MPS's public urban targets).
 #: EXTENDED and REFERRED have none, so they get no met/not-met verdict.
 RESPONSE_TARGET_S: dict[Grade, float] = {
     Grade.IMMEDIATE: 15 * 60.0,

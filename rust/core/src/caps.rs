@@ -14,7 +14,7 @@ pub type CapSet = u128;
 /// How many distinct capabilities a vocabulary can hold.
 pub const MAX_CAPABILITIES: usize = CapSet::BITS as usize;
 
-/// The shipped vocabulary (domain.md): skills, kit and common language skills.
+/// The shipped vocabulary (docs/domain.md): skills, kit and common language skills.
 pub const DEFAULT_CAPABILITIES: &[&str] = &[
     "firearms",
     "taser",

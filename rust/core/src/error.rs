@@ -39,11 +39,16 @@ impl CoreError {
     /// of a unit spec becomes `unit.capabilities`.
     pub fn within(self, prefix: &str) -> Self {
         match self {
-            Self::InvalidArgument { field, reason } => Self::InvalidArgument { field: format!("{prefix}{field}"), reason },
-            Self::UnknownCapability(name) => {
-                Self::InvalidArgument { field: format!("{prefix}capabilities"), reason: format!("unknown capability {name:?}") }
+            Self::InvalidArgument { field, reason } => {
+                Self::InvalidArgument { field: format!("{prefix}{field}"), reason }
             }
-            Self::InvalidFields(v) => Self::InvalidFields(v.into_iter().map(|(f, r)| (format!("{prefix}{f}"), r)).collect()),
+            Self::UnknownCapability(name) => Self::InvalidArgument {
+                field: format!("{prefix}capabilities"),
+                reason: format!("unknown capability {name:?}"),
+            },
+            Self::InvalidFields(v) => {
+                Self::InvalidFields(v.into_iter().map(|(f, r)| (format!("{prefix}{f}"), r)).collect())
+            }
             other => other,
         }
     }

@@ -26,7 +26,7 @@ pub struct RankConfig {
     /// Cost, in seconds, of sending a unit outside its home area (BCU boundary).
     pub cross_area_cost_seconds: f64,
     /// Cost per second that a shift would overrun before the job is likely done, per grade;
-    /// zero for IMMEDIATE because life comes before overtime (domain.md).
+    /// zero for IMMEDIATE because life comes before overtime (docs/domain.md).
     pub shift_overrun_weight: [f64; N_GRADES],
     /// How long a job of each grade is expected to keep a unit after arrival, seconds.
     pub expected_job_seconds: [f64; N_GRADES],

@@ -269,7 +269,9 @@ fn bad(what: impl Into<String>) -> CoreError {
 /// Restores a snapshot into `empty` (a store with the configured vocabulary and model).
 pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreResult<Machine> {
     if data.first() == Some(&b'{') {
-        return Err(bad(format!("has format 1 (JSON, written before the state machine); this build reads format {FORMAT}")));
+        return Err(bad(format!(
+            "has format 1 (JSON, written before the state machine); this build reads format {FORMAT}"
+        )));
     }
     let s = SnapshotMsg::decode(data).map_err(|e| bad(format!("unreadable: {e}")))?;
     if s.format != FORMAT {
@@ -282,7 +284,9 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
     let remap: Vec<CapSet> = s
         .capabilities
         .iter()
-        .map(|name| vocab.encode(&[name]).map_err(|_| bad(format!("capability {name:?} is not in the configured vocabulary"))))
+        .map(|name| {
+            vocab.encode(&[name]).map_err(|_| bad(format!("capability {name:?} is not in the configured vocabulary")))
+        })
         .collect::<CoreResult<_>>()?;
     let types: Vec<(Agency, String)> = s
         .type_agencies

@@ -1,4 +1,4 @@
-//! The unit status lifecycle of domain.md, in one table.
+//! The unit status lifecycle of docs/domain.md, in one table.
 
 use crate::types::Status;
 use Status::*;

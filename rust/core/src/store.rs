@@ -246,7 +246,10 @@ impl UnitStore {
     pub fn restore_unit(&mut self, u: &RestoredUnit) -> CoreResult<u32> {
         let types = self.types.len();
         if u.unit_type as usize >= types || u.home_area as usize >= self.areas.len() {
-            return Err(CoreError::invalid("snapshot", format!("unit {:?} refers to an unknown type or area", u.unit_id)));
+            return Err(CoreError::invalid(
+                "snapshot",
+                format!("unit {:?} refers to an unknown type or area", u.unit_id),
+            ));
         }
         if u.live && self.table.slot(&u.unit_id).is_some() {
             return Err(CoreError::invalid("snapshot", format!("unit {:?} appears twice", u.unit_id)));

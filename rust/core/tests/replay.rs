@@ -142,8 +142,11 @@ fn cmd() -> BoxedStrategy<Cmd> {
             shift_start,
             shift_end,
         });
-    let status = (request_id(), pick(common::UNIT_IDS), enum_value(7))
-        .prop_map(|(rid, unit_id, status)| Cmd::Status { rid, unit_id, status });
+    let status = (request_id(), pick(common::UNIT_IDS), enum_value(7)).prop_map(|(rid, unit_id, status)| Cmd::Status {
+        rid,
+        unit_id,
+        status,
+    });
     let create = (
         request_id(),
         prop_oneof![2 => Just(String::new()), 3 => pick(common::INCIDENT_IDS)],
@@ -304,6 +307,9 @@ fn run(case: &Case, cov: &Coverage) -> Result<(), String> {
                 cov.applied.fetch_add(1, Relaxed);
                 cov.reapplied_after_expiry.fetch_add(usize::from(had), Relaxed);
             }
+            Seen::Repeated { stale_positions: true, .. } => {
+                return Err(format!("step {i} ({cmd:?}): a retry was answered other than the first time"));
+            }
             Seen::Repeated { .. } => _ = cov.repeated.fetch_add(1, Relaxed),
             Seen::Refused(_) => _ = cov.refused.fetch_add(1, Relaxed),
         }
@@ -320,7 +326,10 @@ fn run(case: &Case, cov: &Coverage) -> Result<(), String> {
     }
     let replayed = snapshot::encode(&b);
     if replayed != live {
-        return Err(format!("replay from scratch differs from the live state: {}", common::first_difference(&live, &replayed)));
+        return Err(format!(
+            "replay from scratch differs from the live state: {}",
+            common::first_difference(&live, &replayed)
+        ));
     }
 
     // (b) From the snapshot taken at step k.

@@ -28,8 +28,9 @@ use common::{Cmd, Entry, Group, Projection, Seen};
 use dispatch_engine::command::Method;
 use dispatch_engine::snapshot;
 use dispatch_engine::state::requests::RETENTION_MS;
-use dispatch_engine::state::{Machine, Outcome};
+use dispatch_engine::state::{Event, JournalAnswer, Machine, Outcome};
 use dispatch_engine::time::{MAX_TIME_MS, MIN_TIME_MS};
+use dispatch_engine::types::Status;
 use dispatch_engine::wire::{pb, reads};
 use prost::Message;
 use rand::rngs::StdRng;
@@ -146,7 +147,49 @@ impl Gen {
         format!("c{client}-{}", self.next_request)
     }
 
-    fn cmd(&mut self, client: usize, now_ms: i64) -> Cmd {
+    /// An incident id as a client picks it: mostly one the server answered for a create
+    /// (the ids it allocates included), sometimes from the pool.
+    fn incident_id(&mut self, known: &[String]) -> String {
+        if !known.is_empty() && !self.chance(self.hostile) && self.chance(0.7) {
+            let recent = &known[known.len().saturating_sub(6)..];
+            recent.choose(&mut self.rng).expect("not empty").clone()
+        } else {
+            self.pick(common::INCIDENT_IDS)
+        }
+    }
+
+    /// A status as a unit's terminal would send it: mostly a step of the lifecycle from the
+    /// unit's current status, sometimes any.
+    fn next_status(&mut self, m: &Machine, unit_id: &str) -> i32 {
+        let current = m.units().table().slot(unit_id).map(|s| m.units().table().status[s as usize]);
+        let next: &[i32] = match current {
+            Some(Status::Available) => &[6, 6, 7],
+            Some(Status::Dispatched) => &[3, 3, 4, 1],
+            Some(Status::EnRoute) => &[4, 4, 1],
+            Some(Status::OnScene) => &[5, 1],
+            Some(Status::Committed | Status::Unavailable | Status::OffDuty) => &[1],
+            None => &[],
+        };
+        if next.is_empty() || self.chance(0.3) {
+            self.enum_value(7)
+        } else {
+            *next.choose(&mut self.rng).expect("not empty")
+        }
+    }
+
+    /// A unit to assign: mostly one that is available now.
+    fn assignable_unit(&mut self, m: &Machine) -> String {
+        let t = m.units().table();
+        let free: Vec<&String> =
+            (0..t.capacity()).filter(|&s| t.status[s] == Status::Available).map(|s| &t.ids[s]).collect();
+        if !free.is_empty() && self.chance(0.7) {
+            (*free.choose(&mut self.rng).expect("not empty")).clone()
+        } else {
+            self.pick(common::UNIT_IDS)
+        }
+    }
+
+    fn cmd(&mut self, client: usize, now_ms: i64, m: &Machine, known: &[String]) -> Cmd {
         let rid = self.request_id(client);
         match self.rng.random_range(0..100) {
             0..18 => Cmd::Upsert {
@@ -159,7 +202,10 @@ impl Gen {
                 shift_start: self.shift_bound(now_ms),
                 shift_end: self.shift_bound(now_ms),
             },
-            18..40 => Cmd::Status { rid, unit_id: self.pick(common::UNIT_IDS), status: self.enum_value(7) },
+            18..40 => {
+                let unit_id = self.pick(common::UNIT_IDS);
+                Cmd::Status { rid, status: self.next_status(m, &unit_id), unit_id }
+            }
             40..55 => Cmd::Create {
                 rid,
                 incident_id: if self.chance(0.4) { String::new() } else { self.pick(common::INCIDENT_IDS) },
@@ -171,20 +217,20 @@ impl Gen {
             },
             55..62 => Cmd::Update {
                 rid,
-                incident_id: self.pick(common::INCIDENT_IDS),
+                incident_id: self.incident_id(known),
                 grade: self.chance(0.5).then(|| self.enum_value(4)),
                 incident_type: self.chance(0.3).then(|| self.pick(&["burglary", "rtc"])),
                 location: if self.chance(0.3) { self.location() } else { None },
                 area: self.chance(0.3).then(|| self.area()),
                 groups: self.chance(0.3).then(|| self.groups()),
             },
-            62..70 => Cmd::Close { rid, incident_id: self.pick(common::INCIDENT_IDS) },
+            62..70 => Cmd::Close { rid, incident_id: self.incident_id(known) },
             70..96 => {
                 let n = if self.chance(self.hostile / 2.0) { 0 } else { self.rng.random_range(1..=3) };
                 Cmd::Assign {
                     rid,
-                    incident_id: self.pick(common::INCIDENT_IDS),
-                    unit_ids: (0..n).map(|_| self.pick(common::UNIT_IDS)).collect(),
+                    incident_id: self.incident_id(known),
+                    unit_ids: (0..n).map(|_| self.assignable_unit(m)).collect(),
                 }
             }
             _ => {
@@ -193,7 +239,7 @@ impl Gen {
                 let bytes = if self.chance(0.5) {
                     (0..self.rng.random_range(0..48)).map(|_| self.rng.random()).collect()
                 } else {
-                    let mut b = self.cmd(client, now_ms).encode();
+                    let mut b = self.cmd(client, now_ms, m, known).encode();
                     let keep = self.rng.random_range(0..=b.len());
                     b.truncate(keep);
                     b
@@ -242,7 +288,7 @@ struct Acked {
     clock_ms: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Stats {
     steps: u64,
     applied: u64,
@@ -258,6 +304,38 @@ struct Stats {
     acked_retries_checked: u64,
     reads: u64,
     pings: u64,
+    first_assigned: u64,
+    first_on_scene: u64,
+    released: u64,
+    expiring_ticks: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        let pairs = [
+            (&mut self.steps, o.steps),
+            (&mut self.applied, o.applied),
+            (&mut self.repeated, o.repeated),
+            (&mut self.refused, o.refused),
+            (&mut self.journal_lookups, o.journal_lookups),
+            (&mut self.acked, o.acked),
+            (&mut self.crashes, o.crashes),
+            (&mut self.torn, o.torn),
+            (&mut self.lost_unsynced, o.lost_unsynced),
+            (&mut self.restarts_from_scratch, o.restarts_from_scratch),
+            (&mut self.snapshots, o.snapshots),
+            (&mut self.acked_retries_checked, o.acked_retries_checked),
+            (&mut self.reads, o.reads),
+            (&mut self.pings, o.pings),
+            (&mut self.first_assigned, o.first_assigned),
+            (&mut self.first_on_scene, o.first_on_scene),
+            (&mut self.released, o.released),
+            (&mut self.expiring_ticks, o.expiring_ticks),
+        ];
+        for (a, b) in pairs {
+            *a += b;
+        }
+    }
 }
 
 struct Sim {
@@ -287,9 +365,15 @@ struct Sim {
     /// Commands whose answer a crash lost; their clients retry them.
     lost: Vec<Sent>,
     history: Vec<Sent>,
+    /// Incident ids the server answered creates with, in order.
+    incident_ids: Vec<String>,
     clients: usize,
     stats: Stats,
     trace: Vec<String>,
+    /// The known core defect (see `retry_after_restart_returns_the_first_answer`): a retry
+    /// after a restart answered with other unit positions than the first time. Recorded
+    /// rather than failing the seed at once, so that the rest of the seed still runs.
+    defects: Vec<String>,
 }
 
 impl Sim {
@@ -320,12 +404,25 @@ impl Sim {
             acked: Vec::new(),
             lost: Vec::new(),
             history: Vec::new(),
+            incident_ids: Vec::new(),
             clients,
             stats: Stats::default(),
             trace: Vec::new(),
+            defects: Vec::new(),
         };
         sim.record_live()?;
         Ok(sim)
+    }
+
+    fn defect(&mut self, method: Method, sequence: u64) {
+        let what = format!(
+            "step {}: a retry of {} (sequence {sequence}) after a restart was answered with other unit \
+             positions than its first answer",
+            self.stats.steps,
+            method.name()
+        );
+        self.note(format!("DEFECT {what}"));
+        self.defects.push(what);
     }
 
     fn note(&mut self, what: String) {
@@ -364,16 +461,33 @@ impl Sim {
         let before = snapshot::digest(&self.m);
         let (outcome, looked_up) = common::execute(&mut self.m, &self.journal, method, &sent.bytes, time);
         self.stats.journal_lookups += u64::from(looked_up);
+        if let Outcome::Applied { events, release, .. } = &outcome {
+            for e in events {
+                match e {
+                    Event::FirstAssigned { .. } => self.stats.first_assigned += 1,
+                    Event::FirstOnScene { .. } => self.stats.first_on_scene += 1,
+                    Event::RequestsExpired { .. } => self.stats.expiring_ticks += 1,
+                }
+            }
+            self.stats.released += release.len() as u64;
+        }
         let seen = common::check_outcome(&self.m, &mut self.journal, method, &sent.bytes, time, outcome, before)
             .map_err(|e| format!("{} at {time}: {e}", method.name()))?;
         let needs = match &seen {
-            Seen::Applied { sequence, .. } => {
+            Seen::Applied { sequence, response } => {
                 self.stats.applied += 1;
                 self.record_live()?;
+                if method == Method::CreateIncident {
+                    let r = pb::CreateIncidentResponse::decode(response.as_slice()).map_err(|e| e.to_string())?;
+                    self.incident_ids.push(r.incident.unwrap_or_default().incident_id);
+                }
                 *sequence as usize
             }
-            Seen::Repeated { sequence, .. } => {
+            Seen::Repeated { sequence, stale_positions, .. } => {
                 self.stats.repeated += 1;
+                if *stale_positions {
+                    self.defect(method, *sequence);
+                }
                 *sequence as usize
             }
             // A refusal may rest on state that is not durable yet.
@@ -387,7 +501,12 @@ impl Sim {
             Seen::Repeated { sequence, .. } => format!("repeated #{sequence}"),
             Seen::Refused(e) => format!("refused: {}", e.chars().take(80).collect::<String>()),
         };
-        self.note(format!("{} {:?} at {time}{} -> {short}", method.name(), sent.cmd.request_id(), if looked_up { " (journal lookup)" } else { "" }));
+        self.note(format!(
+            "{} {:?} at {time}{} -> {short}",
+            method.name(),
+            sent.cmd.request_id(),
+            if looked_up { " (journal lookup)" } else { "" }
+        ));
         if method != Method::Tick || matches!(sent.cmd, Cmd::Raw { .. }) {
             self.history.push(sent.clone());
             self.pending.push(Pending { sent, seen, needs });
@@ -410,7 +529,7 @@ impl Sim {
         for p in ready {
             self.floor = self.floor.max(p.needs);
             let (sequence, response) = match p.seen {
-                Seen::Applied { sequence, response } | Seen::Repeated { sequence, response } => (sequence, response),
+                Seen::Applied { sequence, response } | Seen::Repeated { sequence, response, .. } => (sequence, response),
                 Seen::Refused(_) => continue,
             };
             let entry = &self.journal[sequence as usize - 1];
@@ -428,7 +547,8 @@ impl Sim {
         self.deliver()?;
         let bytes = snapshot::encode(&self.m);
         // A snapshot restored elsewhere is the same state, and answers reads the same.
-        let copy = snapshot::decode(&bytes, common::empty_store(), self.capacity).map_err(|e| format!("decode: {e}"))?;
+        let copy =
+            snapshot::decode(&bytes, common::empty_store(), self.capacity).map_err(|e| format!("decode: {e}"))?;
         if snapshot::encode(&copy) != bytes {
             return Err("a snapshot decoded and encoded again differs".into());
         }
@@ -457,7 +577,10 @@ impl Sim {
         }
         self.synced = self.journal.len();
         self.lost.extend(self.pending.drain(..).map(|p| p.sent));
-        self.note(format!("crash: {lost_unsynced} unsynced entries lost, torn {torn}, journal now {}", self.journal.len()));
+        self.note(format!(
+            "crash: {lost_unsynced} unsynced entries lost, torn {torn}, journal now {}",
+            self.journal.len()
+        ));
         self.restart()
     }
 
@@ -500,7 +623,10 @@ impl Sim {
             }
             let (a, b) = (snapshot::encode(&restored), snapshot::encode(&scratch));
             if a != b {
-                return Err(format!("replay from scratch differs from the restore: {}", common::first_difference(&a, &b)));
+                return Err(format!(
+                    "replay from scratch differs from the restore: {}",
+                    common::first_difference(&a, &b)
+                ));
             }
         }
         self.live_digest.truncate(n + 1);
@@ -530,7 +656,10 @@ impl Sim {
                 .get(a.sequence as usize - 1)
                 .ok_or_else(|| format!("acknowledged sequence {} is not in the journal", a.sequence))?;
             let rid = a.sent.cmd.request_id().unwrap_or_default();
-            if entry.response != a.response || entry.method != a.sent.cmd.method() || (!rid.is_empty() && entry.request_id != rid) {
+            if entry.response != a.response
+                || entry.method != a.sent.cmd.method()
+                || (!rid.is_empty() && entry.request_id != rid)
+            {
                 return Err(format!("journal entry {} is not the acknowledged command", a.sequence));
             }
         }
@@ -556,6 +685,11 @@ impl Sim {
             self.stats.acked_retries_checked += 1;
             match outcome {
                 Outcome::Repeated { sequence: s, response: r } if s == sequence && r == response => {}
+                Outcome::Repeated { sequence: s, response: r }
+                    if s == sequence && common::differs_only_in_positions(method, &response, &r) =>
+                {
+                    self.defect(method, sequence);
+                }
                 other => {
                     return Err(format!(
                         "retrying acknowledged {} {:?} (sequence {sequence}) answered {other:?}",
@@ -581,10 +715,10 @@ impl Sim {
             lat.push(g.coordinate(51.4, 51.6));
             lon.push(g.coordinate(-0.3, 0.1));
             times.push(match g.rng.random_range(0..20) {
-                0 => self.now + 60_000,                       // beyond the allowed skew
-                1 => self.now + 10_000,                       // inside it
+                0 => self.now + 60_000, // beyond the allowed skew
+                1 => self.now + 10_000, // inside it
                 2 => *[0, i64::MIN, i64::MAX, MIN_TIME_MS - 1, MAX_TIME_MS].choose(&mut g.rng).expect("not empty"),
-                3 => self.now - 2 * common::HOUR,             // stale, probably
+                3 => self.now - 2 * common::HOUR, // stale, probably
                 _ => self.now - g.rng.random_range(0..30_000),
             });
         }
@@ -601,8 +735,12 @@ impl Sim {
             return Ok(());
         }
         let r = self.m.update_locations(&ids, &lat, &lon, &times, self.now).map_err(|e| format!("pings: {e}"))?;
-        let counted =
-            r.applied + r.skipped_unknown_unit + r.skipped_bad_coordinate + r.skipped_stale + r.skipped_bad_time + r.skipped_future;
+        let counted = r.applied
+            + r.skipped_unknown_unit
+            + r.skipped_bad_coordinate
+            + r.skipped_stale
+            + r.skipped_bad_time
+            + r.skipped_future;
         if counted != n {
             return Err(format!("a batch of {n} pings was counted as {counted}: {r:?}"));
         }
@@ -621,7 +759,8 @@ impl Sim {
             let exists = m.units().table().slot(&unit_id).is_some();
             match reads::get_unit(m, &pb::GetUnitRequest { unit_id: unit_id.clone() }.encode_to_vec()) {
                 Ok(b) => {
-                    let u = pb::GetUnitResponse::decode(b.as_slice()).map_err(|e| e.to_string())?.unit.unwrap_or_default();
+                    let u =
+                        pb::GetUnitResponse::decode(b.as_slice()).map_err(|e| e.to_string())?.unit.unwrap_or_default();
                     if !exists || u.unit_id != unit_id {
                         return Err(format!("GetUnit {unit_id:?} answered {:?}", u.unit_id));
                     }
@@ -656,7 +795,11 @@ impl Sim {
             statuses: (0..g.rng.random_range(0..3)).map(|_| g.enum_value(7)).collect(),
             agencies: (0..g.rng.random_range(0..2)).map(|_| g.enum_value(3)).collect(),
             home_area: if g.chance(0.3) { g.pick(common::AREAS) } else { String::new() },
-            page_size: if g.chance(0.1) { *[-1, 1001, i32::MIN].choose(&mut g.rng).expect("not empty") } else { g.rng.random_range(0..5) },
+            page_size: if g.chance(0.1) {
+                *[-1, 1001, i32::MIN].choose(&mut g.rng).expect("not empty")
+            } else {
+                g.rng.random_range(0..5)
+            },
             page_token: if g.chance(0.1) { g.hostile_string() } else { String::new() },
         };
         read_answer("ListUnits", reads::list_units(m, &list_units.encode_to_vec()), |b| {
@@ -675,7 +818,9 @@ impl Sim {
             let r = recommend_request(g);
             let k = r.k;
             let plan_len = match &r.target {
-                Some(pb::recommend_units_request::Target::IncidentId(id)) => m.incidents().get(id).map(|i| i.requirements.len()),
+                Some(pb::recommend_units_request::Target::IncidentId(id)) => {
+                    m.incidents().get(id).map(|i| i.requirements.len())
+                }
                 Some(pb::recommend_units_request::Target::AdHoc(a)) => Some(a.requirements.len()),
                 None => None,
             };
@@ -687,7 +832,9 @@ impl Sim {
                 Err(e) => clean("RecommendUnits", &e.to_string())?,
             }
         }
-        let batch = pb::BatchRecommendUnitsRequest { queries: (0..g.rng.random_range(0..3)).map(|_| recommend_request(g)).collect() };
+        let batch = pb::BatchRecommendUnitsRequest {
+            queries: (0..g.rng.random_range(0..3)).map(|_| recommend_request(g)).collect(),
+        };
         read_answer("BatchRecommendUnits", reads::batch_recommend(m, &batch.encode_to_vec(), self.now), |b| {
             pb::BatchRecommendUnitsResponse::decode(b).map(drop)
         })?;
@@ -754,7 +901,7 @@ impl Sim {
 
     fn client_command(&mut self) -> Result<(), String> {
         let client = self.g.rng.random_range(0..self.clients);
-        let cmd = self.g.cmd(client, self.now);
+        let cmd = self.g.cmd(client, self.now, &self.m, &self.incident_ids);
         let bytes = cmd.encode();
         self.execute(Sent { cmd, bytes })
     }
@@ -809,7 +956,11 @@ impl Sim {
         }
         self.m.check_invariants().map_err(|e| format!("invariant: {e}"))?;
         if self.m.sequence() as usize != self.journal.len() {
-            return Err(format!("machine at sequence {} with {} journal entries", self.m.sequence(), self.journal.len()));
+            return Err(format!(
+                "machine at sequence {} with {} journal entries",
+                self.m.sequence(),
+                self.journal.len()
+            ));
         }
         Ok(())
     }
@@ -895,14 +1046,23 @@ fn recommend_request(g: &mut Gen) -> pb::RecommendUnitsRequest {
     };
     pb::RecommendUnitsRequest {
         target,
-        k: if g.chance(0.1) { *[-5, 1001, i32::MAX, i32::MIN].choose(&mut g.rng).expect("not empty") } else { g.rng.random_range(0..4) },
+        k: if g.chance(0.1) {
+            *[-5, 1001, i32::MAX, i32::MIN].choose(&mut g.rng).expect("not empty")
+        } else {
+            g.rng.random_range(0..4)
+        },
         eligible_statuses: (0..g.rng.random_range(0..3)).map(|_| g.enum_value(7)).collect(),
     }
 }
 
 /// A recommendation answers one group per requirement group, at most k candidates each,
 /// best (lowest score) first, each a registered unit listed once.
-fn check_recommendation(m: &Machine, r: &pb::RecommendUnitsResponse, plan_len: Option<usize>, k: i32) -> Result<(), String> {
+fn check_recommendation(
+    m: &Machine,
+    r: &pb::RecommendUnitsResponse,
+    plan_len: Option<usize>,
+    k: i32,
+) -> Result<(), String> {
     if plan_len.is_some_and(|n| n != r.groups.len()) {
         return Err(format!("a recommendation answered {} groups for a plan of {plan_len:?}", r.groups.len()));
     }
@@ -930,8 +1090,19 @@ fn check_recommendation(m: &Machine, r: &pb::RecommendUnitsResponse, plan_len: O
     Ok(())
 }
 
-/// Runs one seed; Ok(final digest, summary).
-fn run_seed(seed: u64) -> Result<(u64, String), String> {
+/// What a seed that ran to its end left.
+struct SeedRun {
+    digest: u64,
+    summary: String,
+    stats: Stats,
+    /// Occurrences of the known defect (see [`Sim::defects`]).
+    defects: Vec<String>,
+}
+
+const RERUN: &str = "cargo test --release -p dispatch-engine --test simulation -- --nocapture";
+
+/// Runs one seed to its end, or to its first failure (with the trace of its last steps).
+fn run_seed(seed: u64) -> Result<SeedRun, String> {
     let mut sim = Sim::new(seed)?;
     let steps = 200 + sim.g.rng.random_range(0..400);
     let outcome = catch_unwind(AssertUnwindSafe(|| sim.run(steps)));
@@ -947,7 +1118,7 @@ fn run_seed(seed: u64) -> Result<(u64, String), String> {
         }
     };
     match result {
-        Ok(digest) => Ok((digest, sim.summary())),
+        Ok(digest) => Ok(SeedRun { digest, summary: sim.summary(), stats: sim.stats.clone(), defects: sim.defects }),
         Err(e) => {
             let mut msg = format!("{e}\n  at step {}; {}\n  last steps:\n", sim.stats.steps, sim.summary());
             for t in &sim.trace {
@@ -969,44 +1140,122 @@ fn simulation() {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16) as u64;
     let t = std::time::Instant::now();
     // Seeds are independent: split them over threads; each seed stays deterministic.
-    let mut failures: Vec<(u64, String)> = std::thread::scope(|s| {
+    let mut runs: Vec<(u64, Result<SeedRun, String>)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|w| {
                 s.spawn(move || {
-                    let mut failed = Vec::new();
-                    let mut seed = start + w;
-                    while seed < start + count {
-                        if let Err(e) = run_seed(seed) {
-                            failed.push((seed, e));
-                        }
-                        seed += threads;
-                    }
-                    failed
+                    (start + w..start + count).step_by(threads as usize).map(|seed| (seed, run_seed(seed))).collect::<Vec<_>>()
                 })
             })
             .collect();
         workers.into_iter().flat_map(|h| h.join().expect("simulation worker")).collect()
     });
-    failures.sort_by_key(|(seed, _)| *seed);
-    eprintln!("simulation: {count} seeds from {start} in {:.1} s, {} failed", t.elapsed().as_secs_f64(), failures.len());
-    if let Some((seed, e)) = failures.first() {
-        let seeds: Vec<u64> = failures.iter().map(|(s, _)| *s).collect();
+    runs.sort_by_key(|(seed, _)| *seed);
+    let failed: Vec<(u64, &String)> = runs.iter().filter_map(|(s, r)| r.as_ref().err().map(|e| (*s, e))).collect();
+    let defective: Vec<(u64, &SeedRun)> =
+        runs.iter().filter_map(|(s, r)| r.as_ref().ok().filter(|r| !r.defects.is_empty()).map(|r| (*s, r))).collect();
+    let mut total = Stats::default();
+    for (_, r) in &runs {
+        if let Ok(r) = r {
+            total.add(&r.stats);
+        }
+    }
+    eprintln!(
+        "simulation: {count} seeds from {start} in {:.1} s: {} failed, {} showed the known defect\n  totals: {total:?}",
+        t.elapsed().as_secs_f64(),
+        failed.len(),
+        defective.len()
+    );
+    if let Some((seed, e)) = failed.first() {
+        let seeds: Vec<u64> = failed.iter().map(|(s, _)| *s).collect();
         panic!(
             "simulation seed {seed} failed (failing seeds: {seeds:?}): {e}\n\
-             rerun it with: DISPATCH_SIM_START={seed} DISPATCH_SIM_SEEDS=1 cargo test --release -p dispatch-engine --test simulation -- --nocapture"
+             rerun it with: DISPATCH_SIM_START={seed} DISPATCH_SIM_SEEDS=1 {RERUN}"
+        );
+    }
+    if let Some((seed, run)) = defective.first() {
+        let seeds: Vec<u64> = defective.iter().map(|(s, _)| *s).collect();
+        panic!(
+            "core defect (reduced in test `retry_after_restart_returns_the_first_answer`): an acknowledged \
+             UpsertUnit/SetUnitStatus retried after a restart is answered with other unit positions than the \
+             first time, because replay recomputes the answer without the (unjournaled) pings and the \
+             idempotency table keeps the recomputed answer instead of the journaled one.\n\
+             seeds {seeds:?}; seed {seed}: {} ({})\nrerun it with: DISPATCH_SIM_START={seed} DISPATCH_SIM_SEEDS=1 {RERUN}",
+            run.defects[0], run.summary
         );
     }
 }
 
 #[test]
 fn simulation_is_deterministic() {
-    let (a, summary) = run_seed(FIXED_SEED).unwrap_or_else(|e| {
-        panic!(
-            "simulation seed {FIXED_SEED} failed: {e}\nrerun it with: DISPATCH_SIM_START={FIXED_SEED} DISPATCH_SIM_SEEDS=1 \
-             cargo test --release -p dispatch-engine --test simulation -- --nocapture"
-        )
-    });
-    let (b, _) = run_seed(FIXED_SEED).expect("the second run of the same seed");
-    eprintln!("simulation seed {FIXED_SEED}: final digest {a:016x} ({summary})");
-    assert_eq!(a, b, "seed {FIXED_SEED} ran twice to different final states: {a:016x} then {b:016x}");
+    let run = |n| {
+        run_seed(FIXED_SEED).unwrap_or_else(|e| {
+            panic!(
+                "simulation seed {FIXED_SEED} failed (run {n}): {e}\n\
+                 rerun it with: DISPATCH_SIM_START={FIXED_SEED} DISPATCH_SIM_SEEDS=1 {RERUN}"
+            )
+        })
+    };
+    let (a, b) = (run(1), run(2));
+    eprintln!("simulation seed {FIXED_SEED}: final digest {:016x} ({})", a.digest, a.summary);
+    assert_eq!(
+        a.digest, b.digest,
+        "seed {FIXED_SEED} ran twice to different final states: {:016x} then {:016x}",
+        a.digest, b.digest
+    );
+    assert_eq!(a.summary, b.summary, "seed {FIXED_SEED} ran twice differently");
+}
+
+/// The known defect reduced: a unit reports a position (pings are not journaled), then a
+/// command whose answer shows the unit is applied and acknowledged. After a restart from
+/// a snapshot taken before the ping (or from no snapshot), replay recomputes that answer
+/// without the position, and the idempotency table keeps the recomputed answer: the
+/// client's retry gets another answer than the first one. The proto promises "a retry with
+/// the same id and the same payload returns the first answer".
+#[test]
+fn retry_after_restart_returns_the_first_answer() {
+    let mut live = common::fresh_machine(16);
+    let mut journal: Vec<Entry> = Vec::new();
+    let t = common::T0;
+    let upsert = Cmd::Upsert {
+        rid: "r1".into(),
+        unit_id: "U1".into(),
+        agency: 1,
+        unit_type: "irv".into(),
+        caps: vec![],
+        area: String::new(),
+        shift_start: None,
+        shift_end: None,
+    };
+    let status = Cmd::Status { rid: "r2".into(), unit_id: "U1".into(), status: 6 };
+    let mut apply = |m: &mut Machine, cmd: &Cmd, time: i64| {
+        let before = snapshot::digest(m);
+        let (outcome, _) = common::execute(m, &journal, cmd.method(), &cmd.encode(), time);
+        match common::check_outcome(m, &mut journal, cmd.method(), &cmd.encode(), time, outcome, before) {
+            Ok(Seen::Applied { response, .. }) => response,
+            other => panic!("{cmd:?}: {other:?}"),
+        }
+    };
+    apply(&mut live, &upsert, t);
+    let snap = snapshot::encode(&live);
+    let report = live.update_locations(&["U1"], &[51.5], &[-0.1], &[t + 500], t + 1_000).unwrap();
+    assert_eq!(report.applied, 1);
+    // SetUnitStatus U1 -> UNAVAILABLE: its answer shows U1 at (51.5, -0.1).
+    let first = apply(&mut live, &status, t + 2_000);
+    let shown = pb::SetUnitStatusResponse::decode(first.as_slice()).unwrap().unit.unwrap();
+    assert_eq!(shown.location, Some(pb::Location { lat: 51.5, lon: -0.1 }));
+
+    // Crash and restart from the snapshot taken before the ping, replaying the journal.
+    let (mut restored, differ) = common::restore(Some(&snap), &journal, 16).unwrap();
+    let differ: Vec<u64> = differ.iter().map(|e| e.sequence).collect();
+    let retry = restored.execute(Method::SetUnitStatus, &status.encode(), t + 3_000, JournalAnswer::Unchecked);
+    let Outcome::Repeated { sequence, response } = retry else { panic!("retry answered {retry:?}") };
+    assert_eq!(sequence, 2);
+    let again = pb::SetUnitStatusResponse::decode(response.as_slice()).unwrap().unit.unwrap();
+    assert_eq!(
+        response, first,
+        "a retry after the restart must return the first answer (replay reported entries {differ:?} answered \
+         differently); first answer showed U1 at {:?} {:?}, the retry shows it at {:?} {:?}",
+        shown.location, shown.location_time, again.location, again.location_time
+    );
 }

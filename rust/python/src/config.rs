@@ -99,4 +99,3 @@ pub fn apply_overrides(c: &mut RankConfig, overrides: &Bound<'_, PyMapping>) -> 
     }
     c.validate().map_err(|e| to_py(py, e))
 }
-

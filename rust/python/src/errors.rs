@@ -59,7 +59,8 @@ fn quoted(s: &str) -> String {
 
 impl Refusal {
     pub fn of(err: CoreError) -> Self {
-        let plain = |code, message| Refusal { code, message, violations: Vec::new(), precondition: None, resource: None };
+        let plain =
+            |code, message| Refusal { code, message, violations: Vec::new(), precondition: None, resource: None };
         match err {
             CoreError::InvalidArgument { field, reason } => {
                 let message = format!("{field}: {reason}");
@@ -88,8 +89,12 @@ impl Refusal {
                 resource: Some(("incident", id.clone())),
                 ..plain("ALREADY_EXISTS", format!("incident {} already exists", quoted(&id)))
             },
-            CoreError::IncidentClosed(id) => precondition("INCIDENT_CLOSED", format!("incident/{id}"), format!("incident {} is closed", quoted(&id))),
-            CoreError::InvalidTransition { unit_id, reason } => precondition("INVALID_TRANSITION", format!("unit/{unit_id}"), reason),
+            CoreError::IncidentClosed(id) => {
+                precondition("INCIDENT_CLOSED", format!("incident/{id}"), format!("incident {} is closed", quoted(&id)))
+            }
+            CoreError::InvalidTransition { unit_id, reason } => {
+                precondition("INVALID_TRANSITION", format!("unit/{unit_id}"), reason)
+            }
             CoreError::NotAssignable { unit_id, reason } => precondition(
                 "UNIT_NOT_ASSIGNABLE",
                 format!("unit/{unit_id}"),

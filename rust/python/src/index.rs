@@ -480,4 +480,3 @@ impl UnitIndex {
         self.read(py, |s| s.memory_bytes())
     }
 }
-

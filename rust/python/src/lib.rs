@@ -60,4 +60,3 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<UnitView>()?;
     Ok(())
 }
-

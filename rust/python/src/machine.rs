@@ -120,7 +120,8 @@ fn outcome(o: CoreOutcome, time_ms: i64) -> Outcome {
 }
 
 fn method(py: Python<'_>, name: &str) -> PyResult<Method> {
-    Method::from_name(name).ok_or_else(|| refused(py, CoreError::invalid("method", format!("unknown command {name:?}"))))
+    Method::from_name(name)
+        .ok_or_else(|| refused(py, CoreError::invalid("method", format!("unknown command {name:?}"))))
 }
 
 /// The dispatch state machine: units, incidents, assignments and the idempotency table.
@@ -212,7 +213,9 @@ impl DispatchCore {
     ) -> PyResult<Outcome> {
         let m = self::method(py, method)?;
         let hit = match (journal_checked, journal) {
-            (_, Some((request, response, sequence))) => JournalAnswer::Found(JournalHit { request, response, sequence }),
+            (_, Some((request, response, sequence))) => {
+                JournalAnswer::Found(JournalHit { request, response, sequence })
+            }
             (true, None) => JournalAnswer::Absent,
             (false, None) => JournalAnswer::Unchecked,
         };
@@ -263,7 +266,8 @@ impl DispatchCore {
 
     /// The ranking model as a dict (every key `set_config` accepts).
     fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (config, scarce) = self.read(py, |s| (s.units().config().clone(), s.vocabulary().decode(s.units().scarce())));
+        let (config, scarce) =
+            self.read(py, |s| (s.units().config().clone(), s.vocabulary().decode(s.units().scarce())));
         config_to_dict(py, &config, &scarce)
     }
 
@@ -400,7 +404,13 @@ impl DispatchCore {
                 open.iter().map(|i| i.first_assigned_ms.is_some()).collect::<Vec<bool>>(),
             )
         });
-        (lat.into_pyarray(py), lon.into_pyarray(py), grade.into_pyarray(py), created.into_pyarray(py), assigned.into_pyarray(py))
+        (
+            lat.into_pyarray(py),
+            lon.into_pyarray(py),
+            grade.into_pyarray(py),
+            created.into_pyarray(py),
+            assigned.into_pyarray(py),
+        )
     }
 
     /// Live units by (agency, status), every pair included.
@@ -497,4 +507,3 @@ pub fn payload_request<'py>(py: Python<'py>, payload: &[u8]) -> PyResult<Bound<'
 pub fn payload_time_ms(py: Python<'_>, payload: &[u8]) -> PyResult<i64> {
     record::decode(payload).map(|(t, _)| t).map_err(|e| refused(py, e))
 }
-

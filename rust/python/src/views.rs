@@ -164,4 +164,3 @@ pub fn view(store: &UnitStore, slot: u32) -> UnitView {
         incident_id: t.incident[s].as_deref().map(str::to_owned),
     }
 }
-

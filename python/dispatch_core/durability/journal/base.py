@@ -4,7 +4,7 @@ A journal is the write-ahead record of acknowledged commands: `append` returns o
 entry is durable (per the configured sync policy), so the engine may answer the client after
 it. Restoring is "newest snapshot, then every entry after it". Backends differ only in
 storage; the entry format, its checksum, the corruption rules and group commit live here so
-that SQLite and PostgreSQL cannot drift apart.
+that SQLite and PostgreSQL cannot drift apart (and the SQL both run lives in `sqlstore`).
 """
 
 from __future__ import annotations
@@ -97,15 +97,6 @@ class AssignmentConflictError(AppendRefusedError):
     def __init__(self, unit_id: str) -> None:
         self.unit_id = unit_id
         super().__init__(f"unit {unit_id!r} already has an active assignment")
-
-
-class DuplicateRequestError(AppendRefusedError):
-    """An entry with this (method, request_id) is already journaled."""
-
-    def __init__(self, method: str, request_id: str) -> None:
-        self.method = method
-        self.request_id = request_id
-        super().__init__(f"{method} request {request_id!r} is already in the journal")
 
 
 # ----------------------------------------------------------------------------------- types
@@ -361,7 +352,9 @@ class Journal(ABC):
 
     @abstractmethod
     def find(self, method: str, request_id: str) -> Entry | None:
-        """The entry journaled for (method, request_id), for answering retries."""
+        """The newest entry journaled for (method, request_id), for answering retries. A
+        request_id may be journaled again once the state machine's 24-hour window for it
+        has passed: idempotency is the state machine's decision, not the journal's."""
 
     @abstractmethod
     def write_snapshot(self, sequence: int, data: bytes) -> None:

@@ -1,8 +1,9 @@
 """A journal kept in process memory: no durability at all.
 
 For tests and for the "no journal" baseline in benchmarks. It keeps the same rules as the
-real backends (gap-free sequences, duplicate request ids and double assignments refused,
-compaction) so code written against it behaves the same on SQLite or PostgreSQL.
+real backends (gap-free sequences, `find` returning the newest entry of a request_id,
+double assignments refused, compaction) so code written against it behaves the same on
+SQLite or PostgreSQL.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Iterator
 
 from dispatch_core.durability.journal.base import (
     AssignmentConflictError,
-    DuplicateRequestError,
     Entry,
     Journal,
     JournalClosedError,
@@ -47,8 +47,6 @@ class MemoryJournal(Journal):
             if self._closed:
                 raise JournalClosedError("journal is closed")
             key = (entry.method, entry.request_id)
-            if entry.request_id and key in self._by_request:
-                raise DuplicateRequestError(*key)
             active = {u: i for u, i in self._active.items() if u not in set(entry.release)}
             for a in entry.assign:
                 if a.unit_id in active:
@@ -101,8 +99,9 @@ class MemoryJournal(Journal):
             keep = [e for e in self._entries if e.sequence >= sequence]
             dropped = len(self._entries) - len(keep)
             for e in self._entries[:dropped]:
-                if e.request_id:
-                    del self._by_request[(e.method, e.request_id)]
+                key = (e.method, e.request_id)
+                if e.request_id and self._by_request.get(key) is e:
+                    del self._by_request[key]
             self._entries = keep
             return dropped
 

@@ -61,8 +61,6 @@ _SCHEMA_DDL = (
         assign TEXT NOT NULL,
         release TEXT NOT NULL,
         checksum BIGINT NOT NULL)""",
-    """CREATE UNIQUE INDEX entries_request ON {entries} (method, request_id)
-        WHERE request_id <> ''""",
     """CREATE TABLE {snapshots} (
         sequence BIGINT PRIMARY KEY,
         version INTEGER NOT NULL,
@@ -78,6 +76,15 @@ _SCHEMA_DDL = (
     """CREATE UNIQUE INDEX assignments_one_active ON {assignments} (unit_id)
         WHERE released_seq IS NULL""",
     "CREATE INDEX assignments_released ON {assignments} (released_seq)",
+)
+
+
+#: Run at every open, after the version check (see sqlite.py's `_UPGRADE_DDL` for why the
+#: request index is not unique).
+_UPGRADE_DDL = (
+    "DROP INDEX IF EXISTS {schema}.entries_request",
+    """CREATE INDEX IF NOT EXISTS entries_request_id ON {entries} (method, request_id)
+        WHERE request_id <> ''""",
 )
 
 
@@ -124,7 +131,7 @@ class PostgresJournal(SqlJournal[sql.Composed]):
                 )
             )
             self._r = self._connect(dsn)
-            self._prepare(_META_DDL, _SCHEMA_DDL)
+            self._prepare(_META_DDL, _SCHEMA_DDL, _UPGRADE_DDL)
         except BaseException:
             self._close_storage()
             raise
@@ -160,7 +167,7 @@ class PostgresJournal(SqlJournal[sql.Composed]):
         try:
             return self._commit_pipelined(entries)
         except psycopg.errors.UniqueViolation:
-            # Some entry is refused (a duplicate request or a second active assignment).
+            # Some entry is refused (a second active assignment).
             # The pipelined transaction was rolled back before COMMIT, so nothing was
             # written and this is no retry of a failed commit: redo the batch with the
             # shared statements, which refuse just the offending entries.

@@ -67,9 +67,6 @@ _SCHEMA_DDL = (
         assign TEXT NOT NULL,
         release TEXT NOT NULL,
         checksum INTEGER NOT NULL)""",
-    # Idempotency lookups after a restart; empty request_id = an internal command.
-    """CREATE UNIQUE INDEX journal_entries_request
-        ON {entries} (method, request_id) WHERE request_id <> ''""",
     """CREATE TABLE {snapshots} (
         sequence INTEGER PRIMARY KEY,
         version INTEGER NOT NULL,
@@ -85,6 +82,18 @@ _SCHEMA_DDL = (
     """CREATE UNIQUE INDEX journal_assignments_one_active
         ON {assignments} (unit_id) WHERE released_seq IS NULL""",
     "CREATE INDEX journal_assignments_released ON {assignments} (released_seq)",
+)
+
+
+#: Run at every open, after the version check: brings an existing store's indexes up to
+#: date. Idempotency lookups by (method, request_id) (an empty request_id is the server's
+#: own clock command). Not unique: the state machine decides idempotency, and a request_id
+#: may come back as a new command once the 24-hour window has passed; `find` returns the
+#: newest. Stores made before this rule had a unique index, dropped here.
+_UPGRADE_DDL = (
+    "DROP INDEX IF EXISTS journal_entries_request",
+    """CREATE INDEX IF NOT EXISTS journal_entries_request_id
+        ON {entries} (method, request_id) WHERE request_id <> ''""",
 )
 
 
@@ -136,7 +145,7 @@ class SqliteJournal(SqlJournal[str]):
         try:
             self._w = self._open(connect, level)
             self._r = self._open(connect, level)
-            self._prepare(_META_DDL, _SCHEMA_DDL)
+            self._prepare(_META_DDL, _SCHEMA_DDL, _UPGRADE_DDL)
         except BaseException:
             self._close_storage()
             raise

@@ -23,12 +23,12 @@ from dispatch_core.durability.journal.base import (
     SNAPSHOT_VERSION,
     AppendRefusedError,
     AssignmentConflictError,
-    DuplicateRequestError,
     Entry,
     EntryRow,
     GroupCommitJournal,
     JournalCompactedError,
     JournalCorruptError,
+    JournalError,
     JournalVersionError,
     NewEntry,
     Snapshot,
@@ -103,10 +103,13 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
         return query
 
     # -------------------------------------------------------------------------- opening
-    def _prepare(self, meta_ddl: Sequence[str], schema_ddl: Sequence[str]) -> None:
+    def _prepare(
+        self, meta_ddl: Sequence[str], schema_ddl: Sequence[str], upgrade_ddl: Sequence[str]
+    ) -> None:
         """At open, in one write transaction: make sure the meta table exists
         (`meta_ddl`), create the tables of a new store (`schema_ddl`) or refuse a store of
-        another format version, drop a torn tail and find the last sequence."""
+        another format version, bring its indexes up to date (`upgrade_ddl`, idempotent),
+        drop a torn tail and find the last sequence."""
         with self._transaction():
             for statement in meta_ddl:
                 self._execute(self._q(statement))
@@ -125,6 +128,8 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
                     f"{self._store} has format version {found[0]}; this build reads"
                     f" version {FORMAT_VERSION}"
                 )
+            for statement in upgrade_ddl:
+                self._execute(self._q(statement))
             self._drop_torn_tail()
             self._last = self._scan_last()
 
@@ -195,7 +200,7 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
 
     def _write_entry(self, row: EntryRow, entry: NewEntry) -> None:
         """Insert the entry, apply its releases, then its assignments. Raises
-        DuplicateRequestError (before any write) or AssignmentConflictError."""
+        AssignmentConflictError (the entry's other writes are undone by its savepoint)."""
         seq = row[0]
         inserted = self._execute(
             self._q(
@@ -205,7 +210,9 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
             row,
         ).fetchone()
         if inserted is None:
-            raise DuplicateRequestError(entry.method, entry.request_id)
+            # Only the sequence can conflict: the journal's own numbering is broken, which
+            # no refusal of one entry can mend.
+            raise JournalError(f"{self._store}: sequence {seq} is already taken")
         # Releases before assignments: one command may move a unit. A release only takes a
         # row out of the unique index, so it cannot be refused.
         for unit in entry.release:
@@ -305,6 +312,7 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
             self._q(
                 f"SELECT {ENTRY_COLUMNS} FROM {{entries}}"
                 " WHERE method = ? AND request_id = ? AND request_id <> ''"
+                " ORDER BY sequence DESC LIMIT 1"
             ),
             (method, request_id),
         )

@@ -153,7 +153,10 @@ impl Incidents {
             fresh.count(i);
         }
         if fresh.open_by_grade != self.open_by_grade {
-            return Err(format!("open counts {:?} differ from a recount {:?}", self.open_by_grade, fresh.open_by_grade));
+            return Err(format!(
+                "open counts {:?} differ from a recount {:?}",
+                self.open_by_grade, fresh.open_by_grade
+            ));
         }
         if fresh.waiting != self.waiting {
             return Err("waiting incidents differ from a recount".into());

@@ -293,7 +293,9 @@ impl Machine {
         if to == Status::Dispatched {
             return Err(CoreError::InvalidTransition {
                 unit_id: unit_id.to_owned(),
-                reason: format!("unit {unit_id:?} cannot be set DISPATCHED directly: only AssignUnits dispatches a unit"),
+                reason: format!(
+                    "unit {unit_id:?} cannot be set DISPATCHED directly: only AssignUnits dispatches a unit"
+                ),
             });
         }
         let (slot, transition) = self.units.check_transition(unit_id, to)?;
@@ -407,7 +409,8 @@ impl Machine {
             i.closed_ms = Some(now);
             i.attached.clear();
         });
-        let mut applied = Applied::reply(Reply::Closed { incident_id: incident_id.to_owned(), released: released.clone() });
+        let mut applied =
+            Applied::reply(Reply::Closed { incident_id: incident_id.to_owned(), released: released.clone() });
         applied.release = released;
         Ok(applied)
     }
@@ -477,10 +480,18 @@ impl Machine {
                 holders[slot as usize] += 1;
                 let link = t.incident[slot as usize].as_deref();
                 if link != Some(i.incident_id.as_str()) {
-                    return Err(format!("unit {} attached to {} but linked to {link:?}", t.ids[slot as usize], i.incident_id));
+                    return Err(format!(
+                        "unit {} attached to {} but linked to {link:?}",
+                        t.ids[slot as usize], i.incident_id
+                    ));
                 }
                 if !crate::status::is_attached(t.status[slot as usize]) {
-                    return Err(format!("unit {} attached to {} while {}", t.ids[slot as usize], i.incident_id, t.status[slot as usize].name()));
+                    return Err(format!(
+                        "unit {} attached to {} while {}",
+                        t.ids[slot as usize],
+                        i.incident_id,
+                        t.status[slot as usize].name()
+                    ));
                 }
             }
         }

@@ -80,11 +80,13 @@ pub fn list_incidents(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
     let mut incidents = Vec::new();
     let mut next_page_token = String::new();
     for i in m.incidents().after(&after) {
-        if (!statuses.is_empty() && !statuses.contains(&i.status)) || (!grades.is_empty() && !grades.contains(&i.grade)) {
+        if (!statuses.is_empty() && !statuses.contains(&i.status)) || (!grades.is_empty() && !grades.contains(&i.grade))
+        {
             continue;
         }
         if incidents.len() == page_size {
-            next_page_token = token::encode(&incidents.last().map_or(String::new(), |x: &pb::Incident| x.incident_id.clone()));
+            next_page_token =
+                token::encode(&incidents.last().map_or(String::new(), |x: &pb::Incident| x.incident_id.clone()));
             break;
         }
         incidents.push(encode::incident(m.units(), i));
