@@ -24,8 +24,10 @@ recovery replays every change at the instant it first happened (docs/architectur
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -345,24 +347,43 @@ class Pipeline:
         return restored
 
     def _replay_after(self, base: int) -> tuple[int, int]:
-        replayed = differ = 0
-        batch: list[tuple[int, str, bytes, bytes]] = []
+        """Replays every entry after `base`. A reader thread fetches and checks the next
+        batch while the core replays the current one (the core releases the GIL), so
+        reading the journal and applying it overlap."""
+        batches: queue.Queue[list[tuple[int, str, bytes, bytes]] | BaseException | None]
+        batches = queue.Queue(maxsize=4)
 
-        def flush() -> None:
-            nonlocal differ
+        def read() -> None:
             try:
-                differ += int(self.core.replay(batch))
-            except Refused as exc:
-                raise ReplayError(f"cannot replay the journal: {exc}") from exc
-            batch.clear()
+                batch: list[tuple[int, str, bytes, bytes]] = []
+                for entry in self.journal.entries_since(base):
+                    batch.append((entry.sequence, entry.method, entry.payload, entry.result))
+                    if len(batch) >= REPLAY_BATCH:
+                        batches.put(batch)
+                        batch = []
+                if batch:
+                    batches.put(batch)
+                batches.put(None)
+            except BaseException as exc:  # handed to the replaying thread, which raises it
+                batches.put(exc)
 
-        for entry in self.journal.entries_since(base):
-            batch.append((entry.sequence, entry.method, entry.payload, entry.result))
-            replayed += 1
-            if len(batch) >= REPLAY_BATCH:
-                flush()
-        if batch:
-            flush()
+        reader = threading.Thread(target=read, name="replay-reader", daemon=True)
+        reader.start()
+        replayed = differ = 0
+        try:
+            while (batch := batches.get()) is not None:
+                if isinstance(batch, BaseException):
+                    raise batch
+                try:
+                    differ += int(self.core.replay(batch))
+                except Refused as exc:
+                    raise ReplayError(f"cannot replay the journal: {exc}") from exc
+                replayed += len(batch)
+        finally:
+            # On an error, drain so the reader is never left blocked on a full queue.
+            while reader.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    batches.get(timeout=0.1)
         return replayed, differ
 
     def snapshot(self) -> int:

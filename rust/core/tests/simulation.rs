@@ -17,10 +17,18 @@
 //! idempotency table evicted it). Refused and repeated commands change nothing; reads answer
 //! or refuse cleanly; a snapshot restored elsewhere answers every read identically.
 //!
+//! Half the seeds also send AVL pings. Positions are not journaled (they survive only in
+//! snapshots), so in those seeds states are compared without positions, and a replayed
+//! answer may differ from the journaled one only where it shows a unit's position. A retry
+//! answered with other positions than the first answer is the known defect reduced in
+//! `retry_after_restart_returns_the_first_answer`: it is recorded, the seed runs on, and
+//! the test fails at the end if any seed showed it.
+//!
 //! `DISPATCH_SIM_SEEDS=<n>` runs n seeds (default 300) from `DISPATCH_SIM_START` (default 0).
 
 mod common;
 
+use std::cmp::Ordering;
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -529,7 +537,9 @@ impl Sim {
         for p in ready {
             self.floor = self.floor.max(p.needs);
             let (sequence, response) = match p.seen {
-                Seen::Applied { sequence, response } | Seen::Repeated { sequence, response, .. } => (sequence, response),
+                Seen::Applied { sequence, response } | Seen::Repeated { sequence, response, .. } => {
+                    (sequence, response)
+                }
                 Seen::Refused(_) => continue,
             };
             let entry = &self.journal[sequence as usize - 1];
@@ -1082,7 +1092,8 @@ fn check_recommendation(
             if g.candidates[..j].iter().any(|d| d.unit_id == c.unit_id) {
                 return Err(format!("candidate {:?} listed twice in one group", c.unit_id));
             }
-            if j > 0 && !(g.candidates[j - 1].score <= c.score) {
+            let ordered = |a: f64, b: f64| matches!(a.partial_cmp(&b), Some(Ordering::Less | Ordering::Equal));
+            if j > 0 && !ordered(g.candidates[j - 1].score, c.score) {
                 return Err(format!("candidates not best first: {} then {}", g.candidates[j - 1].score, c.score));
             }
         }
@@ -1133,6 +1144,14 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")))
 }
 
+/// The first seeds of a list, and how many there are.
+fn seed_list(seeds: impl Iterator<Item = u64>) -> String {
+    let all: Vec<u64> = seeds.collect();
+    let shown: Vec<String> = all.iter().take(20).map(u64::to_string).collect();
+    let more = if all.len() > 20 { format!(", ... ({} in all)", all.len()) } else { String::new() };
+    format!("[{}{more}]", shown.join(", "))
+}
+
 #[test]
 fn simulation() {
     let start = env_u64("DISPATCH_SIM_START").unwrap_or(0);
@@ -1144,7 +1163,10 @@ fn simulation() {
         let workers: Vec<_> = (0..threads)
             .map(|w| {
                 s.spawn(move || {
-                    (start + w..start + count).step_by(threads as usize).map(|seed| (seed, run_seed(seed))).collect::<Vec<_>>()
+                    (start + w..start + count)
+                        .step_by(threads as usize)
+                        .map(|seed| (seed, run_seed(seed)))
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
@@ -1167,20 +1189,20 @@ fn simulation() {
         defective.len()
     );
     if let Some((seed, e)) = failed.first() {
-        let seeds: Vec<u64> = failed.iter().map(|(s, _)| *s).collect();
+        let seeds = seed_list(failed.iter().map(|(s, _)| *s));
         panic!(
-            "simulation seed {seed} failed (failing seeds: {seeds:?}): {e}\n\
+            "simulation seed {seed} failed (failing seeds: {seeds}): {e}\n\
              rerun it with: DISPATCH_SIM_START={seed} DISPATCH_SIM_SEEDS=1 {RERUN}"
         );
     }
     if let Some((seed, run)) = defective.first() {
-        let seeds: Vec<u64> = defective.iter().map(|(s, _)| *s).collect();
+        let seeds = seed_list(defective.iter().map(|(s, _)| *s));
         panic!(
             "core defect (reduced in test `retry_after_restart_returns_the_first_answer`): an acknowledged \
              UpsertUnit/SetUnitStatus retried after a restart is answered with other unit positions than the \
              first time, because replay recomputes the answer without the (unjournaled) pings and the \
              idempotency table keeps the recomputed answer instead of the journaled one.\n\
-             seeds {seeds:?}; seed {seed}: {} ({})\nrerun it with: DISPATCH_SIM_START={seed} DISPATCH_SIM_SEEDS=1 {RERUN}",
+             seeds {seeds}; seed {seed}: {} ({})\nrerun it with: DISPATCH_SIM_START={seed} DISPATCH_SIM_SEEDS=1 {RERUN}",
             run.defects[0], run.summary
         );
     }

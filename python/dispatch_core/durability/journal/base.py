@@ -128,9 +128,12 @@ class NewEntry:
     time_unix_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A journaled entry: its sequence is assigned by the journal (1, 2, 3, ... no gaps)."""
+class Entry(NamedTuple):
+    """A journaled entry: its sequence is assigned by the journal (1, 2, 3, ... no gaps).
+
+    A named tuple rather than a frozen dataclass: replay builds one per entry, and a tuple
+    is built several times faster.
+    """
 
     sequence: int
     method: str
@@ -194,20 +197,20 @@ def entry_checksum(fields: Sequence[Any]) -> int:
     adversary with write access to the store; it is cheap on the append path.
     """
     sequence, method, request_id, payload, result, at, actor, assign_text, release_text = fields
-    crc = zlib.crc32(_HEADER.pack(FORMAT_VERSION, sequence, at))
-    parts = (
-        method.encode(),
-        request_id.encode(),
-        payload,
-        result,
-        actor.encode(),
-        assign_text.encode(),
-        release_text.encode(),
+    m, r, a = method.encode(), request_id.encode(), actor.encode()
+    g, e = assign_text.encode(), release_text.encode()
+    size = _LENGTH.pack
+    # One CRC over the concatenation equals the CRC chained part by part, in one C call.
+    return zlib.crc32(
+        b"".join(
+            (
+                _HEADER.pack(FORMAT_VERSION, sequence, at),
+                *(size(len(m)), m, size(len(r)), r, size(len(payload)), payload),
+                *(size(len(result)), result, size(len(a)), a, size(len(g)), g),
+                *(size(len(e)), e),
+            )
+        )
     )
-    for part in parts:
-        crc = zlib.crc32(_LENGTH.pack(len(part)), crc)
-        crc = zlib.crc32(part, crc)
-    return crc
 
 
 def snapshot_checksum(sequence: int, data: bytes) -> int:

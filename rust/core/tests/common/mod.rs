@@ -377,10 +377,17 @@ pub fn execute(m: &mut Machine, journal: &[Entry], method: Method, request: &[u8
 /// What a checked outcome was.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seen {
-    Applied { sequence: u64, response: Vec<u8> },
+    Applied {
+        sequence: u64,
+        response: Vec<u8>,
+    },
     /// `stale_positions`: the answer differed from the journaled one only in the position of
     /// a unit (see [`differs_only_in_positions`]); `response` is then the journaled answer.
-    Repeated { sequence: u64, response: Vec<u8>, stale_positions: bool },
+    Repeated {
+        sequence: u64,
+        response: Vec<u8>,
+        stale_positions: bool,
+    },
     Refused(String),
 }
 
