@@ -536,14 +536,14 @@ def closed_loop(
 
     ctx: Any = _NoContext()
     call = servicer.unary("RecommendUnits")
-    reqs = [r.SerializeToString() for r in reqs]
+    raw = [r.SerializeToString() for r in reqs]
     for j in range(st.warmup):
-        call(reqs[j % m], ctx)
+        call(raw[j % m], ctx)
     svc_ns: list[int] = []
     deadline = clock() + int(st.inproc_s * 1e9)
     j = 0
     while clock() < deadline:
-        r = reqs[j % m]
+        r = raw[j % m]
         t0 = clock()
         call(r, ctx)
         svc_ns.append(clock() - t0)
@@ -563,7 +563,7 @@ def closed_loop(
         t0 = clock()
         rank(a, o, **kw)
         rank_paced.append(clock() - t0)
-        r = reqs[j % m]
+        r = raw[j % m]
         time.sleep(gap_s)
         t0 = clock()
         call(r, ctx)

@@ -319,9 +319,13 @@ class Pipeline:
         with self._durable:
             self._durable_sequence = last
         if differ:
-            log.warning(
-                "replay: %d journaled answers differ from what this build answers now"
-                " (the state is the same; answers to retries come from the journal)",
+            # Expected where an answer showed a position: pings are not journaled, so
+            # replay recomputes such answers without it. Retries still get the journaled
+            # answer (the core keeps it); the state itself is the same.
+            log.info(
+                "replay: %d answers recomputed differently from the journaled ones (answers"
+                " showing positions from pings, which are not journaled); retries get the"
+                " journaled answers",
                 differ,
             )
         return RestoreReport(base, replayed, last, time.perf_counter() - started, differ)

@@ -124,6 +124,14 @@ impl RequestTable {
         }
     }
 
+    /// Replaces a remembered answer (replay keeps the journaled one: see
+    /// [`crate::state::Machine::replay`]).
+    pub fn set_response(&mut self, method: Method, request_id: &str, response: Vec<u8>) {
+        if let Some(r) = self.answers.get_mut(&(method, request_id.to_owned())) {
+            r.response = response;
+        }
+    }
+
     /// The earliest command time at which something expires, if anything is remembered.
     pub fn next_expiry_ms(&self) -> Option<i64> {
         let answer = self.order.front().and_then(|k| self.answers.get(k)).map(|r| r.time_ms);
