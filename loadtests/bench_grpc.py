@@ -65,6 +65,7 @@ from dispatch_core.synthetic.fleet import (
     load_into,
     make_fleet,
     seed_pipeline,
+    unit_spec,
 )
 from dispatch_core.types import Agency, Grade, UnitStatus
 
@@ -386,21 +387,10 @@ def grpc_reachable_statuses(fleet: Fleet) -> npt.NDArray[np.int64]:
 def seed_server(stub: pb_grpc.DispatchServiceStub, fleet: Fleet, now_ms: int) -> dict[str, Any]:
     """UpsertUnit + SetUnitStatus + UpdateLocations for every unit, as load_into does."""
     n = len(fleet)
-    start_ms = now_ms - 2 * 3600 * 1000
-    ends = (now_ms + fleet.shift_remaining_s * 1000.0).astype(np.int64)
     window = 64
 
     def upsert(i: int) -> Callable[[], grpc.Future]:
-        spec = pb.UnitSpec(
-            unit_id=fleet.ids[i],
-            agency=int(fleet.agency[i]),  # type: ignore[arg-type]
-            unit_type=fleet.unit_type[i],
-            capabilities=fleet.caps[i],
-            home_area=fleet.home_area[i],
-        )
-        spec.shift_start.FromMilliseconds(start_ms)
-        spec.shift_end.FromMilliseconds(int(ends[i]))
-        req = pb.UpsertUnitRequest(request_id=request_id(), unit=spec)
+        req = pb.UpsertUnitRequest(request_id=request_id(), unit=unit_spec(fleet, i, now_ms))
         return functools.partial(stub.UpsertUnit.future, req)
 
     t0 = time.perf_counter()

@@ -24,6 +24,19 @@ T0 = 1_750_000_000_000
 BASE_MS = int(time.time() * 1000) - 3_600_000
 
 
+class Clock:
+    """A settable clock (Unix ms) for in-process pipelines: time is an input."""
+
+    def __init__(self, start_ms: int = T0) -> None:
+        self.ms = start_ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+    def advance(self, seconds: float) -> None:
+        self.ms += int(seconds * 1000)
+
+
 def rid() -> str:
     return str(uuid.uuid4())
 

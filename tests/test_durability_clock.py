@@ -21,7 +21,7 @@ from dispatch_core.durability.pipeline import Pipeline
 from dispatch_core.durability.records import summary, to_event
 from dispatch_core.durability.recovery import RecoveryError, open_pipeline
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
-from tests.apihelp import T0, rid
+from tests.apihelp import Clock, rid
 from tests.durable import (
     Backend,
     backend_fixture,  # noqa: F401 (the fixture)
@@ -32,14 +32,6 @@ from tests.durable import (
 )
 
 HOUR_MS = 3_600_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.ms = T0
-
-    def __call__(self) -> int:
-        return self.ms
 
 
 def _commands(pipeline: Pipeline, prefix: str) -> None:

@@ -24,25 +24,14 @@ from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from dispatch_core.server import Running, start
 from dispatch_core.types import Agency, Grade, UnitStatus
 from dispatch_core.views.metrics import Metrics
-from tests.apihelp import WESTMINSTER, group, rid
+from tests.apihelp import WESTMINSTER, Clock, group, rid
 
 T0_MS = 1_700_000_000_000
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.ms = T0_MS
-
-    def __call__(self) -> int:
-        return self.ms
-
-    def advance(self, seconds: float) -> None:
-        self.ms += int(seconds * 1000)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0_MS)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dispatch_core.boroughs import Borough, boroughs
+from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.types import Agency, UnitStatus
 
 if TYPE_CHECKING:
@@ -309,26 +310,30 @@ def load_into(index: UnitIndex, fleet: Fleet, now_ms: int) -> npt.NDArray[np.int
     return slots
 
 
+def unit_spec(fleet: Fleet, i: int, now_ms: int) -> pb.UnitSpec:
+    """Unit `i` of the fleet as an UpsertUnit spec: shifts as in `load_into` (started two
+    hours before `now_ms`, ending after the unit's remaining time)."""
+    spec = pb.UnitSpec(
+        unit_id=fleet.ids[i],
+        agency=int(fleet.agency[i]),  # type: ignore[arg-type]
+        unit_type=fleet.unit_type[i],
+        capabilities=fleet.caps[i],
+        home_area=fleet.home_area[i],
+    )
+    spec.shift_start.FromMilliseconds(now_ms - 2 * 3600 * 1000)
+    spec.shift_end.FromMilliseconds(now_ms + int(fleet.shift_remaining_s[i] * 1000.0))
+    return spec
+
+
 def seed_pipeline(pipeline: Pipeline, fleet: Fleet, now_ms: int) -> None:
     """Loads `fleet` into a pipeline through its commands, as a client would over gRPC:
     UpsertUnit per unit (shifts as in `load_into`), SetUnitStatus for units the API can
     make busy on their own (UNAVAILABLE, OFF_DUTY; other busy statuses need an incident, so
     they become UNAVAILABLE), and one location batch stamped `now_ms`."""
-    from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb  # noqa: PLC0415
-
-    start = now_ms - 2 * 3600 * 1000
-    ends = (now_ms + fleet.shift_remaining_s * 1000.0).astype(np.int64)
     for i in range(len(fleet)):
-        spec = pb.UnitSpec(
-            unit_id=fleet.ids[i],
-            agency=int(fleet.agency[i]),  # type: ignore[arg-type]
-            unit_type=fleet.unit_type[i],
-            capabilities=fleet.caps[i],
-            home_area=fleet.home_area[i],
+        request = pb.UpsertUnitRequest(
+            request_id=f"seed-{fleet.ids[i]}", unit=unit_spec(fleet, i, now_ms)
         )
-        spec.shift_start.FromMilliseconds(start)
-        spec.shift_end.FromMilliseconds(int(ends[i]))
-        request = pb.UpsertUnitRequest(request_id=f"seed-{fleet.ids[i]}", unit=spec)
         pipeline.execute("UpsertUnit", request.SerializeToString())
         status = int(fleet.status[i])
         if status != UnitStatus.AVAILABLE:

@@ -34,6 +34,25 @@ pub struct UnitIndex {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The filters of a coverage question: grade, required capabilities, agencies, statuses
+/// and unit types, as Python passes them.
+pub type CoverageFilters = (i32, Option<Vec<String>>, Option<Vec<i32>>, Option<Vec<i32>>, Option<Vec<String>>);
+
+/// The query and the points of a coverage question (`UnitIndex.coverage` and
+/// `DispatchCore.coverage` ask the same one).
+pub fn coverage_question(
+    lat: &[f64],
+    lon: &[f64],
+    now_ms: i64,
+    (grade, required, agencies, statuses, unit_types): CoverageFilters,
+) -> Result<(Query, Vec<(f64, f64)>), CoreError> {
+    if lat.len() != lon.len() {
+        return Err(CoreError::invalid("lon", format!("length {} differs from lat length {}", lon.len(), lat.len())));
+    }
+    let query = build_query(0.0, 0.0, now_ms, 1, grade, required, agencies, statuses, unit_types, None)?;
+    Ok((query, lat.iter().copied().zip(lon.iter().copied()).collect()))
+}
+
 pub fn build_query(
     lat: f64,
     lon: f64,
@@ -402,16 +421,9 @@ impl UnitIndex {
         statuses: Option<Vec<i32>>,
         unit_types: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyArray1<bool>>> {
-        let (lat, lon) = (lat.as_slice()?, lon.as_slice()?);
-        if lat.len() != lon.len() {
-            return Err(to_py(
-                py,
-                CoreError::invalid("lon", format!("length {} differs from lat length {}", lon.len(), lat.len())),
-            ));
-        }
-        let query = build_query(0.0, 0.0, now_ms, 1, grade, required, agencies, statuses, unit_types, None)
-            .map_err(|e| to_py(py, e))?;
-        let points: Vec<(f64, f64)> = lat.iter().copied().zip(lon.iter().copied()).collect();
+        let filters = (grade, required, agencies, statuses, unit_types);
+        let (query, points) =
+            coverage_question(lat.as_slice()?, lon.as_slice()?, now_ms, filters).map_err(|e| to_py(py, e))?;
         let covered = self.read(py, |s| s.coverage(&query, &points, target_seconds)).map_err(|e| to_py(py, e))?;
         Ok(covered.into_pyarray(py))
     }

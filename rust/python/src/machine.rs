@@ -21,7 +21,7 @@ use pyo3::types::{PyBytes, PyDict, PyMapping};
 
 use crate::config::{apply_overrides, config_to_dict};
 use crate::errors::{refused, to_py, Refusal};
-use crate::index::build_query;
+use crate::index::coverage_question;
 use crate::views::LocationReport;
 
 /// What executing a command decided; see `DispatchCore.execute`.
@@ -329,16 +329,9 @@ impl DispatchCore {
         statuses: Option<Vec<i32>>,
         unit_types: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyArray1<bool>>> {
-        let (lat, lon) = (lat.as_slice()?, lon.as_slice()?);
-        if lat.len() != lon.len() {
-            return Err(to_py(
-                py,
-                CoreError::invalid("lon", format!("length {} differs from lat length {}", lon.len(), lat.len())),
-            ));
-        }
-        let query = build_query(0.0, 0.0, now_ms, 1, grade, required, agencies, statuses, unit_types, None)
-            .map_err(|e| to_py(py, e))?;
-        let points: Vec<(f64, f64)> = lat.iter().copied().zip(lon.iter().copied()).collect();
+        let filters = (grade, required, agencies, statuses, unit_types);
+        let (query, points) =
+            coverage_question(lat.as_slice()?, lon.as_slice()?, now_ms, filters).map_err(|e| to_py(py, e))?;
         let covered =
             self.read(py, |s| s.units().coverage(&query, &points, target_seconds)).map_err(|e| to_py(py, e))?;
         Ok(covered.into_pyarray(py))
