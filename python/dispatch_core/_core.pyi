@@ -31,6 +31,7 @@ __all__ = [
     "BatchRanking",
     "Candidate",
     "DispatchCore",
+    "JOURNAL_FORMAT",
     "InvalidArgument",
     "InvalidTransition",
     "LocationReport",
@@ -42,6 +43,8 @@ __all__ = [
     "UnitView",
     "UnknownUnit",
     "__version__",
+    "check_rows",
+    "entry_checksum",
     "payload_request",
     "payload_time_ms",
 ]
@@ -75,6 +78,29 @@ MAX_LOCATION_BATCH: int
 MAX_PAGE_SIZE: int
 #: The methods `DispatchCore.execute` takes (the journaled commands and "Tick").
 COMMANDS: list[str]
+
+#: Version of the stored journal layout (tables, columns, checksum recipe).
+JOURNAL_FORMAT: int
+
+def check_rows(
+    rows: Sequence[object], after: int, tail: int
+) -> tuple[int, tuple[str, int, int] | None]:
+    """How many stored journal rows (read in order after `after`; `tail` is the last
+    sequence written) are good from the start, and what stopped the count: ("torn" |
+    "missing" | "corrupt", sequence or expected, sequence found)."""
+
+def entry_checksum(
+    sequence: int,
+    method: str,
+    request_id: str,
+    payload: bytes,
+    result: bytes,
+    time_ms: int,
+    actor: str,
+    assign: str,
+    release: str,
+) -> int:
+    """The CRC-32 a stored journal entry carries over its fields."""
 
 def payload_request(payload: bytes) -> bytes:
     """The request inside a journal entry's payload."""
@@ -404,6 +430,9 @@ class DispatchCore:
         journal: tuple[bytes, bytes, int] | None = None,
     ) -> Outcome: ...
     def replay(self, entries: Sequence[tuple[int, str, bytes, bytes]]) -> int: ...
+    def replay_rows(
+        self, rows: Sequence[object], after: int, tail: int
+    ) -> tuple[int, int, tuple[str, int, int] | None]: ...
     def tick_due(self, now_ms: int) -> bool: ...
     @property
     def sequence(self) -> int: ...

@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from google.protobuf.message import Message
 
@@ -50,6 +50,7 @@ from dispatch_core.durability.journal import (
     MemoryJournal,
     NewEntry,
 )
+from dispatch_core.durability.journal.base import handle_problem
 from dispatch_core.durability.observer import NO_OBSERVER, Observer
 from dispatch_core.errors import UnavailableError
 from dispatch_core.views.events import EventBus
@@ -60,9 +61,6 @@ log = logging.getLogger(__name__)
 ANONYMOUS = "anonymous"
 #: The actor of the server's own clock commands.
 CLOCK_ACTOR = "server:clock"
-#: Entries handed to the core per replay call: large enough that Python's per-call cost
-#: vanishes, small enough that a long replay stays responsive to an interrupt.
-REPLAY_BATCH = 2048
 
 
 class ReplayError(Exception):
@@ -351,44 +349,42 @@ class Pipeline:
         return restored
 
     def _replay_after(self, base: int) -> tuple[int, int]:
-        """Replays every entry after `base`. A reader thread fetches and checks the next
-        batch while the core replays the current one (the core releases the GIL), so
-        reading the journal and applying it overlap."""
-        batches: queue.Queue[list[tuple[int, str, bytes, bytes]] | BaseException | None]
-        batches = queue.Queue(maxsize=4)
+        """Replays every entry after `base`. A reader thread fetches the next page of stored
+        rows while the core checks and applies the current one (with the GIL released), so
+        reading the journal and applying it overlap; the core checks each row's checksum and
+        order with the same rules as every journal read (`handle_problem`)."""
+        tail, pages = self.journal.stored_pages(base)
+        ready: queue.Queue[list[Any] | BaseException | None] = queue.Queue(maxsize=4)
 
         def read() -> None:
             try:
-                batch: list[tuple[int, str, bytes, bytes]] = []
-                for entry in self.journal.entries_since(base):
-                    batch.append((entry.sequence, entry.method, entry.payload, entry.result))
-                    if len(batch) >= REPLAY_BATCH:
-                        batches.put(batch)
-                        batch = []
-                if batch:
-                    batches.put(batch)
-                batches.put(None)
+                for page in pages:
+                    ready.put(page)
+                ready.put(None)
             except BaseException as exc:  # handed to the replaying thread, which raises it
-                batches.put(exc)
+                ready.put(exc)
 
         reader = threading.Thread(target=read, name="replay-reader", daemon=True)
         reader.start()
-        replayed = differ = 0
+        last, differ = base, 0
         try:
-            while (batch := batches.get()) is not None:
-                if isinstance(batch, BaseException):
-                    raise batch
+            while (page := ready.get()) is not None:
+                if isinstance(page, BaseException):
+                    raise page
                 try:
-                    differ += int(self.core.replay(batch))
+                    good, page_differ, problem = self.core.replay_rows(page, last, tail)
                 except Refused as exc:
                     raise ReplayError(f"cannot replay the journal: {exc}") from exc
-                replayed += len(batch)
+                last += good
+                differ += page_differ
+                if handle_problem(problem):
+                    break
         finally:
-            # On an error, drain so the reader is never left blocked on a full queue.
+            # Drain, so the reader is never left blocked on a full queue.
             while reader.is_alive():
                 with contextlib.suppress(queue.Empty):
-                    batches.get(timeout=0.1)
-        return replayed, differ
+                    ready.get(timeout=0.1)
+        return last - base, differ
 
     def snapshot(self) -> int:
         """Stores a snapshot of the state as of the last command applied; returns its

@@ -33,7 +33,6 @@ pub struct UnitIndex {
     store: RwLock<UnitStore>,
 }
 
-#[allow(clippy::too_many_arguments)]
 /// The filters of a coverage question: grade, required capabilities, agencies, statuses
 /// and unit types, as Python passes them.
 pub type CoverageFilters = (i32, Option<Vec<String>>, Option<Vec<i32>>, Option<Vec<i32>>, Option<Vec<String>>);
@@ -53,6 +52,7 @@ pub fn coverage_question(
     Ok((query, lat.iter().copied().zip(lon.iter().copied()).collect()))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn build_query(
     lat: f64,
     lon: f64,

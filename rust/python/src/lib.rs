@@ -49,6 +49,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_PAGE_SIZE", dispatch_engine::wire::limits::MAX_PAGE_SIZE)?;
     m.add("COMMANDS", dispatch_engine::command::Method::ALL.iter().map(|m| m.name()).collect::<Vec<_>>())?;
     m.add_function(pyo3::wrap_pyfunction!(machine::payload_request, m)?)?;
+    m.add_function(pyo3::wrap_pyfunction!(machine::check_rows, m)?)?;
+    m.add_function(pyo3::wrap_pyfunction!(machine::entry_checksum, m)?)?;
+    m.add("JOURNAL_FORMAT", dispatch_engine::record::JOURNAL_FORMAT)?;
     m.add_function(pyo3::wrap_pyfunction!(machine::payload_time_ms, m)?)?;
     m.add_class::<DispatchCore>()?;
     m.add_class::<Outcome>()?;

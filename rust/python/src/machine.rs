@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use dispatch_engine::caps::{Vocabulary, DEFAULT_SCARCE};
 use dispatch_engine::command::Method;
 use dispatch_engine::eta::RankConfig;
-use dispatch_engine::record;
+use dispatch_engine::record::{self, Problem, StoredEntry};
 use dispatch_engine::snapshot;
 use dispatch_engine::state::{Event, JournalAnswer, JournalHit, Machine, Outcome as CoreOutcome};
 use dispatch_engine::store::UnitStore;
@@ -17,6 +17,7 @@ use dispatch_engine::CoreError;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use parking_lot::RwLock;
 use pyo3::prelude::*;
+use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyDict, PyMapping};
 
 use crate::config::{apply_overrides, config_to_dict};
@@ -236,6 +237,28 @@ impl DispatchCore {
             Ok::<_, CoreError>(differ)
         });
         result.map_err(|e| refused(py, e))
+    }
+
+    /// Verifies and replays journal rows as the journal stores them (sequence, method,
+    /// request_id, payload, result, time_ms, actor, assign, release, checksum), read in
+    /// order after `after`; `tail` is the last sequence written. Returns (replayed,
+    /// answers that differ, problem) where problem is None, ("torn", sequence),
+    /// ("missing", expected, found) or ("corrupt", sequence). The rows' bytes are read in
+    /// place, and the GIL is released while they are checked and applied.
+    fn replay_rows(
+        &self,
+        py: Python<'_>,
+        rows: Vec<Bound<'_, PyAny>>,
+        after: i64,
+        tail: i64,
+    ) -> PyResult<(usize, usize, Option<ProblemTuple>)> {
+        let owned: Vec<Option<StoredRow>> = rows.iter().map(|r| r.extract::<StoredRow>().ok()).collect();
+        let result = self.write(py, |s| {
+            let rows: Vec<_> = owned.iter().map(|r| r.as_ref().map(StoredRow::entry)).collect();
+            s.replay_stored(&rows, after, tail)
+        });
+        let (good, differ, problem) = result.map_err(|e| refused(py, e))?;
+        Ok((good, differ, problem.map(problem_tuple)))
     }
 
     /// Whether a clock command at `now_ms` would change anything (then the server journals
@@ -487,6 +510,70 @@ impl DispatchCore {
     fn memory_bytes(&self, py: Python<'_>) -> usize {
         self.read(py, |s| s.units().memory_bytes())
     }
+}
+
+/// A stored journal row, its text and bytes borrowed from the Python objects.
+type StoredRowFields =
+    (i64, PyBackedStr, PyBackedStr, PyBackedBytes, PyBackedBytes, i64, PyBackedStr, PyBackedStr, PyBackedStr, i64);
+
+#[derive(FromPyObject)]
+pub struct StoredRow(StoredRowFields);
+
+impl StoredRow {
+    fn entry(&self) -> (StoredEntry<'_>, i64) {
+        let r = &self.0;
+        let entry = StoredEntry {
+            sequence: r.0,
+            method: &r.1,
+            request_id: &r.2,
+            payload: &r.3,
+            result: &r.4,
+            time_ms: r.5,
+            actor: &r.6,
+            assign: &r.7,
+            release: &r.8,
+        };
+        (entry, r.9)
+    }
+}
+
+/// A journal reading problem for Python: ("torn" | "missing" | "corrupt", sequence or
+/// expected, sequence found).
+type ProblemTuple = (&'static str, i64, i64);
+
+fn problem_tuple(p: Problem) -> ProblemTuple {
+    match p {
+        Problem::TornTail { sequence } => ("torn", sequence, sequence),
+        Problem::Missing { expected, found } => ("missing", expected, found),
+        Problem::Corrupt { sequence } => ("corrupt", sequence, sequence),
+    }
+}
+
+/// Checks journal rows read in order after `after` (see `DispatchCore.replay_rows`):
+/// (how many from the start are good, problem or None). The one place the journal's
+/// checksum and reading rules live, for the backends' own reads too.
+#[pyfunction]
+pub fn check_rows(rows: Vec<Bound<'_, PyAny>>, after: i64, tail: i64) -> (usize, Option<ProblemTuple>) {
+    let owned: Vec<Option<StoredRow>> = rows.iter().map(|r| r.extract::<StoredRow>().ok()).collect();
+    let (good, problem) = record::verify(owned.iter().map(|r| r.as_ref().map(StoredRow::entry)), after, tail);
+    (good, problem.map(problem_tuple))
+}
+
+/// The CRC-32 a stored journal entry carries over its fields.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+pub fn entry_checksum(
+    sequence: i64,
+    method: &str,
+    request_id: &str,
+    payload: &[u8],
+    result: &[u8],
+    time_ms: i64,
+    actor: &str,
+    assign: &str,
+    release: &str,
+) -> u32 {
+    record::checksum(&StoredEntry { sequence, method, request_id, payload, result, time_ms, actor, assign, release })
 }
 
 /// The request inside a journal payload (what a retry's bytes are compared with).

@@ -23,11 +23,15 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
 
+from dispatch_core._core import JOURNAL_FORMAT, check_rows
+from dispatch_core._core import entry_checksum as _core_checksum
+
 log = logging.getLogger("dispatch_core.durability.journal")
 
 #: Version of the stored journal layout (tables, columns, checksum recipe). A store written
-#: with another version is refused rather than guessed at.
-FORMAT_VERSION = 1
+#: with another version is refused rather than guessed at. The recipe and this number live
+#: in the core (`rust/core/src/record.rs`), with the rules for reading entries back.
+FORMAT_VERSION: int = JOURNAL_FORMAT
 #: Version of the snapshot envelope the journal stores. The snapshot *bytes* are the
 #: engine's; this versions how the journal keeps them.
 SNAPSHOT_VERSION = 1
@@ -165,7 +169,6 @@ class JournalStats:
 
 # ------------------------------------------------------------------------ format and codec
 _HEADER = struct.Struct(">Iqq")
-_LENGTH = struct.Struct(">I")
 
 #: Column order shared by both backends' SELECTs.
 ENTRY_COLUMNS = (
@@ -191,26 +194,12 @@ def encode_release(release: Sequence[str]) -> str:
 
 def entry_checksum(fields: Sequence[Any]) -> int:
     """CRC-32 over the nine stored fields before `checksum`, each length-prefixed so field
-    boundaries are covered too.
-
-    CRC-32 (not a cryptographic hash) because the threat is torn writes and bit rot, not an
-    adversary with write access to the store; it is cheap on the append path.
-    """
+    boundaries are covered too (the recipe is the core's: `record::checksum`)."""
     sequence, method, request_id, payload, result, at, actor, assign_text, release_text = fields
-    m, r, a = method.encode(), request_id.encode(), actor.encode()
-    g, e = assign_text.encode(), release_text.encode()
-    size = _LENGTH.pack
-    # One CRC over the concatenation equals the CRC chained part by part, in one C call.
-    return zlib.crc32(
-        b"".join(
-            (
-                _HEADER.pack(FORMAT_VERSION, sequence, at),
-                *(size(len(m)), m, size(len(r)), r, size(len(payload)), payload),
-                *(size(len(result)), result, size(len(a)), a, size(len(g)), g),
-                *(size(len(e)), e),
-            )
-        )
+    crc: int = _core_checksum(
+        sequence, method, request_id, payload, result, at, actor, assign_text, release_text
     )
+    return crc
 
 
 def snapshot_checksum(sequence: int, data: bytes) -> int:
@@ -276,27 +265,46 @@ def decode_row(row: Sequence[Any]) -> tuple[Entry, bool]:
     return entry, ok
 
 
-def verified(rows: Iterable[Sequence[Any]], *, after: int, tail: int) -> Iterator[Entry]:
-    """Entries after `after` from `rows` (in sequence order), checked.
+def intact_entry(row: Sequence[Any]) -> Entry:
+    """The entry of a row already verified (`check_rows`): decoded, not checked again."""
+    seq, method, request_id, payload, result, at, actor, assign_text, release_text, crc = row
+    # Most commands assign nothing: skip the JSON parser for them (replay speed).
+    assign = (
+        ()
+        if assign_text == "[]"
+        else tuple(Assignment(str(u), str(i)) for u, i in json.loads(assign_text))
+    )
+    release = () if release_text == "[]" else tuple(str(u) for u in json.loads(release_text))
+    return Entry(seq, method, request_id, payload, result, at, actor, assign, release, crc)
 
-    A bad entry at `tail` (the last one written) is a torn final write: it was never
-    acknowledged as durable, so it is dropped with a warning. A bad or missing entry before
-    the tail means acknowledged data is damaged: that is refused, naming the sequence.
-    """
-    expected = after + 1
-    for row in rows:
-        entry, ok = decode_row(row)
-        if entry.sequence != expected:
-            raise JournalCorruptError(
-                expected, f"entry is missing (next stored is {entry.sequence})"
-            )
-        if not ok:
-            if entry.sequence == tail:
-                log.warning("journal: dropping torn or corrupt last entry %d", entry.sequence)
-                return
-            raise JournalCorruptError(entry.sequence, "checksum mismatch before the tail")
-        yield entry
-        expected += 1
+
+def handle_problem(problem: tuple[str, int, int] | None) -> bool:
+    """Acts on what `check_rows` (or the core's replay) found wrong: a torn last entry was
+    never acknowledged, so reading stops there with a warning (returns True); a missing or
+    bad entry before the tail means acknowledged data is damaged, which is refused, naming
+    the sequence. Returns False when there was no problem."""
+    if problem is None:
+        return False
+    kind, sequence, found = problem
+    if kind == "torn":
+        log.warning("journal: dropping torn or corrupt last entry %d", sequence)
+        return True
+    if kind == "missing":
+        raise JournalCorruptError(sequence, f"entry is missing (next stored is {found})")
+    raise JournalCorruptError(sequence, "checksum mismatch before the tail")
+
+
+def verified(pages: Iterable[list[Sequence[Any]]], *, after: int, tail: int) -> Iterator[Entry]:
+    """Entries after `after` from stored row pages (in sequence order), checked by the
+    core's rules (`check_rows`; see `handle_problem` for what a problem means)."""
+    last = after
+    for page in pages:
+        good, problem = check_rows(page, last, tail)
+        for row in page[:good]:
+            yield intact_entry(row)
+        last += good
+        if handle_problem(problem):
+            return
 
 
 def check_new_entry(entry: NewEntry) -> None:
@@ -352,6 +360,28 @@ class Journal(ABC):
 
         Raises JournalCompactedError (eagerly) if some of them were truncated away.
         """
+
+    def stored_pages(self, after: int) -> tuple[int, Iterator[list[Any]]]:
+        """The last sequence written and the stored rows after `after`, in pages, unchecked:
+        for replay, which checks and applies them in the core in one step. This default
+        (memory) turns entries back into the rows they were stored as."""
+        tail = self.last_sequence()
+        entries = self.entries_since(after)
+
+        def pages() -> Iterator[list[Any]]:
+            page: list[Any] = []
+            for e in entries:
+                row = (e.sequence, e.method, e.request_id, e.payload, e.result, e.time_unix_ms)
+                page.append(
+                    (*row, e.actor, encode_assign(e.assign), encode_release(e.release), e.checksum)
+                )
+                if len(page) == READ_PAGE:
+                    yield page
+                    page = []
+            if page:
+                yield page
+
+        return tail, pages()
 
     @abstractmethod
     def find(self, method: str, request_id: str) -> Entry | None:

@@ -284,15 +284,19 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
         return int(first) if first is not None else self._last + 1
 
     def entries_since(self, after: int) -> Iterator[Entry]:
+        tail, pages = self.stored_pages(after)
+        return verified(pages, after=after, tail=tail)
+
+    def stored_pages(self, after: int) -> tuple[int, Iterator[list[Any]]]:
         if after < 0:
             raise ValueError(f"after must be >= 0, not {after}")
         tail = self._last
         earliest = self.earliest_sequence()
         if after + 1 < earliest:
             raise JournalCompactedError(after, earliest)
-        return verified(self._pages(after, tail), after=after, tail=tail)
+        return tail, self._pages(after, tail)
 
-    def _pages(self, after: int, tail: int) -> Iterator[Any]:
+    def _pages(self, after: int, tail: int) -> Iterator[list[Any]]:
         # Keyset pagination: each page is an index range scan, and the read lock is not
         # held while the caller consumes rows.
         query = self._q(
@@ -304,7 +308,7 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
             rows = self._read(query, (cursor, tail, READ_PAGE))
             if not rows:
                 return
-            yield from rows
+            yield rows
             cursor = rows[-1][0]
 
     def find(self, method: str, request_id: str) -> Entry | None:

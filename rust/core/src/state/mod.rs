@@ -273,6 +273,29 @@ impl Machine {
         }
     }
 
+    /// Replays stored journal rows read in order after `after` (`tail`: the last sequence
+    /// written; `None`: a row whose fields did not decode): verifies them with
+    /// [`crate::record::verify`], then replays the good ones. Returns how many were
+    /// replayed, how many answered differently from their stored result, and the problem
+    /// that stopped the rows, if any (the caller decides what a problem means).
+    pub fn replay_stored(
+        &mut self,
+        rows: &[Option<(crate::record::StoredEntry<'_>, i64)>],
+        after: i64,
+        tail: i64,
+    ) -> CoreResult<(usize, usize, Option<crate::record::Problem>)> {
+        let (good, problem) = crate::record::verify(rows.iter().copied(), after, tail);
+        let mut differ = 0;
+        for (entry, _) in rows[..good].iter().flatten() {
+            let sequence = u64::try_from(entry.sequence)
+                .map_err(|_| CoreError::invalid("journal", format!("sequence {} is negative", entry.sequence)))?;
+            if !self.replay(sequence, entry.method, entry.payload, entry.result)? {
+                differ += 1;
+            }
+        }
+        Ok((good, differ, problem))
+    }
+
     /// Applies a validated command at `time_ms` (already checked to be in range).
     fn apply(&mut self, command: &Command, time_ms: i64) -> CoreResult<Applied> {
         // The clock never goes back: a wall clock stepped backwards must not reorder time.
