@@ -20,9 +20,10 @@
 //! Half the seeds also send AVL pings. Positions are not journaled (they survive only in
 //! snapshots), so in those seeds states are compared without positions, and a replayed
 //! answer may differ from the journaled one only where it shows a unit's position. A retry
-//! answered with other positions than the first answer is the known defect reduced in
-//! `retry_after_restart_returns_the_first_answer`: it is recorded, the seed runs on, and
-//! the test fails at the end if any seed showed it.
+//! must still get its first answer byte for byte (replay keeps the journaled answer; the
+//! case is reduced in `retry_after_restart_returns_the_first_answer`): a retry answered
+//! otherwise is recorded, the seed runs on, and the test fails at the end if any seed
+//! showed it.
 //!
 //! `DISPATCH_SIM_SEEDS=<n>` runs n seeds (default 300) from `DISPATCH_SIM_START` (default 0).
 
@@ -378,9 +379,9 @@ struct Sim {
     clients: usize,
     stats: Stats,
     trace: Vec<String>,
-    /// The known core defect (see `retry_after_restart_returns_the_first_answer`): a retry
-    /// after a restart answered with other unit positions than the first time. Recorded
-    /// rather than failing the seed at once, so that the rest of the seed still runs.
+    /// Retries after a restart answered with other unit positions than the first time (see
+    /// `retry_after_restart_returns_the_first_answer`). Recorded rather than failing the
+    /// seed at once, so that the rest of the seed still runs.
     defects: Vec<String>,
 }
 
@@ -1106,7 +1107,7 @@ struct SeedRun {
     digest: u64,
     summary: String,
     stats: Stats,
-    /// Occurrences of the known defect (see [`Sim::defects`]).
+    /// Retries answered otherwise than the first time (see [`Sim::defects`]).
     defects: Vec<String>,
 }
 
@@ -1183,7 +1184,7 @@ fn simulation() {
         }
     }
     eprintln!(
-        "simulation: {count} seeds from {start} in {:.1} s: {} failed, {} showed the known defect\n  totals: {total:?}",
+        "simulation: {count} seeds from {start} in {:.1} s: {} failed, {} answered a retry otherwise\n  totals: {total:?}",
         t.elapsed().as_secs_f64(),
         failed.len(),
         defective.len()
@@ -1198,10 +1199,9 @@ fn simulation() {
     if let Some((seed, run)) = defective.first() {
         let seeds = seed_list(defective.iter().map(|(s, _)| *s));
         panic!(
-            "core defect (reduced in test `retry_after_restart_returns_the_first_answer`): an acknowledged \
-             UpsertUnit/SetUnitStatus retried after a restart is answered with other unit positions than the \
-             first time, because replay recomputes the answer without the (unjournaled) pings and the \
-             idempotency table keeps the recomputed answer instead of the journaled one.\n\
+            "an acknowledged UpsertUnit/SetUnitStatus retried after a restart was answered with other unit \
+             positions than the first time (reduced in test `retry_after_restart_returns_the_first_answer`): \
+             replay must keep the journaled answer, since it recomputes answers without the unjournaled pings.\n\
              seeds {seeds}; seed {seed}: {} ({})\nrerun it with: DISPATCH_SIM_START={seed} DISPATCH_SIM_SEEDS=1 {RERUN}",
             run.defects[0], run.summary
         );
@@ -1228,12 +1228,12 @@ fn simulation_is_deterministic() {
     assert_eq!(a.summary, b.summary, "seed {FIXED_SEED} ran twice differently");
 }
 
-/// The known defect reduced: a unit reports a position (pings are not journaled), then a
-/// command whose answer shows the unit is applied and acknowledged. After a restart from
-/// a snapshot taken before the ping (or from no snapshot), replay recomputes that answer
-/// without the position, and the idempotency table keeps the recomputed answer: the
-/// client's retry gets another answer than the first one. The proto promises "a retry with
-/// the same id and the same payload returns the first answer".
+/// A defect the simulation found, reduced: a unit reports a position (pings are not
+/// journaled), then a command whose answer shows the unit is applied and acknowledged.
+/// After a restart from a snapshot taken before the ping (or from no snapshot), replay
+/// recomputes that answer without the position; the idempotency table must keep the
+/// journaled answer, or the client's retry gets another answer than the first one. The
+/// proto promises "a retry with the same id and the same payload returns the first answer".
 #[test]
 fn retry_after_restart_returns_the_first_answer() {
     let mut live = common::fresh_machine(16);
