@@ -310,8 +310,8 @@ impl UnitStore {
             None => self.table.push(unit_id, spec.agency, unit_type, spec.status.unwrap_or(Status::Available)),
         };
         let s = slot as usize;
+        self.table.set_agency(slot, spec.agency);
         let t = &mut self.table;
-        t.agency[s] = spec.agency;
         t.unit_type[s] = unit_type;
         t.caps[s] = caps;
         t.home_area[s] = home_area;
@@ -338,7 +338,7 @@ impl UnitStore {
 
     fn set_status_at(&mut self, slot: u32, status: Status) {
         let s = slot as usize;
-        self.table.status[s] = status;
+        self.table.set_status(slot, status);
         self.grid.repartition(slot, partition_of(self.table.agency[s], status));
     }
 

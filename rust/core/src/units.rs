@@ -4,10 +4,12 @@
 //! Slots are never reused: a client that addresses units by slot in batch location updates
 //! must never move a different unit by holding a stale slot.
 
+use std::collections::BTreeMap;
+
 use rustc_hash::FxHashMap;
 
 use crate::caps::CapSet;
-use crate::types::{Agency, Status};
+use crate::types::{Agency, Status, N_AGENCIES, N_STATUSES};
 
 /// "No value" for the i64 time columns; it keeps the columns plain and the scan cheap.
 pub const NO_TIME: i64 = i64::MIN;
@@ -38,6 +40,12 @@ pub struct UnitTable {
     pub location_ms: Vec<i64>,
     pub incident: Vec<Option<Box<str>>>,
     live_count: usize,
+    /// Live units by id, in id order: ListUnits pages through it instead of sorting.
+    ordered: BTreeMap<Box<str>, u32>,
+    /// Live units by (agency, status), kept as units come, go and change, so a metrics
+    /// scrape does not walk the table. Change agency and status only through
+    /// [`Self::set_agency`] and [`Self::set_status`].
+    counts: [[u64; N_STATUSES]; N_AGENCIES],
 }
 
 impl UnitTable {
@@ -80,6 +88,8 @@ impl UnitTable {
         self.location_ms.push(NO_TIME);
         self.incident.push(None);
         self.live_count += 1;
+        self.ordered.insert(unit_id.into(), slot);
+        self.counts[agency.index()][status.index()] += 1;
         slot
     }
 
@@ -87,9 +97,61 @@ impl UnitTable {
     pub fn remove(&mut self, slot: u32) {
         let s = slot as usize;
         self.by_id.remove(&self.ids[s]);
+        self.ordered.remove(self.ids[s].as_str());
+        self.counts[self.agency[s].index()][self.status[s].index()] -= 1;
         self.live[s] = false;
         self.incident[s] = None;
         self.live_count -= 1;
+    }
+
+    /// Changes a live unit's status, keeping the counts.
+    pub fn set_status(&mut self, slot: u32, status: Status) {
+        let s = slot as usize;
+        self.counts[self.agency[s].index()][self.status[s].index()] -= 1;
+        self.counts[self.agency[s].index()][status.index()] += 1;
+        self.status[s] = status;
+    }
+
+    /// Changes a live unit's agency, keeping the counts.
+    pub fn set_agency(&mut self, slot: u32, agency: Agency) {
+        let s = slot as usize;
+        self.counts[self.agency[s].index()][self.status[s].index()] -= 1;
+        self.counts[agency.index()][self.status[s].index()] += 1;
+        self.agency[s] = agency;
+    }
+
+    /// Live units by (agency, status) (index: [`Agency::index`], [`Status::index`]).
+    pub fn counts(&self) -> &[[u64; N_STATUSES]; N_AGENCIES] {
+        &self.counts
+    }
+
+    /// Live units with an id greater than `after`, in id order.
+    pub fn ids_after<'a>(&'a self, after: &str) -> impl Iterator<Item = u32> + 'a {
+        use std::ops::Bound;
+        self.ordered.range::<str, _>((Bound::Excluded(after), Bound::Unbounded)).map(|(_, &slot)| slot)
+    }
+
+    /// Recounts the maintained counts and order from the columns; for tests and the
+    /// simulator's invariants.
+    pub fn check_counts(&self) -> Result<(), String> {
+        let mut counts = [[0u64; N_STATUSES]; N_AGENCIES];
+        let mut live = 0;
+        for s in 0..self.capacity() {
+            if self.live[s] {
+                counts[self.agency[s].index()][self.status[s].index()] += 1;
+                live += 1;
+                if self.ordered.get(self.ids[s].as_str()) != Some(&(s as u32)) {
+                    return Err(format!("unit {} is missing from the id order", self.ids[s]));
+                }
+            }
+        }
+        if counts != self.counts {
+            return Err(format!("unit counts {:?} differ from a recount {counts:?}", self.counts));
+        }
+        if live != self.live_count || self.ordered.len() != live {
+            return Err(format!("{live} live units, counted {}, ordered {}", self.live_count, self.ordered.len()));
+        }
+        Ok(())
     }
 
     pub fn has_location(&self, slot: u32) -> bool {

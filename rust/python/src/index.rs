@@ -251,20 +251,6 @@ impl UnitIndex {
         }))
     }
 
-    /// Live units counted by (agency, status), for gauges.
-    fn counts_by_agency_status(&self, py: Python<'_>) -> std::collections::HashMap<(i32, i32), usize> {
-        self.read(py, |store| {
-            let t = store.table();
-            let mut counts = std::collections::HashMap::new();
-            for s in 0..t.capacity() as u32 {
-                if t.is_live(s) {
-                    *counts.entry((t.agency[s as usize] as i32, t.status[s as usize] as i32)).or_insert(0) += 1;
-                }
-            }
-            counts
-        })
-    }
-
     fn set_status(&self, py: Python<'_>, unit_id: &str, status: i32) -> PyResult<Option<String>> {
         let to = Status::from_i32(status, "status").map_err(|e| to_py(py, e))?;
         self.write(py, |s| s.set_status(unit_id, to)).map_err(|e| to_py(py, e))

@@ -429,23 +429,17 @@ impl DispatchCore {
         )
     }
 
-    /// Live units by (agency, status), every pair included.
-    fn units_by_agency_status(&self, py: Python<'_>) -> HashMap<(i32, i32), usize> {
-        self.read(py, |s| {
-            let t = s.units().table();
-            let mut out: HashMap<(i32, i32), usize> = HashMap::new();
-            for a in Agency::ALL {
-                for st in Status::ALL {
-                    out.insert((*a as i32, *st as i32), 0);
-                }
+    /// Live units by (agency, status), every pair included: counts the core keeps as units
+    /// change, so this is O(agencies × statuses).
+    fn units_by_agency_status(&self, py: Python<'_>) -> HashMap<(i32, i32), u64> {
+        let counts = self.read(py, |s| *s.units().table().counts());
+        let mut out = HashMap::new();
+        for a in Agency::ALL {
+            for st in Status::ALL {
+                out.insert((*a as i32, *st as i32), counts[a.index()][st.index()]);
             }
-            for i in 0..t.capacity() {
-                if t.live[i] {
-                    *out.entry((t.agency[i] as i32, t.status[i] as i32)).or_default() += 1;
-                }
-            }
-            out
-        })
+        }
+        out
     }
 
     /// Open incidents by grade and the creation time of the oldest waiting one (no unit

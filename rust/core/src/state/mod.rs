@@ -503,6 +503,7 @@ impl Machine {
     /// Checks every invariant that ties the parts together; for tests and the simulator.
     pub fn check_invariants(&self) -> Result<(), String> {
         self.units.grid().check_consistency()?;
+        self.units.table().check_counts()?;
         self.incidents.check_counts()?;
         self.requests.check()?;
         let t = self.units.table();

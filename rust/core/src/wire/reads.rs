@@ -27,8 +27,8 @@ pub fn get_unit(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
     Ok(pb::GetUnitResponse { unit: Some(encode::unit(m.units(), slot)) }.encode_to_vec())
 }
 
-/// One page of units in unit_id order: one pass over the table and a partial sort, so a
-/// page costs its own size in views, not one per unit.
+/// One page of units in unit_id order, walking the id index from the token: a page costs
+/// the units it reads, not the fleet.
 pub fn list_units(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
     let r: pb::ListUnitsRequest = message(bytes, "ListUnitsRequest")?;
     let (violations, page_size, after) = validate::list_units(&r);
@@ -37,28 +37,17 @@ pub fn list_units(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
     let agencies: Vec<Agency> = r.agencies.iter().filter_map(|&a| Agency::from_i32(a, "agencies").ok()).collect();
     let store = m.units();
     let t = store.table();
-    let mut slots: Vec<u32> = (0..t.capacity() as u32)
-        .filter(|&s| {
-            let i = s as usize;
-            t.is_live(s)
-                && (statuses.is_empty() || statuses.contains(&t.status[i]))
-                && (agencies.is_empty() || agencies.contains(&t.agency[i]))
-                && (r.home_area.is_empty() || store.area_name(t.home_area[i]) == Some(r.home_area.as_str()))
-                && t.ids[i].as_str() > after.as_str()
-        })
-        .collect();
-    let by_id = |a: &u32, b: &u32| t.ids[*a as usize].cmp(&t.ids[*b as usize]);
-    let more = slots.len() > page_size;
-    if more {
-        slots.select_nth_unstable_by(page_size, by_id);
-        slots.truncate(page_size);
-    }
-    slots.sort_unstable_by(by_id);
-    let next_page_token = match (more, slots.last()) {
-        (true, Some(&last)) => token::encode(&t.ids[last as usize]),
+    let mut matching = t.ids_after(&after).filter(|&slot| {
+        let i = slot as usize;
+        (statuses.is_empty() || statuses.contains(&t.status[i]))
+            && (agencies.is_empty() || agencies.contains(&t.agency[i]))
+            && (r.home_area.is_empty() || store.area_name(t.home_area[i]) == Some(r.home_area.as_str()))
+    });
+    let units: Vec<pb::Unit> = matching.by_ref().take(page_size).map(|s| encode::unit(store, s)).collect();
+    let next_page_token = match (matching.next(), units.last()) {
+        (Some(_), Some(last)) => token::encode(&last.unit_id),
         _ => String::new(),
     };
-    let units = slots.into_iter().map(|s| encode::unit(store, s)).collect();
     Ok(pb::ListUnitsResponse { units, next_page_token }.encode_to_vec())
 }
 
