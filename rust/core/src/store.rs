@@ -322,6 +322,24 @@ impl UnitStore {
         Ok(slot)
     }
 
+    /// Live units with an id greater than `after` that pass the filters (an empty filter
+    /// passes every unit), in id order: what ListUnits pages through.
+    pub fn units_after<'a>(
+        &'a self,
+        after: &'a str,
+        statuses: &'a [Status],
+        agencies: &'a [Agency],
+        home_area: Option<&'a str>,
+    ) -> impl Iterator<Item = u32> + 'a {
+        let t = &self.table;
+        t.ids_after(after).filter(move |&slot| {
+            let i = slot as usize;
+            (statuses.is_empty() || statuses.contains(&t.status[i]))
+                && (agencies.is_empty() || agencies.contains(&t.agency[i]))
+                && home_area.is_none_or(|a| self.area_name(t.home_area[i]) == Some(a))
+        })
+    }
+
     /// Forgets a unit. A unit attached to an incident must be released first.
     pub fn remove(&mut self, unit_id: &str) -> CoreResult<()> {
         let slot = self.slot(unit_id)?;

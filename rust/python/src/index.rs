@@ -211,9 +211,9 @@ impl UnitIndex {
         })
     }
 
-    /// Units matching the filters. With `limit`, only the first `limit` by unit_id among
-    /// ids greater than `after_id`, in unit_id order: a page costs one pass in Rust and
-    /// `limit` views, not a view per unit (ListUnits pages through large fleets).
+    /// Units matching the filters with ids greater than `after_id`, in unit_id order; with
+    /// `limit`, only the first `limit` (a page walks the id index: it costs the units it
+    /// reads).
     #[pyo3(signature = (*, statuses=None, agencies=None, home_area=None, after_id=None, limit=None))]
     fn list_units(
         &self,
@@ -227,27 +227,12 @@ impl UnitIndex {
         let status_filter = self::statuses(statuses).map_err(|e| to_py(py, e))?;
         let agency_filter = self::agencies(agencies).map_err(|e| to_py(py, e))?;
         Ok(self.read(py, |store| {
-            let t = store.table();
             let after = after_id.as_deref().unwrap_or("");
-            let mut slots: Vec<u32> = (0..t.capacity() as u32)
-                .filter(|&s| {
-                    let i = s as usize;
-                    t.is_live(s)
-                        && (status_filter.is_empty() || status_filter.contains(&t.status[i]))
-                        && (agency_filter.is_empty() || agency_filter.contains(&t.agency[i]))
-                        && home_area.as_deref().is_none_or(|a| store.area_name(t.home_area[i]) == Some(a))
-                        && (after_id.is_none() || t.ids[i].as_str() > after)
-                })
-                .collect();
-            if let Some(limit) = limit {
-                let by_id = |a: &u32, b: &u32| t.ids[*a as usize].cmp(&t.ids[*b as usize]);
-                if limit < slots.len() {
-                    slots.select_nth_unstable_by(limit, by_id);
-                    slots.truncate(limit);
-                }
-                slots.sort_unstable_by(by_id);
-            }
-            slots.into_iter().map(|s| view(store, s)).collect()
+            store
+                .units_after(after, &status_filter, &agency_filter, home_area.as_deref())
+                .take(limit.unwrap_or(usize::MAX))
+                .map(|s| view(store, s))
+                .collect()
         }))
     }
 

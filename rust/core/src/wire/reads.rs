@@ -36,13 +36,8 @@ pub fn list_units(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
     let statuses: Vec<Status> = r.statuses.iter().filter_map(|&s| Status::from_i32(s, "statuses").ok()).collect();
     let agencies: Vec<Agency> = r.agencies.iter().filter_map(|&a| Agency::from_i32(a, "agencies").ok()).collect();
     let store = m.units();
-    let t = store.table();
-    let mut matching = t.ids_after(&after).filter(|&slot| {
-        let i = slot as usize;
-        (statuses.is_empty() || statuses.contains(&t.status[i]))
-            && (agencies.is_empty() || agencies.contains(&t.agency[i]))
-            && (r.home_area.is_empty() || store.area_name(t.home_area[i]) == Some(r.home_area.as_str()))
-    });
+    let area = (!r.home_area.is_empty()).then_some(r.home_area.as_str());
+    let mut matching = store.units_after(&after, &statuses, &agencies, area);
     let units: Vec<pb::Unit> = matching.by_ref().take(page_size).map(|s| encode::unit(store, s)).collect();
     let next_page_token = match (matching.next(), units.last()) {
         (Some(_), Some(last)) => token::encode(&last.unit_id),
