@@ -4,6 +4,7 @@ brute-force computation over small random fleets; and the RPCs over real gRPC.""
 from __future__ import annotations
 
 import math
+import threading
 
 import grpc
 import numpy as np
@@ -15,7 +16,7 @@ from dispatch_core import DispatchCore, UnitIndex
 from dispatch_core.durability.pipeline import Pipeline
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.types import Agency, Grade, IncidentStatus, UnitStatus
-from dispatch_core.views.picture import AreaMap, CoverageSpec, compute_picture
+from dispatch_core.views.picture import AreaMap, CoverageSpec, SharedPictures, compute_picture
 from tests import oracle
 from tests.apihelp import T0, bad_fields, upsert
 
@@ -251,3 +252,47 @@ def test_watch_operating_picture_streams_until_cancelled(stub) -> None:  # type:
     second = next(stream)
     stream.cancel()
     assert second.computed_at.ToMilliseconds() >= first.computed_at.ToMilliseconds() + 900
+
+
+def test_coverage_answered_chunk_by_chunk_equals_one_pass() -> None:
+    # Thousands of cells: the state machine answers them a chunk per read lock, the unit
+    # index in one pass; a cell must not change its answer at a chunk boundary.
+    rows = [
+        (TYPES[i % 3], UnitStatus.AVAILABLE, i % 2 == 0, (51.3 + 0.01 * i, -0.5 + 0.02 * i))
+        for i in range(40)
+    ]
+    pipeline, index, _ = load(rows)
+    lat, lon, _ = AREAS.cells(500.0)
+    assert len(lat) > 4 * 512
+    kwargs = {"target_seconds": 300.0, "now_ms": NOW_MS, "agencies": [int(Agency.POLICE)]}
+    chunked = pipeline.core.coverage(lat, lon, **kwargs)  # type: ignore[arg-type]
+    whole = index.coverage(lat, lon, **kwargs)  # type: ignore[arg-type]
+    assert chunked.any() and not chunked.all()
+    assert (chunked == whole).all()
+
+
+def test_watching_streams_share_one_computation() -> None:
+    calls: list[CoverageSpec] = []
+    started = threading.Event()
+
+    def compute(spec: CoverageSpec, include_cells: bool) -> pb.OperatingPicture:
+        calls.append(spec)
+        started.wait(1.0)
+        return pb.OperatingPicture(compute_seconds=len(calls))
+
+    shared = SharedPictures(compute, max_age_s=60.0)
+    spec = CoverageSpec()
+    results: list[pb.OperatingPicture] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(shared.get(spec, False))) for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    started.set()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(results) == 8
+    assert {r.compute_seconds for r in results} == {1}
+    # Another question is computed on its own.
+    shared.get(CoverageSpec(target_seconds=300.0), False)
+    assert len(calls) == 2

@@ -29,7 +29,12 @@ from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.service.status import internal, to_status
 from dispatch_core.service.validation import coverage_spec, watch_interval
 from dispatch_core.views.events import SubscriberOverflowError
-from dispatch_core.views.picture import CoverageSpec, compute_picture, picture_to_proto
+from dispatch_core.views.picture import (
+    CoverageSpec,
+    SharedPictures,
+    compute_picture,
+    picture_to_proto,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +104,7 @@ class DispatchServicer:
         self._core = pipeline.core
         self._capabilities = frozenset(self._core.capability_names())
         self._raw = self._bytes_handlers()
+        self._watched = SharedPictures(self._picture)
 
     def unary(self, name: str) -> Callable[[bytes, Any], bytes]:
         """The bytes-in, bytes-out handler of a unary RPC, as grpcio calls it (in-process
@@ -222,7 +228,7 @@ class DispatchServicer:
         stopped = threading.Event()
         context.add_callback(stopped.set)
         while not stopped.is_set() and context.is_active():
-            yield self._picture(spec, request.coverage.include_uncovered_cells)
+            yield self._watched.get(spec, request.coverage.include_uncovered_cells)
             stopped.wait(interval)
 
     def _picture(self, spec: CoverageSpec, include_cells: bool) -> pb.OperatingPicture:

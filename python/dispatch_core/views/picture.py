@@ -15,8 +15,9 @@ answers for all cells at once.
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -324,3 +325,35 @@ def picture_to_proto(picture: Picture, include_cells: bool) -> pb.OperatingPictu
         ):
             out.uncovered_cells.add(location=pb.Location(lat=lat, lon=lon), area=names[i])
     return out
+
+
+class SharedPictures:
+    """Pictures shared by every WatchOperatingPicture stream asking the same question: a
+    picture younger than `max_age_s` is reused, and while one is computed, streams asking
+    the same question wait for it instead of computing it again. However many dashboards
+    watch, the core computes each question about once a `max_age_s`."""
+
+    def __init__(
+        self, compute: Callable[[CoverageSpec, bool], pb.OperatingPicture], max_age_s: float = 0.5
+    ) -> None:
+        self._compute = compute
+        self._max_age_s = max_age_s
+        self._lock = threading.Lock()
+        self._slots: dict[tuple[CoverageSpec, bool], _Slot] = {}
+
+    def get(self, spec: CoverageSpec, include_cells: bool) -> pb.OperatingPicture:
+        key = (spec, include_cells)
+        with self._lock:
+            slot = self._slots.setdefault(key, _Slot())
+        with slot.lock:
+            now = time.monotonic()
+            if slot.picture is None or now - slot.at > self._max_age_s:
+                slot.picture, slot.at = self._compute(spec, include_cells), now
+            return slot.picture
+
+
+@dataclass
+class _Slot:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    picture: pb.OperatingPicture | None = None
+    at: float = 0.0

@@ -190,8 +190,29 @@ fn group_row(g: &RequirementGroup) -> GroupRow {
     }
 }
 
+/// A copy of the whole state, taken under the state's read lock and encoded after it is
+/// released: the lock is held for copies of columns and rows, not for the encoding.
+pub struct Captured(SnapshotMsg);
+
+impl Captured {
+    /// The snapshot bytes (canonical).
+    pub fn encode(&self) -> Vec<u8> {
+        self.0.encode_to_vec()
+    }
+
+    /// The journal sequence the copy was taken at.
+    pub fn sequence(&self) -> u64 {
+        self.0.sequence
+    }
+}
+
 /// The snapshot of `m` (canonical bytes).
 pub fn encode(m: &Machine) -> Vec<u8> {
+    capture(m).encode()
+}
+
+/// Copies the state for a snapshot (see [`Captured`]).
+pub fn capture(m: &Machine) -> Captured {
     let store = m.units();
     let mut plan_index: BTreeMap<*const [RequirementGroup], u32> = BTreeMap::new();
     let mut plans = Vec::new();
@@ -234,7 +255,7 @@ pub fn encode(m: &Machine) -> Vec<u8> {
         })
         .collect();
     let (evicted_times, evicted_fingerprints) = m.requests().evicted_in_order().copied().unzip();
-    SnapshotMsg {
+    Captured(SnapshotMsg {
         format: FORMAT,
         sequence: m.sequence(),
         clock_ms: m.clock_ms(),
@@ -249,8 +270,7 @@ pub fn encode(m: &Machine) -> Vec<u8> {
         requests,
         evicted_times,
         evicted_fingerprints,
-    }
-    .encode_to_vec()
+    })
 }
 
 /// The format version of a snapshot, or `None` when the bytes are not a snapshot of ours
