@@ -7,6 +7,8 @@
   restart (final snapshot) and after a SIGKILL one (replay) alike.
 - A snapshot of the old JSON format is skipped when the journal still holds every entry,
   and refused, naming the format, when it does not.
+- A closed incident past the retention leaves memory at a clock tick and is answered from
+  the journal's archive, before and after a restart.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dispatch_core.durability.pipeline import Pipeline
 from dispatch_core.durability.records import summary, to_event
 from dispatch_core.durability.recovery import RecoveryError, open_pipeline
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
+from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
+from dispatch_core.server import start
 from tests.apihelp import Clock, rid
 from tests.durable import (
     Backend,
@@ -188,3 +192,41 @@ def test_an_old_json_snapshot_is_skipped_or_refused_naming_its_format(backend: B
         recovered.journal.close()
     with pytest.raises(RecoveryError, match="format 1"):
         open_pipeline(backend.config(), core=DispatchCore())
+
+
+def test_a_closed_incident_past_the_retention_is_answered_from_the_archive(
+    backend: Backend, tmp_path: Path
+) -> None:
+    clock = Clock()
+    running = start("127.0.0.1", 0, tmp_path / "data", journal=backend.config(), tick_interval_s=0)
+    running.pipeline._clock_ms = clock
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            api = pb_grpc.DispatchServiceStub(channel)
+            old = api.CreateIncident(incident_request("r-old")).incident
+            closed = api.CloseIncident(
+                pb.CloseIncidentRequest(request_id="r-close", incident_id=old.incident_id)
+            ).incident
+            clock.ms += 23 * HOUR_MS
+            kept = api.CreateIncident(incident_request("r-kept")).incident
+            assert not running.pipeline.tick()
+            clock.ms += 2 * HOUR_MS
+            assert running.pipeline.tick()
+            listed = api.ListIncidents(pb.ListIncidentsRequest()).incidents
+            assert [i.incident_id for i in listed] == [kept.incident_id]
+            # Out of memory, not out of reach: the incident as it was when it left.
+            got = api.GetIncident(pb.GetIncidentRequest(incident_id=old.incident_id)).incident
+            assert got == closed
+            with pytest.raises(grpc.RpcError) as err:
+                api.GetIncident(pb.GetIncidentRequest(incident_id="NEVER"))
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        live = running.pipeline.core.digest()
+    finally:
+        running.stop(0)
+    recovered, _ = open_pipeline(backend.config(), core=DispatchCore())
+    try:
+        assert recovered.core.digest() == live
+        request = pb.GetIncidentRequest(incident_id=old.incident_id).SerializeToString()
+        assert pb.GetIncidentResponse.FromString(recovered.get_incident(request)).incident == closed
+    finally:
+        recovered.journal.close()

@@ -184,6 +184,15 @@ def test_a_request_id_journaled_again_is_kept_and_found_newest_first(backend: Ba
         assert journal.append(_new(2)).sequence == 3
 
 
+def test_archived_incidents_are_kept_beside_their_entry_newest_first(backend: Backend) -> None:
+    with backend.open() as journal:
+        journal.append(_new(1, archive=(("INC-1", b"first"), ("INC-2", b"other"))))
+        journal.append(_new(2, archive=(("INC-1", b"again"),)))
+        assert journal.find_archived("INC-1") == b"again"
+        assert journal.find_archived("INC-2") == b"other"
+        assert journal.find_archived("INC-3") is None
+
+
 def test_a_store_with_the_old_unique_request_index_is_upgraded(durable: Backend) -> None:
     with durable.open() as journal:
         journal.append(_new(1))

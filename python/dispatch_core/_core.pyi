@@ -15,6 +15,8 @@ __version__: str
 __all__ = [
     "COMMANDS",
     "DEFAULT_CAPABILITIES",
+    "DEFAULT_CLOSED_RETENTION_COUNT",
+    "DEFAULT_CLOSED_RETENTION_MS",
     "DEFAULT_MAX_FUTURE_SKEW_MS",
     "DEFAULT_REQUEST_CAPACITY",
     "DEFAULT_SCARCE_CAPABILITIES",
@@ -70,6 +72,9 @@ DEFAULT_MAX_FUTURE_SKEW_MS: int
 REQUEST_RETENTION_MS: int
 #: Answers kept in memory by default; older ones inside the window come from the journal.
 DEFAULT_REQUEST_CAPACITY: int
+#: How long closed incidents stay in memory by default (ms after closing), and how many.
+DEFAULT_CLOSED_RETENTION_MS: int
+DEFAULT_CLOSED_RETENTION_COUNT: int
 #: The snapshot format this build writes.
 SNAPSHOT_FORMAT: int
 #: Most pings in one location batch.
@@ -398,6 +403,10 @@ class Outcome:
     def assign(self) -> list[tuple[str, str]]: ...
     @property
     def release(self) -> list[str]: ...
+    @property
+    def archived(self) -> list[tuple[str, bytes]]:
+        """(incident_id, encoded final Incident) of closed incidents a clock command took
+        out of memory."""
     def error(self) -> Refused | None: ...
 
 @final
@@ -418,6 +427,8 @@ class DispatchCore:
         cell_deg: float = 0.01,
         request_capacity: int = ...,
         max_future_skew_ms: int = ...,
+        closed_retention_ms: int = ...,
+        closed_retention_count: int = ...,
     ) -> DispatchCore: ...
     def execute(
         self,

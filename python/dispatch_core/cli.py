@@ -16,7 +16,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dispatch_core._core import DEFAULT_MAX_FUTURE_SKEW_MS, DEFAULT_REQUEST_CAPACITY
+from dispatch_core._core import (
+    DEFAULT_CLOSED_RETENTION_COUNT,
+    DEFAULT_CLOSED_RETENTION_MS,
+    DEFAULT_MAX_FUTURE_SKEW_MS,
+    DEFAULT_REQUEST_CAPACITY,
+)
 from dispatch_core.durability.journal import JournalError
 from dispatch_core.durability.recovery import (
     EXIT_JOURNAL_REFUSED,
@@ -160,6 +165,25 @@ def _parser() -> argparse.ArgumentParser:
         f"{DEFAULT_MAX_FUTURE_SKEW_MS / 1000:g})",
     )
     serve.add_argument(
+        "--closed-retention",
+        type=float,
+        default=float(
+            os.environ.get("DISPATCH_CLOSED_RETENTION", DEFAULT_CLOSED_RETENTION_MS / 3_600_000)
+        ),
+        help="hours a closed incident stays in memory (and in ListIncidents); after that "
+        "GetIncident answers it from the journal's archive (env DISPATCH_CLOSED_RETENTION; "
+        f"default {DEFAULT_CLOSED_RETENTION_MS / 3_600_000:g})",
+    )
+    serve.add_argument(
+        "--closed-retention-count",
+        type=int,
+        default=int(
+            os.environ.get("DISPATCH_CLOSED_RETENTION_COUNT", DEFAULT_CLOSED_RETENTION_COUNT)
+        ),
+        help="at most this many closed incidents in memory, closed longest ago leaving first "
+        f"(env DISPATCH_CLOSED_RETENTION_COUNT; default {DEFAULT_CLOSED_RETENTION_COUNT})",
+    )
+    serve.add_argument(
         "--request-memory",
         type=int,
         default=int(os.environ.get("DISPATCH_REQUEST_MEMORY", DEFAULT_REQUEST_CAPACITY)),
@@ -249,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 core=CoreConfig(
                     request_capacity=args.request_memory,
                     max_future_skew_ms=round(args.max_clock_skew * 1000),
+                    closed_retention_ms=round(args.closed_retention * 3_600_000),
+                    closed_retention_count=args.closed_retention_count,
                 ),
                 tick_interval_s=args.tick_interval,
             )

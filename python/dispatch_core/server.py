@@ -19,6 +19,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dispatch_core._core import (
+    DEFAULT_CLOSED_RETENTION_COUNT,
+    DEFAULT_CLOSED_RETENTION_MS,
     DEFAULT_MAX_FUTURE_SKEW_MS,
     DEFAULT_REQUEST_CAPACITY,
     DispatchCore,
@@ -68,10 +70,17 @@ class CoreConfig:
     request_capacity: int = DEFAULT_REQUEST_CAPACITY
     #: How far after its arrival a ping may be dated before it is skipped as "future".
     max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS
+    #: Closed incidents stay in memory this long after closing, and at most this many; then
+    #: GetIncident answers them from the journal's archive.
+    closed_retention_ms: int = DEFAULT_CLOSED_RETENTION_MS
+    closed_retention_count: int = DEFAULT_CLOSED_RETENTION_COUNT
 
     def build(self) -> DispatchCore:
         return DispatchCore(
-            request_capacity=self.request_capacity, max_future_skew_ms=self.max_future_skew_ms
+            request_capacity=self.request_capacity,
+            max_future_skew_ms=self.max_future_skew_ms,
+            closed_retention_ms=self.closed_retention_ms,
+            closed_retention_count=self.closed_retention_count,
         )
 
 

@@ -53,6 +53,7 @@ from dispatch_core.durability.journal import (
 from dispatch_core.durability.journal.base import handle_problem
 from dispatch_core.durability.observer import NO_OBSERVER, Observer
 from dispatch_core.errors import UnavailableError
+from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.views.events import EventBus
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,7 @@ class Pipeline:
             assign=tuple(Assignment(u, i) for u, i in outcome.assign),  # type: ignore[attr-defined]
             release=tuple(outcome.release),  # type: ignore[attr-defined]
             time_unix_ms=now_ms,
+            archive=tuple(outcome.archived),  # type: ignore[attr-defined]
         )
         expected: int = outcome.sequence  # type: ignore[attr-defined]
         try:
@@ -398,6 +400,21 @@ class Pipeline:
             self._turn_fatal(exc)
             raise
         return int(sequence)
+
+    def get_incident(self, request: bytes) -> bytes:
+        """GetIncident: from the core, or, for a closed incident past the retention, from
+        the journal's archive (the incident as it was when it left memory)."""
+        try:
+            return self.core.get_incident(request)
+        except Refused as exc:
+            if exc.code != "NOT_FOUND" or exc.resource is None:
+                raise
+            archived = self.journal.find_archived(exc.resource[1])
+            if archived is None:
+                raise
+            return pb.GetIncidentResponse(
+                incident=pb.Incident.FromString(archived)
+            ).SerializeToString()
 
     def now_ms(self) -> int:
         """The pipeline's clock (Unix ms): what reads and ages are measured against."""

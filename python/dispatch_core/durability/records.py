@@ -73,5 +73,8 @@ def summary(entry: Entry) -> str:
         verb = "opened" if entry.method == "CreateIncident" else "updated"
         return f"incident {i.incident_id} {verb} ({pb.Grade.Name(i.grade)} {i.incident_type})"
     if isinstance(response, pb.ClockTick):
-        return f"clock tick: {response.expired_request_ids} request_ids past retention forgotten"
+        return (
+            f"clock tick: {response.expired_request_ids} request_ids past retention forgotten,"
+            f" {response.archived_incidents} closed incidents archived"
+        )
     return entry.method

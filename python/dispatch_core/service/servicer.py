@@ -115,11 +115,11 @@ class DispatchServicer:
         raw: dict[str, Callable[[bytes, grpc.ServicerContext], bytes]] = {
             name: _guarded(self._command(name)) for name in COMMANDS
         }
-        core = self._core
+        core, pipeline = self._core, self._pipeline
         return raw | {
             "GetUnit": _guarded(lambda request, context: core.get_unit(request)),
             "ListUnits": _guarded(lambda request, context: core.list_units(request)),
-            "GetIncident": _guarded(lambda request, context: core.get_incident(request)),
+            "GetIncident": _guarded(lambda request, context: pipeline.get_incident(request)),
             "ListIncidents": _guarded(lambda request, context: core.list_incidents(request)),
             "RecommendUnits": _guarded(self._recommend(core.recommend)),
             "BatchRecommendUnits": _guarded(self._recommend(core.batch_recommend)),

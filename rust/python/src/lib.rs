@@ -45,6 +45,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("REQUEST_RETENTION_MS", dispatch_engine::state::requests::RETENTION_MS)?;
     m.add("DEFAULT_REQUEST_CAPACITY", dispatch_engine::state::requests::DEFAULT_CAPACITY)?;
     m.add("SNAPSHOT_FORMAT", dispatch_engine::snapshot::FORMAT)?;
+    let retention = dispatch_engine::state::Retention::default();
+    m.add("DEFAULT_CLOSED_RETENTION_MS", retention.age_ms)?;
+    m.add("DEFAULT_CLOSED_RETENTION_COUNT", retention.count)?;
     m.add("MAX_LOCATION_BATCH", dispatch_engine::wire::limits::MAX_LOCATION_BATCH)?;
     m.add("MAX_PAGE_SIZE", dispatch_engine::wire::limits::MAX_PAGE_SIZE)?;
     m.add("COMMANDS", dispatch_engine::command::Method::ALL.iter().map(|m| m.name()).collect::<Vec<_>>())?;

@@ -9,7 +9,7 @@ use dispatch_engine::command::Method;
 use dispatch_engine::eta::RankConfig;
 use dispatch_engine::record::{self, Problem, StoredEntry};
 use dispatch_engine::snapshot;
-use dispatch_engine::state::{Event, JournalAnswer, JournalHit, Machine, Outcome as CoreOutcome};
+use dispatch_engine::state::{Event, JournalAnswer, JournalHit, Machine, Outcome as CoreOutcome, Retention};
 use dispatch_engine::store::UnitStore;
 use dispatch_engine::types::{Agency, Grade, Status, N_GRADES};
 use dispatch_engine::wire::reads;
@@ -52,6 +52,9 @@ pub struct Outcome {
     assign: Vec<(String, String)>,
     #[pyo3(get)]
     release: Vec<String>,
+    /// (incident_id, encoded Incident) of closed incidents a clock command took out of
+    /// memory, for the journal's archive.
+    archived: Vec<(String, Vec<u8>)>,
     refusal: Option<Refusal>,
 }
 
@@ -65,6 +68,11 @@ impl Outcome {
     #[getter]
     fn response<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.response)
+    }
+
+    #[getter]
+    fn archived<'py>(&self, py: Python<'py>) -> Vec<(String, Bound<'py, PyBytes>)> {
+        self.archived.iter().map(|(id, data)| (id.clone(), PyBytes::new(py, data))).collect()
     }
 
     /// The `Refused` exception of a refused command (None otherwise).
@@ -104,19 +112,23 @@ fn outcome(o: CoreOutcome, time_ms: i64) -> Outcome {
         events: Vec::new(),
         assign: Vec::new(),
         release: Vec::new(),
+        archived: Vec::new(),
         refusal: None,
     };
     match o {
-        CoreOutcome::Applied { sequence, request_id, request, response, events, assign, release } => Outcome {
-            sequence,
-            request_id,
-            payload: record::encode(time_ms, &request),
-            response,
-            events: events.iter().map(event).collect(),
-            assign,
-            release,
-            ..empty("applied")
-        },
+        CoreOutcome::Applied { sequence, request_id, request, response, events, assign, release, archived } => {
+            Outcome {
+                sequence,
+                request_id,
+                payload: record::encode(time_ms, &request),
+                response,
+                events: events.iter().map(event).collect(),
+                assign,
+                release,
+                archived,
+                ..empty("applied")
+            }
+        }
         CoreOutcome::Repeated { sequence, response } => Outcome { sequence, response, ..empty("repeated") },
         CoreOutcome::CheckJournal { request_id } => Outcome { request_id, ..empty("check_journal") },
         CoreOutcome::Refused(e) => Outcome { refusal: Some(Refusal::of(e)), ..empty("refused") },
@@ -166,7 +178,8 @@ fn bytes_out(py: Python<'_>, r: Result<Vec<u8>, CoreError>) -> PyResult<Bound<'_
 #[pymethods]
 impl DispatchCore {
     #[new]
-    #[pyo3(signature = (*, capabilities=None, scarce_capabilities=None, config=None, cell_deg=0.01, request_capacity=dispatch_engine::state::requests::DEFAULT_CAPACITY, max_future_skew_ms=dispatch_engine::time::DEFAULT_MAX_FUTURE_SKEW_MS))]
+    #[pyo3(signature = (*, capabilities=None, scarce_capabilities=None, config=None, cell_deg=0.01, request_capacity=dispatch_engine::state::requests::DEFAULT_CAPACITY, max_future_skew_ms=dispatch_engine::time::DEFAULT_MAX_FUTURE_SKEW_MS, closed_retention_ms=Retention::default().age_ms, closed_retention_count=Retention::default().count))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         capabilities: Option<Vec<String>>,
@@ -175,6 +188,8 @@ impl DispatchCore {
         cell_deg: f64,
         request_capacity: usize,
         max_future_skew_ms: i64,
+        closed_retention_ms: i64,
+        closed_retention_count: usize,
     ) -> PyResult<Self> {
         let vocab = match &capabilities {
             Some(names) => Vocabulary::new(names),
@@ -194,10 +209,14 @@ impl DispatchCore {
         if max_future_skew_ms < 0 {
             return Err(to_py(py, CoreError::invalid("max_future_skew_ms", "must be >= 0")));
         }
+        if closed_retention_ms < 0 {
+            return Err(to_py(py, CoreError::invalid("closed_retention_ms", "must be >= 0")));
+        }
         let store =
             UnitStore::with_vocabulary(vocab.clone(), &scarce, rank_config, cell_deg).map_err(|e| to_py(py, e))?;
         let mut machine = Machine::new(store, request_capacity);
         machine.max_future_skew_ms = max_future_skew_ms;
+        machine.retention = Retention { age_ms: closed_retention_ms, count: closed_retention_count };
         Ok(Self { machine: RwLock::new(machine), vocab, scarce, cell_deg, request_capacity })
     }
 
@@ -505,6 +524,7 @@ impl DispatchCore {
             }
             let mut restored = snapshot::decode(data, empty, capacity)?;
             restored.max_future_skew_ms = s.max_future_skew_ms;
+            restored.retention = s.retention;
             let sequence = restored.sequence();
             *s = restored;
             Ok(sequence)

@@ -130,6 +130,9 @@ class NewEntry:
     assign: tuple[Assignment, ...] = ()
     release: tuple[str, ...] = ()
     time_unix_ms: int | None = None
+    #: (incident_id, encoded final Incident) of closed incidents the command (a clock tick)
+    #: took out of memory: stored beside the entry, in its transaction, for GetIncident.
+    archive: tuple[tuple[str, bytes], ...] = ()
 
 
 class Entry(NamedTuple):
@@ -388,6 +391,10 @@ class Journal(ABC):
         """The newest entry journaled for (method, request_id), for answering retries. A
         request_id may be journaled again once the state machine's 24-hour window for it
         has passed: idempotency is the state machine's decision, not the journal's."""
+
+    @abstractmethod
+    def find_archived(self, incident_id: str) -> bytes | None:
+        """The encoded final state of an incident taken out of memory (newest), or None."""
 
     @abstractmethod
     def write_snapshot(self, sequence: int, data: bytes) -> None:

@@ -35,6 +35,7 @@ class MemoryJournal(Journal):
         self._lock = threading.Lock()
         self._entries: list[Entry] = []
         self._by_request: dict[tuple[str, str], Entry] = {}
+        self._archive: dict[str, bytes] = {}
         self._active: dict[str, str] = {}
         self._snapshot: Snapshot | None = None
         self._last = 0
@@ -57,6 +58,7 @@ class MemoryJournal(Journal):
             self._entries.append(stored)
             if entry.request_id:
                 self._by_request[key] = stored
+            self._archive.update(entry.archive)
             self._last += 1
             self._appends += 1
             return stored
@@ -74,6 +76,10 @@ class MemoryJournal(Journal):
     def find(self, method: str, request_id: str) -> Entry | None:
         with self._lock:
             return self._by_request.get((method, request_id)) if request_id else None
+
+    def find_archived(self, incident_id: str) -> bytes | None:
+        with self._lock:
+            return self._archive.get(incident_id)
 
     def write_snapshot(self, sequence: int, data: bytes) -> None:
         with self._lock:

@@ -35,6 +35,7 @@ from dispatch_core.durability.journal.base import (
     now_ms,
 )
 from dispatch_core.durability.journal.sqlstore import (
+    ARCHIVE_SQL,
     ENTRY_VALUES,
     TABLES,
     Cursor,
@@ -85,6 +86,10 @@ _UPGRADE_DDL = (
     "DROP INDEX IF EXISTS {schema}.entries_request",
     """CREATE INDEX IF NOT EXISTS entries_request_id ON {entries} (method, request_id)
         WHERE request_id <> ''""",
+    """CREATE TABLE IF NOT EXISTS {archive} (
+        incident_id TEXT PRIMARY KEY,
+        sequence BIGINT NOT NULL,
+        data BYTEA NOT NULL)""",
 )
 
 
@@ -185,6 +190,7 @@ class PostgresJournal(SqlJournal[sql.Composed]):
         assign = self._q(
             "INSERT INTO {assignments} (unit_id, incident_id, assigned_seq) VALUES (?, ?, ?)"
         )
+        archive = self._q(ARCHIVE_SQL)
         outcomes: list[Entry | AppendRefusedError] = []
         seq = self._last
         stamp = now_ms()
@@ -198,6 +204,8 @@ class PostgresJournal(SqlJournal[sql.Composed]):
                     w.execute(release, (seq, unit))
                 for a in entry.assign:
                     w.execute(assign, (a.unit_id, a.incident_id, seq))
+                for incident_id, data in entry.archive:
+                    w.execute(archive, (incident_id, seq, data))
                 outcomes.append(entry_of(row, entry))
         self._last = seq
         return outcomes

@@ -94,6 +94,11 @@ _UPGRADE_DDL = (
     "DROP INDEX IF EXISTS journal_entries_request",
     """CREATE INDEX IF NOT EXISTS journal_entries_request_id
         ON {entries} (method, request_id) WHERE request_id <> ''""",
+    # Closed incidents past the retention, as they were when they left memory.
+    """CREATE TABLE IF NOT EXISTS {archive} (
+        incident_id TEXT PRIMARY KEY,
+        sequence INTEGER NOT NULL,
+        data BLOB NOT NULL)""",
 )
 
 

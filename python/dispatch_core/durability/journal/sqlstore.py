@@ -44,7 +44,14 @@ from dispatch_core.durability.journal.base import (
 )
 
 #: The table names a statement template may use.
-TABLES = ("meta", "entries", "snapshots", "assignments")
+TABLES = ("meta", "entries", "snapshots", "assignments", "archive")
+
+#: The final state of an incident a clock command took out of memory, which GetIncident
+#: answers from then on. An id a client reuses later is archived again: newest wins.
+ARCHIVE_SQL = (
+    "INSERT INTO {archive} (incident_id, sequence, data) VALUES (?, ?, ?)"
+    " ON CONFLICT (incident_id) DO UPDATE SET sequence = excluded.sequence, data = excluded.data"
+)
 
 #: One `?` per column of ENTRY_COLUMNS.
 ENTRY_VALUES = ", ".join("?" * len(ENTRY_COLUMNS.split(",")))
@@ -223,6 +230,8 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
                 ),
                 (seq, unit),
             )
+        for incident_id, data in entry.archive:
+            self._execute(self._q(ARCHIVE_SQL), (incident_id, seq, data))
         for a in entry.assign:
             # ON CONFLICT without a target covers the partial unique index: the index, not
             # a prior SELECT, decides, so it holds even against a buggy caller.
@@ -326,6 +335,12 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
         if not ok:
             raise JournalCorruptError(entry.sequence, "checksum mismatch")
         return entry
+
+    def find_archived(self, incident_id: str) -> bytes | None:
+        rows = self._read(
+            self._q("SELECT data FROM {archive} WHERE incident_id = ?"), (incident_id,)
+        )
+        return bytes(rows[0][0]) if rows else None
 
     def latest_snapshot(self) -> Snapshot | None:
         rows = self._read(

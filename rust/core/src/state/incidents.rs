@@ -52,6 +52,9 @@ pub struct Incidents {
     open_by_grade: [u64; N_GRADES],
     /// Waiting incidents by grade, oldest first: (created_ms, id).
     waiting: [BTreeSet<(i64, String)>; N_GRADES],
+    /// Closed incidents held, closed longest ago first: (closed_ms, id). Retention takes
+    /// them out of memory from the front.
+    closed: BTreeSet<(i64, String)>,
 }
 
 impl Incidents {
@@ -127,9 +130,28 @@ impl Incidents {
         Some(out)
     }
 
+    /// Closed incidents held in memory.
+    pub fn closed_len(&self) -> usize {
+        self.closed.len()
+    }
+
+    /// (closed_ms, id) of the closed incident closed longest ago.
+    pub fn oldest_closed(&self) -> Option<(i64, &str)> {
+        self.closed.first().map(|(t, id)| (*t, id.as_str()))
+    }
+
+    /// Takes an incident out of memory, keeping the counts in step.
+    pub fn remove(&mut self, incident_id: &str) -> Option<Incident> {
+        let incident = self.by_id.remove(incident_id)?;
+        self.uncount(&incident);
+        Some(incident)
+    }
+
     fn count(&mut self, i: &Incident) {
         if i.is_open() {
             self.open_by_grade[i.grade.index()] += 1;
+        } else {
+            self.closed.insert((i.closed_ms.unwrap_or(i.created_ms), i.incident_id.clone()));
         }
         if i.is_waiting() {
             self.waiting[i.grade.index()].insert((i.created_ms, i.incident_id.clone()));
@@ -139,6 +161,8 @@ impl Incidents {
     fn uncount(&mut self, i: &Incident) {
         if i.is_open() {
             self.open_by_grade[i.grade.index()] -= 1;
+        } else {
+            self.closed.remove(&(i.closed_ms.unwrap_or(i.created_ms), i.incident_id.clone()));
         }
         if i.is_waiting() {
             self.waiting[i.grade.index()].remove(&(i.created_ms, i.incident_id.clone()));
@@ -160,6 +184,9 @@ impl Incidents {
         }
         if fresh.waiting != self.waiting {
             return Err("waiting incidents differ from a recount".into());
+        }
+        if fresh.closed != self.closed {
+            return Err("closed incidents differ from a recount".into());
         }
         Ok(())
     }

@@ -31,6 +31,7 @@ use crate::time::{self, DEFAULT_MAX_FUTURE_SKEW_MS};
 use crate::types::{Grade, IncidentStatus, Status};
 use crate::units::NO_TIME;
 use crate::wire;
+use prost::Message;
 
 pub use incidents::{Incident, Incidents};
 pub use requests::{Lookup, Remembered, RequestTable};
@@ -53,7 +54,7 @@ pub enum Reply {
     Status { slot: u32, released: Option<String> },
     Incident { incident_id: String },
     Closed { incident_id: String, released: Vec<u32> },
-    Tick { time_ms: i64, expired: u64 },
+    Tick { time_ms: i64, expired: u64, archived: u64 },
 }
 
 /// A command applied: its answer, its events, and its effect on assignments (which the
@@ -66,11 +67,32 @@ pub struct Applied {
     pub assign: Vec<(u32, String)>,
     /// Unit slots the command released from their incident (before any assignment).
     pub release: Vec<u32>,
+    /// Closed incidents the clock command took out of memory: (id, encoded `Incident`),
+    /// for the journal's archive, which answers GetIncident for them from then on.
+    pub archived: Vec<(String, Vec<u8>)>,
 }
 
 impl Applied {
     fn reply(reply: Reply) -> Self {
-        Self { reply, events: Vec::new(), assign: Vec::new(), release: Vec::new() }
+        Self { reply, events: Vec::new(), assign: Vec::new(), release: Vec::new(), archived: Vec::new() }
+    }
+}
+
+/// How long closed incidents stay in memory: `age_ms` after their closing, and never more
+/// than `count` of them (the closed longest ago leave first). Both apply only at a clock
+/// command. Configuration, like the request capacity: a replica or a replay must use the
+/// same values to reach the same state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub age_ms: i64,
+    pub count: usize,
+}
+
+impl Default for Retention {
+    /// A day (the window a control room looks back over), and a bound a surge cannot pass
+    /// unnoticed: eight days of London's closures.
+    fn default() -> Self {
+        Self { age_ms: 24 * 3600 * 1000, count: 100_000 }
     }
 }
 
@@ -86,6 +108,7 @@ pub enum Outcome {
         events: Vec<Event>,
         assign: Vec<(String, String)>,
         release: Vec<String>,
+        archived: Vec<(String, Vec<u8>)>,
     },
     /// A retry of an applied command: its first answer.
     Repeated { sequence: u64, response: Vec<u8> },
@@ -126,6 +149,8 @@ pub struct Machine {
     pub(crate) sequence: u64,
     /// How far ahead of the arrival time a ping may be dated. Configuration, not state.
     pub max_future_skew_ms: i64,
+    /// How long closed incidents stay in memory. Configuration, not state.
+    pub retention: Retention,
 }
 
 impl Machine {
@@ -137,6 +162,7 @@ impl Machine {
             clock_ms: 0,
             sequence: 0,
             max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
+            retention: Retention::default(),
         }
     }
 
@@ -172,7 +198,13 @@ impl Machine {
     /// Whether a clock command at `now_ms` would change anything: the server journals a
     /// tick only then (as TigerBeetle's pulse), so an idle journal is not filled with ticks.
     pub fn tick_due(&self, now_ms: i64) -> bool {
-        self.requests.next_expiry_ms().is_some_and(|due| now_ms >= due)
+        let now = now_ms.max(self.clock_ms);
+        self.requests.next_expiry_ms().is_some_and(|due| now >= due)
+            || self.incidents.closed_len() > self.retention.count
+            || self
+                .incidents
+                .oldest_closed()
+                .is_some_and(|(closed, _)| now >= closed.saturating_add(self.retention.age_ms))
     }
 
     /// Executes one command: see the module docs. `journal` is what the journal holds for
@@ -239,6 +271,7 @@ impl Machine {
             events: applied.events,
             assign: applied.assign.into_iter().map(|(slot, i)| (ids[slot as usize].clone(), i)).collect(),
             release: applied.release.into_iter().map(|slot| ids[slot as usize].clone()).collect(),
+            archived: applied.archived,
         }
     }
 
@@ -478,11 +511,29 @@ impl Machine {
 
     fn tick(&mut self, now: i64) -> Applied {
         let expired = self.requests.expire(now);
-        let mut applied = Applied::reply(Reply::Tick { time_ms: now, expired });
+        let archived = self.archive_closed(now);
+        let mut applied = Applied::reply(Reply::Tick { time_ms: now, expired, archived: archived.len() as u64 });
         if expired > 0 {
             applied.events.push(Event::RequestsExpired { count: expired });
         }
+        applied.archived = archived;
         applied
+    }
+
+    /// Takes closed incidents past the retention out of memory, returning each one's final
+    /// state (encoded) for the journal's archive.
+    fn archive_closed(&mut self, now: i64) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some((closed, id)) = self.incidents.oldest_closed() {
+            let over_count = self.incidents.closed_len() > self.retention.count;
+            if !over_count && now < closed.saturating_add(self.retention.age_ms) {
+                break;
+            }
+            let id = id.to_owned();
+            let incident = self.incidents.remove(&id).expect("the closed set lists held incidents");
+            out.push((id, wire::encode::incident(&self.units, &incident).encode_to_vec()));
+        }
+        out
     }
 
     /// Applies a batch of AVL pings that arrived at `now_ms`: each is applied or skipped on
@@ -574,4 +625,76 @@ fn check_groups(field: &str, groups: &[RequirementGroup], vocab: &Vocabulary) ->
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eta::RankConfig;
+    use crate::wire::pb;
+
+    const T0: i64 = 1_750_000_000_000;
+    const DAY: i64 = 24 * 3600 * 1000;
+
+    fn machine(retention: Retention) -> Machine {
+        let mut m = Machine::new(UnitStore::new(RankConfig::default(), 0.01).unwrap(), 1000);
+        m.retention = retention;
+        m
+    }
+
+    fn open_and_close(m: &mut Machine, id: &str, at: i64) {
+        let create = pb::CreateIncidentRequest {
+            request_id: format!("c-{id}"),
+            incident_id: id.into(),
+            grade: 1,
+            incident_type: "t".into(),
+            location: Some(pb::Location { lat: 51.5, lon: -0.12 }),
+            requirements: vec![pb::RequirementGroup { agency: 1, count: 1, ..Default::default() }],
+            ..Default::default()
+        };
+        let close = pb::CloseIncidentRequest { request_id: format!("x-{id}"), incident_id: id.into() };
+        for (method, bytes) in
+            [(Method::CreateIncident, create.encode_to_vec()), (Method::CloseIncident, close.encode_to_vec())]
+        {
+            assert!(matches!(m.execute(method, &bytes, at, JournalAnswer::Unchecked), Outcome::Applied { .. }));
+        }
+    }
+
+    fn tick(m: &mut Machine, at: i64) -> Vec<String> {
+        match m.execute(Method::Tick, b"", at, JournalAnswer::Unchecked) {
+            Outcome::Applied { archived, .. } => archived.into_iter().map(|(id, _)| id).collect(),
+            other => panic!("tick refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn closed_incidents_leave_memory_after_their_retention_with_their_final_state() {
+        let mut m = machine(Retention { age_ms: DAY, count: 100 });
+        open_and_close(&mut m, "A", T0);
+        open_and_close(&mut m, "B", T0 + 1000);
+        assert!(!m.tick_due(T0 + DAY - 1));
+        assert!(m.tick_due(T0 + DAY));
+        assert_eq!(tick(&mut m, T0 + DAY), ["A"]);
+        assert!(m.incidents().get("A").is_none() && m.incidents().get("B").is_some());
+        assert_eq!(tick(&mut m, T0 + DAY + 1000), ["B"]);
+        assert_eq!(m.incidents().closed_len(), 0);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn the_count_bound_archives_the_closed_longest_ago_first() {
+        let mut m = machine(Retention { age_ms: DAY, count: 1 });
+        open_and_close(&mut m, "A", T0);
+        assert!(!m.tick_due(T0 + 1));
+        open_and_close(&mut m, "B", T0 + 5);
+        assert!(m.tick_due(T0 + 6));
+        let Outcome::Applied { archived, .. } = m.execute(Method::Tick, b"", T0 + 6, JournalAnswer::Unchecked) else {
+            panic!("tick refused")
+        };
+        assert_eq!(archived.len(), 1);
+        let incident = pb::Incident::decode(archived[0].1.as_slice()).unwrap();
+        assert_eq!((incident.incident_id.as_str(), incident.status), ("A", IncidentStatus::Closed as i32));
+        assert!(m.incidents().get("B").is_some());
+        m.check_invariants().unwrap();
+    }
 }

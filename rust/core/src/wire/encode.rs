@@ -115,8 +115,11 @@ pub fn reply(m: &Machine, method: Method, r: &Reply) -> Vec<u8> {
             released_unit_ids: released.iter().map(|&s| store.table().ids[s as usize].clone()).collect(),
         }
         .encode_to_vec(),
-        Reply::Tick { time_ms, expired } => {
-            pb::ClockTick { time: Some(timestamp(*time_ms)), expired_request_ids: *expired }.encode_to_vec()
+        Reply::Tick { time_ms, expired, archived } => pb::ClockTick {
+            time: Some(timestamp(*time_ms)),
+            expired_request_ids: *expired,
+            archived_incidents: *archived,
         }
+        .encode_to_vec(),
     }
 }

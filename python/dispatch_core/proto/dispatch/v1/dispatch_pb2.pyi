@@ -503,12 +503,14 @@ class Event(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., method: _Optional[str] = ..., request_id: _Optional[str] = ..., unit_upserted: _Optional[_Union[UpsertUnitResponse, _Mapping]] = ..., unit_status_set: _Optional[_Union[SetUnitStatusResponse, _Mapping]] = ..., incident_created: _Optional[_Union[CreateIncidentResponse, _Mapping]] = ..., incident_updated: _Optional[_Union[UpdateIncidentResponse, _Mapping]] = ..., incident_closed: _Optional[_Union[CloseIncidentResponse, _Mapping]] = ..., units_assigned: _Optional[_Union[AssignUnitsResponse, _Mapping]] = ..., clock_ticked: _Optional[_Union[ClockTick, _Mapping]] = ...) -> None: ...
 
 class ClockTick(_message.Message):
-    __slots__ = ("time", "expired_request_ids")
+    __slots__ = ("time", "expired_request_ids", "archived_incidents")
     TIME_FIELD_NUMBER: _ClassVar[int]
     EXPIRED_REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVED_INCIDENTS_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     expired_request_ids: int
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expired_request_ids: _Optional[int] = ...) -> None: ...
+    archived_incidents: int
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expired_request_ids: _Optional[int] = ..., archived_incidents: _Optional[int] = ...) -> None: ...
 
 class CoverageQuery(_message.Message):
     __slots__ = ("agencies", "unit_types", "capabilities", "grade", "target_seconds", "cell_m", "include_uncovered_cells")

@@ -198,14 +198,16 @@ class DispatchServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetIncident(self, request, context):
-        """One incident. NOT_FOUND for an unknown incident_id.
+        """One incident. NOT_FOUND for an unknown incident_id. A closed incident past the server's
+        retention (by default a day after closing) is answered from the journal's archive.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListIncidents(self, request, context):
-        """Incidents matching the filters, ordered by incident_id, one page at a time.
+        """Incidents matching the filters, ordered by incident_id, one page at a time: the open
+        ones and those closed within the server's retention.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
