@@ -325,15 +325,18 @@ def unit_spec(fleet: Fleet, i: int, now_ms: int) -> pb.UnitSpec:
     return spec
 
 
-def seed_pipeline(pipeline: Pipeline, fleet: Fleet, now_ms: int) -> None:
+def seed_pipeline(pipeline: Pipeline, fleet: Fleet, now_ms: int, *, shifts: bool = True) -> None:
     """Loads `fleet` into a pipeline through its commands, as a client would over gRPC:
     UpsertUnit per unit (shifts as in `load_into`), SetUnitStatus for units the API can
     make busy on their own (UNAVAILABLE, OFF_DUTY; other busy statuses need an incident, so
-    they become UNAVAILABLE), and one location batch stamped `now_ms`."""
+    they become UNAVAILABLE), and one location batch stamped `now_ms`. Without `shifts`, units
+    carry no shift (always on duty: for runs over simulated days)."""
     for i in range(len(fleet)):
-        request = pb.UpsertUnitRequest(
-            request_id=f"seed-{fleet.ids[i]}", unit=unit_spec(fleet, i, now_ms)
-        )
+        spec = unit_spec(fleet, i, now_ms)
+        if not shifts:
+            spec.ClearField("shift_start")
+            spec.ClearField("shift_end")
+        request = pb.UpsertUnitRequest(request_id=f"seed-{fleet.ids[i]}", unit=spec)
         pipeline.execute("UpsertUnit", request.SerializeToString())
         status = int(fleet.status[i])
         if status != UnitStatus.AVAILABLE:
