@@ -121,6 +121,7 @@ class Settings:
     units: int
     incidents: int
     seconds: float
+    isolate: bool = False  # also the probe beside each background activity alone
 
 
 def perf_offset_ns() -> int:
@@ -462,7 +463,8 @@ class Background:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def start(self, seconds: float) -> None:
+    def start(self, seconds: float, only: str | None = None) -> None:
+        """Starts every activity (or `only` that one) for at most `seconds`."""
         deadline = time.perf_counter() + seconds
         loops: list[tuple[str, Callable[[], object], float]] = [
             ("locations", self._locations, LOC_PERIOD_S),
@@ -471,9 +473,13 @@ class Background:
             ("toggle", self._toggle, TOGGLE_PERIOD_S),
         ]
         for key, body, period in loops:
-            args = (self.acts[key], body, period, deadline)
-            self._threads.append(threading.Thread(target=self._periodic, args=args, daemon=True))
-        self._threads.append(threading.Thread(target=self._list, args=(deadline,), daemon=True))
+            if only in (None, key):
+                args = (self.acts[key], body, period, deadline)
+                thread = threading.Thread(target=self._periodic, args=args, daemon=True)
+                self._threads.append(thread)
+        if only in (None, "list"):
+            thread = threading.Thread(target=self._list, args=(deadline,), daemon=True)
+            self._threads.append(thread)
         for t in self._threads:
             t.start()
 
@@ -614,11 +620,12 @@ def snapshot_summary(events: list[tuple[int, int, float]]) -> dict[str, Any]:
 
 
 def loaded_run(
-    server: StallServer, metrics_url: str, fleet: Fleet, seconds: float
+    server: StallServer, metrics_url: str, fleet: Fleet, seconds: float, only: str | None = None
 ) -> tuple[ProbeRun, dict[str, Activity]]:
-    """The probe while the background load runs (started WARMUP_S before it)."""
+    """The probe while the background load (or `only` one activity of it) runs, started
+    WARMUP_S before it."""
     bg = Background(server.target, metrics_url, fleet)
-    bg.start(WARMUP_S + seconds + 2 * RPC_TIMEOUT_S)  # a bound: stop() ends it sooner
+    bg.start(WARMUP_S + seconds + 2 * RPC_TIMEOUT_S, only)  # a bound: stop() ends it sooner
     try:
         time.sleep(WARMUP_S)
         with own_channel(server.target) as channel:
@@ -637,6 +644,25 @@ def print_probe(label: str, p: dict[str, Any]) -> None:
         f"{p['errors']}",
         flush=True,
     )
+
+
+def isolated(server: StallServer, fleet: Fleet, seconds: float) -> dict[str, Any]:
+    """The probe beside each background activity alone (`--isolate`): which one stalls it.
+
+    Pings and commands change the state, so the server snapshots beside those two; the
+    toggles are a handful of commands a second, so their run is mostly the snapshots' cost.
+    """
+    out: dict[str, Any] = {}
+    for key in ("locations", "picture", "scrape", "list", "toggle"):
+        print(f"isolated: the probe beside {key} only for {seconds:.0f} s", flush=True)
+        run, acts = loaded_run(server, server.metrics_url(), fleet, seconds, only=key)
+        time.sleep(SNAPSHOT_INTERVAL_S + 0.5)
+        out[key] = summarize_probe(run)
+        out[key]["snapshots"] = snapshot_summary(snapshots_during(server, run))
+        out[key]["activity"] = acts[key].summary()
+        print_probe(f"beside {key} only", out[key])
+        time.sleep(QUIET_S)  # the last snapshot is done before the next run
+    return out
 
 
 def measure(server: StallServer, fleet: Fleet, seconds: float) -> dict[str, Any]:
@@ -791,16 +817,18 @@ def md_probe(report: dict[str, Any]) -> list[str]:
         f"## Probe: Ping and GetUnit alternately, {PROBE_RATE:.0f} calls/s open loop, "
         f"{report['settings']['seconds']:.0f} s each (ms from the intended send time)",
         "",
-        "| run | p50 | p99 | p99.9 | max | GetUnit p99.9 | achieved/s | late sends (>5 ms) "
-        "| errors | client CPU | server CPU | other processes' CPU | snapshots |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | p50 | p99 | p99.9 | max | p99.9 from actual send | GetUnit p99.9 | achieved/s "
+        "| late sends (>5 ms) | errors | client CPU | server CPU | other processes' CPU "
+        "| snapshots |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key, label in (("baseline", "baseline (nothing else)"), ("loaded", "under load")):
         p = m[key]
         lat, cpu = p["latency"], p["cpu"]
         lines.append(
             f"| {label} | {_ms(lat, 'p50_us')} | {_ms(lat, 'p99_us')} | {_ms(lat, 'p999_us')} "
-            f"| {_ms(lat, 'max_us')} | {_ms(p['latency_get_unit'], 'p999_us')} "
+            f"| {_ms(lat, 'max_us')} | {_ms(p['latency_from_send'], 'p999_us')} "
+            f"| {_ms(p['latency_get_unit'], 'p999_us')} "
             f"| {p['achieved_rate_per_s']:.0f} | {p['sends_late_over_5ms']:,} of "
             f"{p['requests']:,} | {p['errors']} | {cpu['client_cpu_pct']:.0f}% "
             f"| {cpu['server_cpu_pct']:.0f}% | {cpu['other_processes_cpu_pct_of_core']:.0f}% "
@@ -809,7 +837,7 @@ def md_probe(report: dict[str, Any]) -> list[str]:
     r = m["loaded_over_baseline"]
     lines.append(
         f"| under load / baseline | {_x(r['p50_us'])} | {_x(r['p99_us'])} | "
-        f"{_x(r['p999_us'])} | {_x(r['max_us'])} | | | | | | | | |"
+        f"{_x(r['p999_us'])} | {_x(r['max_us'])} | | | | | | | | | |"
     )
     behind = [k for k in ("baseline", "loaded") if m[k]["generator_fell_behind"]]
     lines += [
@@ -850,12 +878,16 @@ def md_background(report: dict[str, Any]) -> list[str]:
     snaps = m["loaded"]["snapshots"]
     for key, label in (("snapshot", "server snapshot (logged; written in)"), ("none", "none")):
         share = rows.get(key, {"all": 0.0, "slowest": 0.0})
-        took = (
-            f"{snaps['count']} | {snaps['median_s'] * 1e3:,.0f} | | {snaps['max_s'] * 1e3:,.0f} |"
-            if key == "snapshot" and snaps["count"]
-            else "| | | | |"
-        )
-        lines.append(f"| {label} | {took} | {share['all']:.0%} | {share['slowest']:.0%} |")
+        cells = ["", "", "", "", ""]  # calls, p50, p99, max, errors
+        if key == "snapshot" and snaps["count"]:
+            cells[:4] = [
+                str(snaps["count"]),
+                f"{snaps['median_s'] * 1e3:,.0f}",
+                "",
+                f"{snaps['max_s'] * 1e3:,.0f}",
+            ]
+        shares = [f"{share['all']:.0%}", f"{share['slowest']:.0%}"]
+        lines.append("| " + " | ".join([label, *cells, *shares]) + " |")
     loc = m["background"]["locations"]
     lines += [
         "",
@@ -864,6 +896,34 @@ def md_background(report: dict[str, Any]) -> list[str]:
         "more often than probes in general is what they waited behind (or what competed "
         "with them for the 2 cores); the overlap of a snapshot uses the time the server "
         "logged (the copy under the read lock, the encoding and the write together).",
+    ]
+    return lines
+
+
+def md_isolated(report: dict[str, Any]) -> list[str]:
+    if "isolated" not in report:
+        return []
+    lines = [
+        "",
+        "## The probe beside each background activity alone (`--isolate`; ms)",
+        "",
+        "| beside only | p50 | p99 | p99.9 | max | late sends | server CPU | snapshots "
+        "| activity p50 | activity max |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in report["isolated"].values():
+        lat, act = p["latency"], p["activity"]
+        lines.append(
+            f"| {act['name']} | {_ms(lat, 'p50_us')} | {_ms(lat, 'p99_us')} "
+            f"| {_ms(lat, 'p999_us')} | {_ms(lat, 'max_us')} | {p['sends_late_over_5ms']:,} "
+            f"| {p['cpu']['server_cpu_pct']:.0f}% | {p['snapshots']['count']} "
+            f"| {_ms(act['took'], 'p50_us')} | {_ms(act['took'], 'max_us')} |"
+        )
+    lines += [
+        "",
+        "Pings and commands change the state, so the server snapshots every second beside"
+        " those two runs; the toggles are 4 commands a second, so their run shows mostly what"
+        " the snapshots cost.",
     ]
     return lines
 
@@ -894,7 +954,7 @@ def md_snapshots_goals(report: dict[str, Any]) -> list[str]:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
-    lines = md_header(report) + md_probe(report) + md_background(report)
+    lines = md_header(report) + md_probe(report) + md_background(report) + md_isolated(report)
     return "\n".join(lines + md_snapshots_goals(report)) + "\n"
 
 
@@ -916,6 +976,8 @@ def bench(st: Settings, workdir: Path) -> dict[str, Any]:
         gc.collect()
         gc.freeze()
         out["measured"] = measure(server, fleet, st.seconds)
+        if st.isolate:
+            out["isolated"] = isolated(server, fleet, st.seconds)
     finally:
         gc.unfreeze()
         out["server_exit_code"] = server.stop()
@@ -929,6 +991,11 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[Settings, argparse.Names
     parser.add_argument("--units", type=int, help="units (default 100000; --quick 10000)")
     parser.add_argument("--incidents", type=int, help="default 300000; --quick 20000")
     parser.add_argument("--seconds", type=float, help="per probe run (default 30; --quick 8)")
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        help="then the probe beside each background activity alone (5 more runs)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output dir")
     args = parser.parse_args(argv)
     units, incidents, seconds = (10_000, 20_000, 8.0) if args.quick else (100_000, 300_000, 30.0)
@@ -936,6 +1003,7 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[Settings, argparse.Names
         units=args.units if args.units is not None else units,
         incidents=args.incidents if args.incidents is not None else incidents,
         seconds=args.seconds if args.seconds is not None else seconds,
+        isolate=args.isolate,
     )
     if st.units < 1 or st.incidents < 0 or st.seconds <= 0:
         parser.error("--units must be >= 1, --incidents >= 0 and --seconds > 0")

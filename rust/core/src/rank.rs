@@ -153,7 +153,7 @@ pub struct Scored {
 pub fn score(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lon: f64, q: &Resolved) -> Candidate {
     let s = score_terms(table, model, slot, lat, lon, q);
     Candidate {
-        unit_id: table.ids[slot as usize].clone(),
+        unit_id: table.ids[slot as usize].to_string(),
         slot,
         eta_seconds: s.eta_seconds,
         distance_m: s.distance_m,

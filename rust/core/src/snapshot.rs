@@ -160,24 +160,61 @@ struct RequestRow {
     time_ms: i64,
 }
 
-fn columns(store: &UnitStore) -> UnitColumns {
-    let t = store.table();
-    let n = t.capacity();
-    UnitColumns {
-        ids: t.ids.clone(),
-        live: t.live.clone(),
-        agency: t.agency.iter().map(|&a| a as i32).collect(),
-        unit_type: t.unit_type.iter().map(|&x| u32::from(x)).collect(),
-        caps_lo: t.caps.iter().map(|&c| c as u64).collect(),
-        caps_hi: t.caps.iter().map(|&c| (c >> 64) as u64).collect(),
-        status: t.status.iter().map(|&s| s as i32).collect(),
-        home_area: t.home_area.clone(),
-        shift_start_ms: t.shift_start_ms.clone(),
-        shift_end_ms: t.shift_end_ms.clone(),
-        lat: t.lat.clone(),
-        lon: t.lon.clone(),
-        location_ms: t.location_ms.clone(),
-        incident: (0..n).map(|s| t.incident[s].as_deref().unwrap_or_default().to_owned()).collect(),
+/// The unit columns as they were, shared where they can be (ids) and copied flat where
+/// they cannot: what the state's read lock is held for.
+struct UnitsCopy {
+    ids: Vec<Arc<str>>,
+    live: Vec<bool>,
+    agency: Vec<Agency>,
+    unit_type: Vec<u16>,
+    caps: Vec<CapSet>,
+    status: Vec<Status>,
+    home_area: Vec<u32>,
+    shift_start_ms: Vec<i64>,
+    shift_end_ms: Vec<i64>,
+    lat: Vec<f64>,
+    lon: Vec<f64>,
+    location_ms: Vec<i64>,
+    incident: Vec<Option<Box<str>>>,
+}
+
+impl UnitsCopy {
+    fn of(store: &UnitStore) -> Self {
+        let t = store.table();
+        Self {
+            ids: t.ids.clone(),
+            live: t.live.clone(),
+            agency: t.agency.clone(),
+            unit_type: t.unit_type.clone(),
+            caps: t.caps.clone(),
+            status: t.status.clone(),
+            home_area: t.home_area.clone(),
+            shift_start_ms: t.shift_start_ms.clone(),
+            shift_end_ms: t.shift_end_ms.clone(),
+            lat: t.lat.clone(),
+            lon: t.lon.clone(),
+            location_ms: t.location_ms.clone(),
+            incident: t.incident.clone(),
+        }
+    }
+
+    fn columns(&self) -> UnitColumns {
+        UnitColumns {
+            ids: self.ids.iter().map(|id| id.to_string()).collect(),
+            live: self.live.clone(),
+            agency: self.agency.iter().map(|&a| a as i32).collect(),
+            unit_type: self.unit_type.iter().map(|&x| u32::from(x)).collect(),
+            caps_lo: self.caps.iter().map(|&c| c as u64).collect(),
+            caps_hi: self.caps.iter().map(|&c| (c >> 64) as u64).collect(),
+            status: self.status.iter().map(|&s| s as i32).collect(),
+            home_area: self.home_area.clone(),
+            shift_start_ms: self.shift_start_ms.clone(),
+            shift_end_ms: self.shift_end_ms.clone(),
+            lat: self.lat.clone(),
+            lon: self.lon.clone(),
+            location_ms: self.location_ms.clone(),
+            incident: self.incident.iter().map(|i| i.as_deref().unwrap_or_default().to_owned()).collect(),
+        }
     }
 }
 
@@ -191,18 +228,88 @@ fn group_row(g: &RequirementGroup) -> GroupRow {
 }
 
 /// A copy of the whole state, taken under the state's read lock and encoded after it is
-/// released: the lock is held for copies of columns and rows, not for the encoding.
-pub struct Captured(SnapshotMsg);
+/// released. The copy shares what never changes in place (unit ids, remembered answers)
+/// and copies flat columns, so the lock is held for memory copies, not for building and
+/// encoding messages.
+pub struct Captured {
+    sequence: u64,
+    clock_ms: i64,
+    next_incident_number: u64,
+    capabilities: Vec<String>,
+    types: Vec<(Agency, String)>,
+    areas: Vec<String>,
+    units: UnitsCopy,
+    incidents: Vec<Incident>,
+    requests: Vec<(Method, Arc<str>, Remembered)>,
+    evicted: Vec<(i64, u64)>,
+}
 
 impl Captured {
-    /// The snapshot bytes (canonical).
-    pub fn encode(&self) -> Vec<u8> {
-        self.0.encode_to_vec()
-    }
-
     /// The journal sequence the copy was taken at.
     pub fn sequence(&self) -> u64 {
-        self.0.sequence
+        self.sequence
+    }
+
+    /// The snapshot bytes (canonical).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut plan_index: BTreeMap<*const [RequirementGroup], u32> = BTreeMap::new();
+        let mut plans = Vec::new();
+        let mut incidents = Vec::with_capacity(self.incidents.len());
+        for i in &self.incidents {
+            // Shared plans are written once. Keyed by pointer: equal plans that are not
+            // shared are written twice, which keeps encoding a lookup, not a comparison.
+            let key = Arc::as_ptr(&i.requirements);
+            let plan = *plan_index.entry(key).or_insert_with(|| {
+                plans.push(PlanRow { groups: i.requirements.iter().map(group_row).collect() });
+                (plans.len() - 1) as u32
+            });
+            incidents.push(IncidentRow {
+                incident_id: i.incident_id.clone(),
+                grade: i.grade as i32,
+                incident_type: i.incident_type.clone(),
+                lat: i.lat,
+                lon: i.lon,
+                area: i.area.clone(),
+                plan,
+                status: i.status as i32,
+                assigned: i.assigned.clone(),
+                attached: i.attached.clone(),
+                created_ms: i.created_ms,
+                first_assigned_ms: i.first_assigned_ms,
+                first_on_scene_ms: i.first_on_scene_ms,
+                closed_ms: i.closed_ms,
+            });
+        }
+        let requests = self
+            .requests
+            .iter()
+            .map(|(method, id, r)| RequestRow {
+                method: method.code(),
+                request_id: id.to_string(),
+                request: r.request.to_vec(),
+                response: r.response.to_vec(),
+                sequence: r.sequence,
+                time_ms: r.time_ms,
+            })
+            .collect();
+        let (evicted_times, evicted_fingerprints) = self.evicted.iter().copied().unzip();
+        SnapshotMsg {
+            format: FORMAT,
+            sequence: self.sequence,
+            clock_ms: self.clock_ms,
+            next_incident_number: self.next_incident_number,
+            capabilities: self.capabilities.clone(),
+            type_agencies: self.types.iter().map(|(a, _)| *a as i32).collect(),
+            type_names: self.types.iter().map(|(_, n)| n.clone()).collect(),
+            areas: self.areas.clone(),
+            units: Some(self.units.columns()),
+            incidents,
+            plans,
+            requests,
+            evicted_times,
+            evicted_fingerprints,
+        }
+        .encode_to_vec()
     }
 }
 
@@ -214,63 +321,18 @@ pub fn encode(m: &Machine) -> Vec<u8> {
 /// Copies the state for a snapshot (see [`Captured`]).
 pub fn capture(m: &Machine) -> Captured {
     let store = m.units();
-    let mut plan_index: BTreeMap<*const [RequirementGroup], u32> = BTreeMap::new();
-    let mut plans = Vec::new();
-    let mut incidents = Vec::with_capacity(m.incidents().len());
-    for i in m.incidents().iter() {
-        // Shared plans are written once. Keyed by pointer: equal plans that are not shared
-        // are written twice, which keeps encoding a lookup rather than a comparison.
-        let key = Arc::as_ptr(&i.requirements);
-        let plan = *plan_index.entry(key).or_insert_with(|| {
-            plans.push(PlanRow { groups: i.requirements.iter().map(group_row).collect() });
-            (plans.len() - 1) as u32
-        });
-        incidents.push(IncidentRow {
-            incident_id: i.incident_id.clone(),
-            grade: i.grade as i32,
-            incident_type: i.incident_type.clone(),
-            lat: i.lat,
-            lon: i.lon,
-            area: i.area.clone(),
-            plan,
-            status: i.status as i32,
-            assigned: i.assigned.clone(),
-            attached: i.attached.clone(),
-            created_ms: i.created_ms,
-            first_assigned_ms: i.first_assigned_ms,
-            first_on_scene_ms: i.first_on_scene_ms,
-            closed_ms: i.closed_ms,
-        });
-    }
-    let requests = m
-        .requests()
-        .answers_in_order()
-        .map(|((method, id), r)| RequestRow {
-            method: method.code(),
-            request_id: id.clone(),
-            request: r.request.clone(),
-            response: r.response.clone(),
-            sequence: r.sequence,
-            time_ms: r.time_ms,
-        })
-        .collect();
-    let (evicted_times, evicted_fingerprints) = m.requests().evicted_in_order().copied().unzip();
-    Captured(SnapshotMsg {
-        format: FORMAT,
+    Captured {
         sequence: m.sequence(),
         clock_ms: m.clock_ms(),
         next_incident_number: m.incidents().next_number,
         capabilities: store.vocabulary().names().to_vec(),
-        type_agencies: store.type_table().iter().map(|(a, _)| *a as i32).collect(),
-        type_names: store.type_table().iter().map(|(_, n)| n.clone()).collect(),
+        types: store.type_table().to_vec(),
         areas: store.area_table().to_vec(),
-        units: Some(columns(store)),
-        incidents,
-        plans,
-        requests,
-        evicted_times,
-        evicted_fingerprints,
-    })
+        units: UnitsCopy::of(store),
+        incidents: m.incidents().iter().cloned().collect(),
+        requests: m.requests().answers_in_order().map(|((method, id), r)| (*method, id.clone(), r.clone())).collect(),
+        evicted: m.requests().evicted_in_order().copied().collect(),
+    }
 }
 
 /// The format version of a snapshot, or `None` when the bytes are not a snapshot of ours
@@ -387,8 +449,13 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
     let mut requests = RequestTable::new(request_capacity);
     for r in s.requests {
         let method = Method::from_code(r.method).ok_or_else(|| bad(format!("unknown method code {}", r.method)))?;
-        let answer = Remembered { request: r.request, response: r.response, sequence: r.sequence, time_ms: r.time_ms };
-        requests.remember(method, r.request_id, answer);
+        let answer = Remembered {
+            request: Arc::from(r.request),
+            response: Arc::from(r.response),
+            sequence: r.sequence,
+            time_ms: r.time_ms,
+        };
+        requests.remember(method, &r.request_id, answer);
     }
     if s.evicted_times.len() != s.evicted_fingerprints.len() {
         return Err(bad("evicted request columns differ in length"));

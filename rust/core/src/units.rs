@@ -5,6 +5,7 @@
 //! must never move a different unit by holding a stale slot.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -23,7 +24,8 @@ pub type AreaId = u32;
 
 #[derive(Debug, Default, Clone)]
 pub struct UnitTable {
-    pub ids: Vec<String>,
+    /// Ids by slot, shared so that a snapshot's copy costs a reference count, not a string.
+    pub ids: Vec<Arc<str>>,
     pub by_id: FxHashMap<String, u32>,
     pub live: Vec<bool>,
     pub agency: Vec<Agency>,
@@ -73,7 +75,7 @@ impl UnitTable {
     /// Appends a unit with no position and returns its slot.
     pub fn push(&mut self, unit_id: &str, agency: Agency, unit_type: TypeId, status: Status) -> u32 {
         let slot = self.ids.len() as u32;
-        self.ids.push(unit_id.to_owned());
+        self.ids.push(Arc::from(unit_id));
         self.by_id.insert(unit_id.to_owned(), slot);
         self.live.push(true);
         self.agency.push(agency);
@@ -96,8 +98,8 @@ impl UnitTable {
     /// Forgets the id; the slot stays dead.
     pub fn remove(&mut self, slot: u32) {
         let s = slot as usize;
-        self.by_id.remove(&self.ids[s]);
-        self.ordered.remove(self.ids[s].as_str());
+        self.by_id.remove(&*self.ids[s]);
+        self.ordered.remove(&*self.ids[s]);
         self.counts[self.agency[s].index()][self.status[s].index()] -= 1;
         self.live[s] = false;
         self.incident[s] = None;
@@ -140,7 +142,7 @@ impl UnitTable {
             if self.live[s] {
                 counts[self.agency[s].index()][self.status[s].index()] += 1;
                 live += 1;
-                if self.ordered.get(self.ids[s].as_str()) != Some(&(s as u32)) {
+                if self.ordered.get(&*self.ids[s]) != Some(&(s as u32)) {
                     return Err(format!("unit {} is missing from the id order", self.ids[s]));
                 }
             }
@@ -180,7 +182,7 @@ impl UnitTable {
             + 3 * std::mem::size_of::<i64>()
             + 2 * std::mem::size_of::<f64>()
             + std::mem::size_of::<Option<Box<str>>>();
-        let strings: usize = self.ids.iter().map(|s| 2 * s.capacity()).sum();
+        let strings: usize = self.ids.iter().map(|s| 2 * s.len()).sum();
         let incidents: usize = self.incident.iter().flatten().map(|s| s.len()).sum();
         let map = self.by_id.capacity() * (std::mem::size_of::<String>() + 4 + 1);
         n * per_slot + strings + incidents + map

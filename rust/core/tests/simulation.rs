@@ -189,10 +189,10 @@ impl Gen {
     /// A unit to assign: mostly one that is available now.
     fn assignable_unit(&mut self, m: &Machine) -> String {
         let t = m.units().table();
-        let free: Vec<&String> =
-            (0..t.capacity()).filter(|&s| t.status[s] == Status::Available).map(|s| &t.ids[s]).collect();
+        let free: Vec<&str> =
+            (0..t.capacity()).filter(|&s| t.status[s] == Status::Available).map(|s| &*t.ids[s]).collect();
         if !free.is_empty() && self.chance(0.7) {
-            (*free.choose(&mut self.rng).expect("not empty")).clone()
+            (*free.choose(&mut self.rng).expect("not empty")).to_owned()
         } else {
             self.pick(common::UNIT_IDS)
         }

@@ -207,7 +207,7 @@ impl UnitIndex {
     fn unit_ids(&self, py: Python<'_>) -> Vec<String> {
         self.read(py, |store| {
             let t = store.table();
-            (0..t.capacity() as u32).filter(|&s| t.is_live(s)).map(|s| t.ids[s as usize].clone()).collect()
+            (0..t.capacity() as u32).filter(|&s| t.is_live(s)).map(|s| t.ids[s as usize].to_string()).collect()
         })
     }
 
@@ -450,7 +450,7 @@ impl UnitIndex {
         let (ids, lat, lon, time) = self.read(py, |store| {
             let t = store.table();
             let live: Vec<usize> = (0..t.capacity()).filter(|&s| t.live[s]).collect();
-            let ids: Vec<String> = live.iter().map(|&s| t.ids[s].clone()).collect();
+            let ids: Vec<String> = live.iter().map(|&s| t.ids[s].to_string()).collect();
             let lat: Vec<f64> = live.iter().map(|&s| t.lat[s]).collect();
             let lon: Vec<f64> = live.iter().map(|&s| t.lon[s]).collect();
             let time: Vec<i64> = live.iter().map(|&s| t.location_ms[s]).collect();

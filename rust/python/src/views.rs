@@ -149,7 +149,7 @@ pub fn view(store: &UnitStore, slot: u32) -> UnitView {
     let time = |v: i64| (v != NO_TIME).then_some(v);
     let located = t.has_location(slot);
     UnitView {
-        unit_id: t.ids[s].clone(),
+        unit_id: t.ids[s].to_string(),
         slot,
         agency: t.agency[s] as i32,
         unit_type: store.unit_type_name(t.unit_type[s]).to_owned(),

@@ -216,7 +216,7 @@ impl Machine {
         };
         if method != Method::Tick {
             let seen = match self.requests.lookup(method, &decoded.request_id) {
-                Lookup::Remembered(r) => Some((r.request.clone(), r.response.clone(), r.sequence)),
+                Lookup::Remembered(r) => Some((r.request.to_vec(), r.response.to_vec(), r.sequence)),
                 Lookup::InJournal if matches!(journal, JournalAnswer::Unchecked) => {
                     return Outcome::CheckJournal { request_id: decoded.request_id };
                 }
@@ -253,10 +253,10 @@ impl Machine {
         if method != Method::Tick {
             self.requests.remember(
                 method,
-                decoded.request_id.clone(),
+                &decoded.request_id,
                 Remembered {
-                    request: decoded.canonical.clone(),
-                    response: response.clone(),
+                    request: Arc::from(decoded.canonical.as_slice()),
+                    response: Arc::from(response.as_slice()),
                     sequence: self.sequence,
                     time_ms: self.clock_ms,
                 },
@@ -269,8 +269,8 @@ impl Machine {
             request: decoded.canonical,
             response,
             events: applied.events,
-            assign: applied.assign.into_iter().map(|(slot, i)| (ids[slot as usize].clone(), i)).collect(),
-            release: applied.release.into_iter().map(|slot| ids[slot as usize].clone()).collect(),
+            assign: applied.assign.into_iter().map(|(slot, i)| (ids[slot as usize].to_string(), i)).collect(),
+            release: applied.release.into_iter().map(|slot| ids[slot as usize].to_string()).collect(),
             archived: applied.archived,
         }
     }
@@ -297,7 +297,7 @@ impl Machine {
                     // Remember the answer the client got, not the one recomputed now: a
                     // position from a ping (not journaled) may be missing from the state
                     // replay rebuilt, and a retry must get the first answer byte for byte.
-                    self.requests.set_response(m, &request_id, result.to_vec());
+                    self.requests.set_response(m, &request_id, Arc::from(result));
                 }
                 Ok(same)
             }
@@ -468,7 +468,7 @@ impl Machine {
             .open_incident(incident_id)?
             .attached
             .iter()
-            .map(|&slot| self.units.table().ids[slot as usize].clone())
+            .map(|&slot| self.units.table().ids[slot as usize].to_string())
             .collect();
         let released_ids = self.units.release_incident(incident_id, &attached)?;
         let released: Vec<u32> = released_ids.iter().filter_map(|id| self.units.table().slot(id)).collect();

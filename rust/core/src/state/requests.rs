@@ -13,6 +13,7 @@
 //! the live server forgot, at the same instant.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -26,9 +27,10 @@ pub const DEFAULT_CAPACITY: usize = 100_000;
 /// One remembered answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remembered {
-    /// The request as journaled (canonical encoding): a retry must match it exactly.
-    pub request: Vec<u8>,
-    pub response: Vec<u8>,
+    /// The request as journaled (canonical encoding): a retry must match it exactly. Shared
+    /// bytes: a snapshot's copy of the table costs reference counts, not copies.
+    pub request: Arc<[u8]>,
+    pub response: Arc<[u8]>,
     /// The journal sequence of the command.
     pub sequence: u64,
     pub time_ms: i64,
@@ -43,7 +45,7 @@ pub enum Lookup<'a> {
     New,
 }
 
-type Key = (Method, String);
+type Key = (Method, Arc<str>);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestTable {
@@ -99,7 +101,7 @@ impl RequestTable {
     pub fn lookup(&self, method: Method, request_id: &str) -> Lookup<'_> {
         // Borrowed lookup without allocating the key would need a custom Borrow; the id
         // is short and this runs once per command.
-        if let Some(r) = self.answers.get(&(method, request_id.to_owned())) {
+        if let Some(r) = self.answers.get(&(method, Arc::from(request_id))) {
             return Lookup::Remembered(r);
         }
         if self.evicted.contains_key(&fingerprint(method, request_id)) {
@@ -109,8 +111,8 @@ impl RequestTable {
     }
 
     /// Remembers an answer; the oldest in memory beyond the capacity leaves a fingerprint.
-    pub fn remember(&mut self, method: Method, request_id: String, answer: Remembered) {
-        let key = (method, request_id);
+    pub fn remember(&mut self, method: Method, request_id: &str, answer: Remembered) {
+        let key = (method, Arc::from(request_id));
         if self.answers.insert(key.clone(), answer).is_none() {
             self.order.push_back(key);
         }
@@ -126,8 +128,8 @@ impl RequestTable {
 
     /// Replaces a remembered answer (replay keeps the journaled one: see
     /// [`crate::state::Machine::replay`]).
-    pub fn set_response(&mut self, method: Method, request_id: &str, response: Vec<u8>) {
-        if let Some(r) = self.answers.get_mut(&(method, request_id.to_owned())) {
+    pub fn set_response(&mut self, method: Method, request_id: &str, response: Arc<[u8]>) {
+        if let Some(r) = self.answers.get_mut(&(method, Arc::from(request_id))) {
             r.response = response;
         }
     }
@@ -207,14 +209,14 @@ mod tests {
     use super::*;
 
     fn answer(t: i64) -> Remembered {
-        Remembered { request: vec![1], response: vec![2], sequence: 1, time_ms: t }
+        Remembered { request: Arc::from(&[1u8][..]), response: Arc::from(&[2u8][..]), sequence: 1, time_ms: t }
     }
 
     #[test]
     fn capacity_leaves_a_fingerprint_and_expiry_forgets_it() {
         let mut t = RequestTable::new(2);
         for (i, id) in ["a", "b", "c"].iter().enumerate() {
-            t.remember(Method::AssignUnits, (*id).into(), answer(i as i64));
+            t.remember(Method::AssignUnits, id, answer(i as i64));
         }
         assert_eq!(t.lookup(Method::AssignUnits, "a"), Lookup::InJournal);
         assert!(matches!(t.lookup(Method::AssignUnits, "c"), Lookup::Remembered(_)));

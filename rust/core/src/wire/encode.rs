@@ -26,7 +26,7 @@ pub fn unit(store: &UnitStore, slot: u32) -> pb::Unit {
     let t = store.table();
     let s = slot as usize;
     pb::Unit {
-        unit_id: t.ids[s].clone(),
+        unit_id: t.ids[s].to_string(),
         agency: t.agency[s] as i32,
         unit_type: store.unit_type_name(t.unit_type[s]).to_owned(),
         capabilities: store.vocabulary().decode(t.caps[s]),
@@ -51,7 +51,7 @@ pub fn group(g: &RequirementGroup) -> pb::RequirementGroup {
 
 /// One incident as the API shows it.
 pub fn incident(store: &UnitStore, i: &Incident) -> pb::Incident {
-    let ids = |slots: &[u32]| slots.iter().map(|&s| store.table().ids[s as usize].clone()).collect();
+    let ids = |slots: &[u32]| slots.iter().map(|&s| store.table().ids[s as usize].to_string()).collect();
     pb::Incident {
         incident_id: i.incident_id.clone(),
         grade: i.grade as i32,
@@ -112,7 +112,7 @@ pub fn reply(m: &Machine, method: Method, r: &Reply) -> Vec<u8> {
         }
         Reply::Closed { incident_id, released } => pb::CloseIncidentResponse {
             incident: incident_of(m, incident_id),
-            released_unit_ids: released.iter().map(|&s| store.table().ids[s as usize].clone()).collect(),
+            released_unit_ids: released.iter().map(|&s| store.table().ids[s as usize].to_string()).collect(),
         }
         .encode_to_vec(),
         Reply::Tick { time_ms, expired, archived } => pb::ClockTick {
