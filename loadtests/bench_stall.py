@@ -1,7 +1,7 @@
 """The stall probe: does any request wait behind O(N) work on a loaded, journalled server?
 
     python -m loadtests.bench_stall [--quick] [--units N] [--incidents N] [--seconds S]
-                                    [--out bench-results]
+                                    [--isolate] [--out bench-results]
 
 Starts the real server (`dispatch-core serve`) as a subprocess on a free loopback port with
 a temporary data directory, the durable SQLite journal (synchronous FULL), a snapshot every
@@ -17,9 +17,10 @@ then `--incidents` incidents created and closed. Then measures:
    server keeps snapshotting). Latency runs from the intended send time (no coordinated
    omission); which background activity overlapped the slowest probes says who stalls them;
 2. what each background activity took, and the snapshots the server logged meanwhile;
-3. in this process: a `DispatchCore` loaded through commands (`seed_pipeline`), then the
-   same incidents created and closed, timed with `snapshot_timing()`: how long a snapshot
-   holds the read lock (the copy) and how long encoding takes after it.
+   with `--isolate`, the probe again beside each background activity alone (5 more runs);
+3. in this process: a `DispatchCore` loaded through commands (`seed_pipeline`), timed with
+   `snapshot_timing()` (how long a snapshot holds the read lock to copy the state, and how
+   long encoding takes after it), then again once the same incidents are created and closed.
 
 Writes bench-results/stall.json (every figure) and bench-results/stall.md (the tables).
 Timings only: nothing here passes or fails (docs/architecture.md, "Performance: how we measure").
@@ -28,6 +29,7 @@ Timings only: nothing here passes or fails (docs/architecture.md, "Performance: 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -251,9 +253,10 @@ def seed_incidents(stub: pb_grpc.DispatchServiceStub, n: int) -> dict[str, Any]:
         windowed(closes, SEED_WINDOW)
         now = time.perf_counter()
         if now - last_print >= 10.0 or ids.stop == n:
+            rate = ids.stop / (now - start)
             print(
-                f"  incidents created and closed: {ids.stop:,}/{n:,} "
-                f"({ids.stop / (now - start):,.0f}/s)",
+                f"  incidents created and closed: {ids.stop:,}/{n:,} ({rate:,.0f}/s, about "
+                f"{(n - ids.stop) / rate:,.0f} s to go)",
                 flush=True,
             )
             last_print = now
@@ -487,6 +490,10 @@ class Background:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=RPC_TIMEOUT_S + 5.0)
+        if self.acts["toggle"].counters.get("sent", 0) % 2:
+            # Leave the last toggled unit AVAILABLE, as found (not timed).
+            with contextlib.suppress(grpc.RpcError):
+                self._toggle()
         for c in self.channels:
             c.close()
         return self.acts
@@ -817,10 +824,11 @@ def md_probe(report: dict[str, Any]) -> list[str]:
         f"## Probe: Ping and GetUnit alternately, {PROBE_RATE:.0f} calls/s open loop, "
         f"{report['settings']['seconds']:.0f} s each (ms from the intended send time)",
         "",
-        "| run | p50 | p99 | p99.9 | max | p99.9 from actual send | GetUnit p99.9 | achieved/s "
+        "| run | p50 | p99 | p99.9 | max | p99.9 from actual send | Ping max | GetUnit max "
+        "| achieved/s "
         "| late sends (>5 ms) | errors | client CPU | server CPU | other processes' CPU "
         "| snapshots |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key, label in (("baseline", "baseline (nothing else)"), ("loaded", "under load")):
         p = m[key]
@@ -828,7 +836,7 @@ def md_probe(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {label} | {_ms(lat, 'p50_us')} | {_ms(lat, 'p99_us')} | {_ms(lat, 'p999_us')} "
             f"| {_ms(lat, 'max_us')} | {_ms(p['latency_from_send'], 'p999_us')} "
-            f"| {_ms(p['latency_get_unit'], 'p999_us')} "
+            f"| {_ms(p['latency_ping'], 'max_us')} | {_ms(p['latency_get_unit'], 'max_us')} "
             f"| {p['achieved_rate_per_s']:.0f} | {p['sends_late_over_5ms']:,} of "
             f"{p['requests']:,} | {p['errors']} | {cpu['client_cpu_pct']:.0f}% "
             f"| {cpu['server_cpu_pct']:.0f}% | {cpu['other_processes_cpu_pct_of_core']:.0f}% "
@@ -837,7 +845,7 @@ def md_probe(report: dict[str, Any]) -> list[str]:
     r = m["loaded_over_baseline"]
     lines.append(
         f"| under load / baseline | {_x(r['p50_us'])} | {_x(r['p99_us'])} | "
-        f"{_x(r['p999_us'])} | {_x(r['max_us'])} | | | | | | | | | |"
+        f"{_x(r['p999_us'])} | {_x(r['max_us'])} | | | | | | | | | | |"
     )
     behind = [k for k in ("baseline", "loaded") if m[k]["generator_fell_behind"]]
     lines += [
@@ -851,7 +859,10 @@ def md_probe(report: dict[str, Any]) -> list[str]:
         ),
         "CPU is % of one core over the run (client: this process, background threads"
         " included; server: /proc/<pid>/stat; other processes: the machine's busy time minus"
-        " both).",
+        " both). Ping answers without touching the core; GetUnit takes the core's read lock."
+        " A stall only GetUnit sees is a wait for that lock (a read queued behind a writer"
+        " that waits for a long read, such as a snapshot's copy); one both see is the"
+        " server process (GIL, threads) or the machine.",
     ]
     return lines
 
@@ -907,15 +918,17 @@ def md_isolated(report: dict[str, Any]) -> list[str]:
         "",
         "## The probe beside each background activity alone (`--isolate`; ms)",
         "",
-        "| beside only | p50 | p99 | p99.9 | max | late sends | server CPU | snapshots "
-        "| activity p50 | activity max |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| beside only | p50 | p99 | p99.9 | max | Ping max | GetUnit max | late sends "
+        "| server CPU | snapshots | activity p50 | activity max |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in report["isolated"].values():
         lat, act = p["latency"], p["activity"]
         lines.append(
             f"| {act['name']} | {_ms(lat, 'p50_us')} | {_ms(lat, 'p99_us')} "
-            f"| {_ms(lat, 'p999_us')} | {_ms(lat, 'max_us')} | {p['sends_late_over_5ms']:,} "
+            f"| {_ms(lat, 'p999_us')} | {_ms(lat, 'max_us')} "
+            f"| {_ms(p['latency_ping'], 'max_us')} | {_ms(p['latency_get_unit'], 'max_us')} "
+            f"| {p['sends_late_over_5ms']:,} "
             f"| {p['cpu']['server_cpu_pct']:.0f}% | {p['snapshots']['count']} "
             f"| {_ms(act['took'], 'p50_us')} | {_ms(act['took'], 'max_us')} |"
         )

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use imbl::OrdMap;
 use prost::Message;
 
 use crate::caps::CapSet;
@@ -239,9 +240,8 @@ pub struct Captured {
     types: Vec<(Agency, String)>,
     areas: Vec<String>,
     units: UnitsCopy,
-    incidents: Vec<Incident>,
-    requests: Vec<(Method, Arc<str>, Remembered)>,
-    evicted: Vec<(i64, u64)>,
+    incidents: OrdMap<String, Incident>,
+    requests: RequestTable,
 }
 
 impl Captured {
@@ -255,7 +255,7 @@ impl Captured {
         let mut plan_index: BTreeMap<*const [RequirementGroup], u32> = BTreeMap::new();
         let mut plans = Vec::new();
         let mut incidents = Vec::with_capacity(self.incidents.len());
-        for i in &self.incidents {
+        for i in self.incidents.values() {
             // Shared plans are written once. Keyed by pointer: equal plans that are not
             // shared are written twice, which keeps encoding a lookup, not a comparison.
             let key = Arc::as_ptr(&i.requirements);
@@ -282,8 +282,8 @@ impl Captured {
         }
         let requests = self
             .requests
-            .iter()
-            .map(|(method, id, r)| RequestRow {
+            .answers_in_order()
+            .map(|((method, id), r)| RequestRow {
                 method: method.code(),
                 request_id: id.to_string(),
                 request: r.request.to_vec(),
@@ -292,7 +292,7 @@ impl Captured {
                 time_ms: r.time_ms,
             })
             .collect();
-        let (evicted_times, evicted_fingerprints) = self.evicted.iter().copied().unzip();
+        let (evicted_times, evicted_fingerprints) = self.requests.evicted_in_order().copied().unzip();
         SnapshotMsg {
             format: FORMAT,
             sequence: self.sequence,
@@ -329,9 +329,8 @@ pub fn capture(m: &Machine) -> Captured {
         types: store.type_table().to_vec(),
         areas: store.area_table().to_vec(),
         units: UnitsCopy::of(store),
-        incidents: m.incidents().iter().cloned().collect(),
-        requests: m.requests().answers_in_order().map(|((method, id), r)| (*method, id.clone(), r.clone())).collect(),
-        evicted: m.requests().evicted_in_order().copied().collect(),
+        incidents: m.incidents().shared(),
+        requests: m.requests().clone(),
     }
 }
 

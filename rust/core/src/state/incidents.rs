@@ -1,8 +1,10 @@
 //! Incidents: the demand side of the state, with the counts the metrics read kept up to date
 //! as incidents change rather than recounted at every scrape.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
+
+use imbl::OrdMap;
 
 use crate::command::RequirementGroup;
 use crate::types::{Grade, IncidentStatus, N_GRADES};
@@ -46,7 +48,8 @@ impl Incident {
 /// ids, and per-grade counts maintained on every change.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Incidents {
-    by_id: BTreeMap<String, Incident>,
+    /// Persistent: a snapshot copies it in O(1) under the read lock and walks it after.
+    by_id: OrdMap<String, Incident>,
     /// The number the next server-chosen id tries first.
     pub next_number: u64,
     open_by_grade: [u64; N_GRADES],
@@ -81,11 +84,16 @@ impl Incidents {
     /// Incidents with an id greater than `after`, in id order.
     pub fn after<'a>(&'a self, after: &str) -> impl Iterator<Item = &'a Incident> + 'a {
         use std::ops::Bound;
-        self.by_id.range::<str, _>((Bound::Excluded(after), Bound::Unbounded)).map(|(_, i)| i)
+        self.by_id.range::<_, str>((Bound::Excluded(after), Bound::Unbounded)).map(|(_, i)| i)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Incident> {
         self.by_id.values()
+    }
+
+    /// Every incident, in id order, as a copy that shares the map's structure: O(1).
+    pub fn shared(&self) -> OrdMap<String, Incident> {
+        self.by_id.clone()
     }
 
     /// A fresh server-chosen id, `INC-000001` onwards, skipping ids a client already took.

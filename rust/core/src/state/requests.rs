@@ -12,10 +12,14 @@
 //! clock command applies ([`crate::command::Command::Tick`]), so replay forgets exactly what
 //! the live server forgot, at the same instant.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use imbl::shared_ptr::DefaultSharedPtr;
+use imbl::{GenericHashMap, Vector};
+use rustc_hash::{FxBuildHasher, FxHashSet};
+
+/// A persistent hash map with the fast non-random hasher the rest of the core uses.
+type HashMap<K, V> = GenericHashMap<K, V, FxBuildHasher, DefaultSharedPtr>;
 
 use crate::command::Method;
 
@@ -47,15 +51,17 @@ pub enum Lookup<'a> {
 
 type Key = (Method, Arc<str>);
 
+/// Persistent collections: cloning the table (for a snapshot) is O(1), sharing structure
+/// until either copy changes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestTable {
     capacity: usize,
-    answers: FxHashMap<Key, Remembered>,
+    answers: HashMap<Key, Remembered>,
     /// Keys in the order they were remembered, which is command-time order.
-    order: VecDeque<Key>,
+    order: Vector<Key>,
     /// Fingerprints of keys pushed out by the capacity, and their times, in time order.
-    evicted: FxHashMap<u64, u32>,
-    evicted_order: VecDeque<(i64, u64)>,
+    evicted: HashMap<u64, u32>,
+    evicted_order: Vector<(i64, u64)>,
 }
 
 /// A stable 64-bit fingerprint (FNV-1a): stored in snapshots, so it must not change across
@@ -73,10 +79,10 @@ impl RequestTable {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
-            answers: FxHashMap::default(),
-            order: VecDeque::new(),
-            evicted: FxHashMap::default(),
-            evicted_order: VecDeque::new(),
+            answers: HashMap::default(),
+            order: Vector::new(),
+            evicted: HashMap::default(),
+            evicted_order: Vector::new(),
         }
     }
 
