@@ -37,7 +37,8 @@ from dispatch_core.durability.journal import (
     Snapshot,
     open_journal,
 )
-from dispatch_core.durability.journal.sqlite import DB_FILE
+from dispatch_core.durability.journal.base import SNAPSHOT_VERSION, snapshot_checksum
+from dispatch_core.durability.journal.sqlite import DB_FILE, SNAPSHOT_FILE
 
 PG_DSN = os.environ.get("DISPATCH_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -61,7 +62,9 @@ def _sqlite_backend(data_dir: Path) -> Backend:
             "meta": "journal_meta",
             "assignments": "journal_assignments",
         }
-        conn = sqlite3.connect(data_dir / DB_FILE, isolation_level=None)
+        # Snapshots have a database file of their own.
+        db = SNAPSHOT_FILE if "{snapshots}" in sql else DB_FILE
+        conn = sqlite3.connect(data_dir / db, isolation_level=None)
         try:
             conn.execute(sql.format(**names), params)
         finally:
@@ -351,6 +354,29 @@ def test_unknown_journal_version_refused(durable: Backend) -> None:
     durable.raw("UPDATE {meta} SET value = '1' WHERE key = 'format_version'", ())
     with durable.open() as journal:
         assert journal.last_sequence() == 1
+
+
+def test_a_snapshot_an_older_store_kept_in_the_journal_file_is_still_read(
+    tmp_path: Path,
+) -> None:
+    be = _sqlite_backend(tmp_path)
+    with be.open() as journal:
+        journal.append(_new(1))
+        journal.append(_new(2))
+    # Where the previous build wrote snapshots: the journal's own file.
+    conn = sqlite3.connect(tmp_path / DB_FILE, isolation_level=None)
+    try:
+        conn.execute(
+            "INSERT INTO journal_snapshots VALUES (?, ?, ?, ?, ?)",
+            (2, SNAPSHOT_VERSION, 0, b"old", snapshot_checksum(2, b"old")),
+        )
+    finally:
+        conn.close()
+    with be.open() as journal:
+        assert journal.latest_snapshot() == Snapshot(2, b"old")
+        journal.append(_new(3))
+        journal.write_snapshot(3, b"new")
+        assert journal.latest_snapshot() == Snapshot(3, b"new")
 
 
 def test_unknown_snapshot_version_refused(durable: Backend) -> None:

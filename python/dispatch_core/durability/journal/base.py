@@ -592,10 +592,11 @@ class GroupCommitJournal(Journal):
         err.__cause__ = self._fatal
         return err
 
-    def _write_op(self, op: Callable[[], T]) -> T:
-        """Run a non-append write transaction (snapshot, truncation) under the write lock;
-        a failure of its commit is as fatal as a failed append."""
-        with self._write_lock:
+    def _write_op(self, op: Callable[[], T], lock: threading.Lock | None = None) -> T:
+        """Run a non-append write transaction (snapshot, truncation) under the write lock
+        (or `lock`, for a store the appends do not use); a failure of its commit is as
+        fatal as a failed append."""
+        with lock or self._write_lock:
             self._raise_if_unusable()
             try:
                 return op()

@@ -136,6 +136,10 @@ class PostgresJournal(SqlJournal[sql.Composed]):
                 )
             )
             self._r = self._connect(dsn)
+            # Snapshots on a connection of their own: writing one never holds up commits.
+            self._snap = self._connect(dsn)
+            if level == "OFF":
+                self._snap.execute("SET synchronous_commit TO off")
             self._prepare(_META_DDL, _SCHEMA_DDL, _UPGRADE_DDL)
         except BaseException:
             self._close_storage()
@@ -162,6 +166,15 @@ class PostgresJournal(SqlJournal[sql.Composed]):
 
     def _transaction(self) -> AbstractContextManager[Any]:
         return self._w.transaction()
+
+    def _snapshot_execute(self, query: sql.Composed, params: Sequence[object] = ()) -> Cursor:
+        return self._snap.execute(query, params)
+
+    def _snapshot_transaction(self) -> AbstractContextManager[Any]:
+        return self._snap.transaction()
+
+    def _snapshot_rows(self, query: sql.Composed, params: Sequence[object] = ()) -> list[Any]:
+        return self._snap.execute(query, params).fetchall()
 
     def _savepoint(self) -> AbstractContextManager[Any]:
         # Nested in `_transaction`, psycopg makes it a savepoint, rolled back on any error.

@@ -30,6 +30,9 @@ from dispatch_core.durability.journal.base import (
 from dispatch_core.durability.journal.sqlstore import TABLES, Cursor, SqlJournal
 
 DB_FILE = "journal.sqlite3"
+#: Snapshots live in a database file of their own: SQLite has one writer per file, and a
+#: snapshot of megabytes must not hold up the commit of commands.
+SNAPSHOT_FILE = "snapshots.sqlite3"
 LOCK_FILE = "journal.lock"
 
 
@@ -102,6 +105,16 @@ _UPGRADE_DDL = (
 )
 
 
+#: The table of the snapshot file, the same as the journal's own (older stores kept their
+#: snapshots there, and are still read).
+_SNAPSHOT_DDL = """CREATE TABLE IF NOT EXISTS {snapshots} (
+    sequence INTEGER PRIMARY KEY,
+    version INTEGER NOT NULL,
+    time_unix_ms INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    checksum INTEGER NOT NULL)"""
+
+
 def _lock_data_dir(data_dir: Path) -> int:
     """Hold an exclusive flock on the data directory's lock file for the journal's life.
 
@@ -150,19 +163,22 @@ class SqliteJournal(SqlJournal[str]):
         try:
             self._w = self._open(connect, level)
             self._r = self._open(connect, level)
+            self._snap = self._open(connect, level, Path(data_dir) / SNAPSHOT_FILE)
+            self._snap.execute(self._q(_SNAPSHOT_DDL))
             self._prepare(_META_DDL, _SCHEMA_DDL, _UPGRADE_DDL)
         except BaseException:
             self._close_storage()
             raise
         self._start_writer(f"journal-writer:{self.path}")
 
-    def _open(self, connect: Connect, level: str) -> SqlConnection:
-        conn = connect(self.path)
+    def _open(self, connect: Connect, level: str, path: Path | None = None) -> SqlConnection:
+        path = path or self.path
+        conn = connect(path)
         self._conns.append(conn)
         conn.execute("PRAGMA busy_timeout = 30000")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise OSError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
+            raise OSError(f"{path}: SQLite refused WAL mode (got {mode!r})")
         conn.execute(f"PRAGMA synchronous = {level}")
         return conn
 
@@ -191,6 +207,24 @@ class SqliteJournal(SqlJournal[str]):
             with contextlib.suppress(Exception):
                 w.execute("ROLLBACK")
             raise
+
+    def _snapshot_execute(self, query: str, params: Sequence[object] = ()) -> Cursor:
+        cursor: Cursor = self._snap.execute(query, params)
+        return cursor
+
+    @contextlib.contextmanager
+    def _snapshot_transaction(self) -> Iterator[None]:
+        self._snap.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._snap.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._snap.execute("ROLLBACK")
+            raise
+
+    def _snapshot_rows(self, query: str, params: Sequence[object] = ()) -> list[Any]:
+        return list(self._snap.execute(query, params).fetchall())
 
     @contextlib.contextmanager
     def _savepoint(self) -> Iterator[None]:

@@ -11,6 +11,7 @@ its schema DDL. Statements here are templates: table names as `{entries}`, `{sna
 
 from __future__ import annotations
 
+import threading
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -77,6 +78,9 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
         self._store = store
         self._last = 0
         self._rendered: dict[str, Q] = {}
+        #: Serialises snapshot writes and reads on the snapshot connection; appends never
+        #: take it.
+        self._snapshot_lock = threading.Lock()
 
     # ------------------------------------------------------------------ backend hooks
     @abstractmethod
@@ -139,6 +143,9 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
                 self._execute(self._q(statement))
             self._drop_torn_tail()
             self._last = self._scan_last()
+        # Outside the transaction: the snapshot connection sees only what is committed.
+        newest = self._snapshot_rows(self._q("SELECT coalesce(max(sequence), 0) FROM {snapshots}"))
+        self._last = max(self._last, int(newest[0][0]))
 
     def _drop_torn_tail(self) -> None:
         """A bad last entry is a write that never completed (or, on PostgreSQL whose commits
@@ -167,6 +174,23 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
             )
         ).fetchone()
         return max(int(entries), int(snapshots))
+
+    # ------------------------------------------------------------------------ snapshots
+    # Snapshots have a connection (and, on SQLite, a database file) of their own, so that
+    # writing one, megabytes at a time, never holds up the group commit of commands.
+    # Backends implement these three; the store of snapshots has the same `{snapshots}`
+    # table as the journal, where stores made before this rule may still hold some.
+    @abstractmethod
+    def _snapshot_execute(self, query: Q, params: Sequence[object] = ()) -> Cursor:
+        """Run a statement on the snapshot connection, inside `_snapshot_transaction`."""
+
+    @abstractmethod
+    def _snapshot_transaction(self) -> AbstractContextManager[Any]:
+        """One write transaction on the snapshot connection."""
+
+    @abstractmethod
+    def _snapshot_rows(self, query: Q, params: Sequence[object] = ()) -> list[Any]:
+        """The rows of a read on the snapshot connection."""
 
     # --------------------------------------------------------------------------- writes
     def _commit_batch(self, entries: Sequence[NewEntry]) -> list[Entry | AppendRefusedError]:
@@ -248,8 +272,8 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
     def write_snapshot(self, sequence: int, data: bytes) -> None:
         def op() -> None:
             check_snapshot_sequence(sequence, self._last)
-            with self._transaction():
-                self._execute(
+            with self._snapshot_transaction():
+                self._snapshot_execute(
                     self._q(
                         "INSERT INTO {snapshots} VALUES (?, ?, ?, ?, ?)"
                         " ON CONFLICT (sequence) DO UPDATE SET version = excluded.version,"
@@ -260,14 +284,14 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
                 )
                 # Keep the previous snapshot too: if the newest turns out unreadable, an
                 # operator can still fall back by hand.
-                self._execute(
+                self._snapshot_execute(
                     self._q(
                         "DELETE FROM {snapshots} WHERE sequence < (SELECT sequence FROM"
                         " {snapshots} ORDER BY sequence DESC LIMIT 1 OFFSET 1)"
                     )
                 )
 
-        self._write_op(op)
+        self._write_op(op, self._snapshot_lock)
 
     def truncate_before(self, sequence: int) -> int:
         def op() -> int:
@@ -343,12 +367,16 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
         return bytes(rows[0][0]) if rows else None
 
     def latest_snapshot(self) -> Snapshot | None:
-        rows = self._read(
-            self._q(
-                "SELECT sequence, version, data, checksum FROM {snapshots}"
-                " ORDER BY sequence DESC LIMIT 1"
-            )
+        query = self._q(
+            "SELECT sequence, version, data, checksum FROM {snapshots}"
+            " ORDER BY sequence DESC LIMIT 1"
         )
+        with self._snapshot_lock:
+            rows = self._snapshot_rows(query)
+        # A store made before snapshots had their own connection keeps them in the journal.
+        older = self._read(query)
+        if older and (not rows or older[0][0] > rows[0][0]):
+            rows = older
         if not rows:
             return None
         seq, version, data, crc = rows[0]
