@@ -39,6 +39,7 @@ from google.protobuf.message import Message
 from dispatch_core._core import (
     DispatchCore,
     LocationReport,
+    Outcome,
     Refused,
     payload_request,
 )
@@ -146,6 +147,9 @@ class Pipeline:
             error = outcome.error()
             assert error is not None
             raise error
+        if outcome.kind == "check_journal":
+            # The core decides with the journal's answer in hand; asking again is a bug.
+            raise RuntimeError(f"{method}: the core asked for the journal twice")
         if outcome.kind == "repeated":
             self._wait_sequence(outcome.sequence)
             return outcome.response
@@ -190,21 +194,21 @@ class Pipeline:
     # ------------------------------------------------------------------- the journal side
 
     def _submit(
-        self, method: str, request_id: str, outcome: object, actor: str, now_ms: int
+        self, method: str, request_id: str, outcome: Outcome, actor: str, now_ms: int
     ) -> Future[Entry]:
         """Queues the entry of a command just applied; its future completes once durable."""
         entry = NewEntry(
             method=method,
             request_id=request_id,
-            payload=outcome.payload,  # type: ignore[attr-defined]
-            result=outcome.response,  # type: ignore[attr-defined]
+            payload=outcome.payload,
+            result=outcome.response,
             actor=actor,
-            assign=tuple(Assignment(u, i) for u, i in outcome.assign),  # type: ignore[attr-defined]
-            release=tuple(outcome.release),  # type: ignore[attr-defined]
+            assign=tuple(Assignment(u, i) for u, i in outcome.assign),
+            release=tuple(outcome.release),
             time_unix_ms=now_ms,
-            archive=tuple(outcome.archived),  # type: ignore[attr-defined]
+            archive=tuple(outcome.archived),
         )
-        expected: int = outcome.sequence  # type: ignore[attr-defined]
+        expected = outcome.sequence
         try:
             queued = self.journal.submit(entry)
         except Exception as exc:
