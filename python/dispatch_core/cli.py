@@ -42,6 +42,28 @@ DEFAULT_PORT = 50051
 DEFAULT_DATA_DIR = "./data"
 
 
+def _non_negative(text: str) -> float:
+    """An argparse type: a number >= 0, refused with a one-line message otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
 def _env_port(name: str = "DISPATCH_PORT", default: int = DEFAULT_PORT) -> int:
     raw = os.environ.get(name)
     if raw is None:
@@ -150,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--tick-interval",
-        type=float,
+        type=_non_negative,
         default=float(os.environ.get("DISPATCH_TICK_INTERVAL", DEFAULT_TICK_INTERVAL_S)),
         help="seconds between checks of the clock command: a tick is journaled whenever a "
         "time-driven change is due (env DISPATCH_TICK_INTERVAL; default "
@@ -158,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-clock-skew",
-        type=float,
+        type=_non_negative,
         default=float(os.environ.get("DISPATCH_MAX_CLOCK_SKEW", DEFAULT_MAX_FUTURE_SKEW_MS / 1000)),
         help="seconds a location ping may be dated after its arrival; later ones are "
         "skipped and counted as from the future (env DISPATCH_MAX_CLOCK_SKEW; default "
@@ -166,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--closed-retention",
-        type=float,
+        type=_non_negative,
         default=float(
             os.environ.get("DISPATCH_CLOSED_RETENTION", DEFAULT_CLOSED_RETENTION_MS / 3_600_000)
         ),
@@ -176,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--closed-retention-count",
-        type=int,
+        type=_count,
         default=int(
             os.environ.get("DISPATCH_CLOSED_RETENTION_COUNT", DEFAULT_CLOSED_RETENTION_COUNT)
         ),
@@ -185,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--request-memory",
-        type=int,
+        type=_count,
         default=int(os.environ.get("DISPATCH_REQUEST_MEMORY", DEFAULT_REQUEST_CAPACITY)),
         help="answers to request_ids kept in memory for retries; older ones (up to 24 h) "
         "are answered from the journal (env DISPATCH_REQUEST_MEMORY; default "
