@@ -25,37 +25,36 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import functools
 import gc
 import json
 import math
 import os
-import platform
-import re
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 import numpy.typing as npt
-from google.protobuf.internal import api_implementation
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from dispatch_core import _core
 from dispatch_core._core import DispatchCore, UnitIndex
 from dispatch_core.durability.pipeline import Pipeline
+from dispatch_core.loadtest.procs import machine_info, machine_jiffies, proc_cpu_s
+from dispatch_core.loadtest.seeding import (
+    K,
+    grpc_reachable_statuses,
+    recommend_requests,
+    request_id,
+    seed_server,
+)
+from dispatch_core.loadtest.server import SNAPSHOT_INTERVAL_S, Server
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from dispatch_core.service.servicer import SERVICE_NAME, DispatchServicer
@@ -65,7 +64,6 @@ from dispatch_core.synthetic.fleet import (
     load_into,
     make_fleet,
     seed_pipeline,
-    unit_spec,
 )
 from dispatch_core.types import Agency, Grade, UnitStatus
 
@@ -73,7 +71,6 @@ from dispatch_core.types import Agency, Grade, UnitStatus
 FLEET_SEED = 42
 POINTS_SEED = 8
 N_POINTS = 4096
-K = 5
 BATCH_SIZES = (100, 1000)
 PING_BATCHES = (1_000, 10_000)
 OPEN_LOOP_RATE = 1_000.0
@@ -84,11 +81,8 @@ CHANNEL_OPTIONS = [
 ]
 UPDATE_LOCATIONS = f"/{SERVICE_NAME}/UpdateLocations"
 STREAM_LOCATIONS = f"/{SERVICE_NAME}/StreamLocations"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 #: What the journalled server logs at INFO after each snapshot (durability.Snapshotter).
-SNAPSHOT_LINE = re.compile(r"snapshot at sequence (\d+) written in ([0-9.]+) s")
-SNAPSHOT_INTERVAL_S = 5.0
 
 # The goals from the brief, reported beside the figures (never asserted).
 GOAL_RECOMMEND_OVER_PING = 1.25
@@ -119,41 +113,6 @@ class Settings:
 # --------------------------------------------------------------------------- small helpers
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict[str, Any]:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model(),
-        "loadavg_1m_at_start": os.getloadavg()[0],
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-        "protobuf_impl": api_implementation.Type(),
-        "numpy": np.__version__,
-        "dispatch_core": _core.__version__,
-        "platform": platform.platform(),
-        "commit": commit or None,
-        "dirty_tree": bool(
-            subprocess.run(
-                ["git", "status", "--porcelain"], capture_output=True, text=True, check=False
-            ).stdout.strip()
-        ),
-        "time_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-
-
 def dist_us(samples_ns: npt.NDArray[np.int64] | Sequence[int]) -> dict[str, float | int]:
     """p50/p99/p99.9/max/mean in microseconds of per-call samples in nanoseconds."""
     us = np.asarray(samples_ns, dtype=np.float64) / 1e3
@@ -172,21 +131,6 @@ def dist_us(samples_ns: npt.NDArray[np.int64] | Sequence[int]) -> dict[str, floa
 
 def ratio(num: float, den: float) -> float | None:
     return num / den if den > 0 and math.isfinite(num) and math.isfinite(den) else None
-
-
-def proc_cpu_s(pid: int) -> float:
-    """utime + stime of a process (all its threads), seconds, from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        # The command name may hold spaces; fields after its closing parenthesis are fixed.
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_jiffies() -> tuple[int, int, int]:
-    """(total, idle + iowait, steal) jiffies of all CPUs, from /proc/stat."""
-    with open("/proc/stat", encoding="ascii") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return sum(v[:8]), v[3] + v[4], v[7]
 
 
 class CpuMeter:
@@ -225,28 +169,6 @@ class CpuMeter:
         }
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def request_id() -> str:
-    return uuid.uuid4().hex
-
-
-def windowed(calls: Iterator[Callable[[], grpc.Future]], window: int) -> list[Any]:
-    """Runs future-returning calls with at most `window` in flight; results in order."""
-    pending: deque[grpc.Future] = deque()
-    results: list[Any] = []
-    for call in calls:
-        if len(pending) >= window:
-            results.append(pending.popleft().result())
-        pending.append(call())
-    results.extend(f.result() for f in pending)
-    return results
-
-
 class _NoContext:
     """Stands in for grpc.ServicerContext when the servicer is called in-process.
 
@@ -258,204 +180,6 @@ class _NoContext:
 
     def abort_with_status(self, status: object) -> None:
         raise RuntimeError(f"in-process servicer call failed: {status}")
-
-
-# ------------------------------------------------------------------------------ the server
-
-
-class Server:
-    """`dispatch-core serve` as a subprocess on a free port with a temporary data dir."""
-
-    def __init__(self, workdir: Path) -> None:
-        exe = shutil.which("dispatch-core", path=str(Path(sys.executable).parent))
-        if exe is None:
-            raise SystemExit("dispatch-core is not installed next to this python")
-        helped = subprocess.run(
-            [exe, "serve", "--help"], capture_output=True, text=True, check=False
-        )
-        if helped.returncode != 0:
-            raise SystemExit(f"dispatch-core serve --help failed:\n{helped.stderr[-2000:]}")
-        self.port = free_port()
-        self.target = f"127.0.0.1:{self.port}"
-        extra = self.flags(helped.stdout)
-        self.command_flags = extra
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / "server.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "--log-level",
-                "INFO",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(workdir / "data"),
-                "--grace",
-                "2",
-                *extra,
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.pid = self.proc.pid
-
-    def flags(self, help_text: str) -> list[str]:
-        """`serve` flags for this benchmark, given what this CLI version offers."""
-        # A fixed default metrics port would collide with any other server on the machine:
-        # ask for a free one when this version of the CLI has metrics.
-        extra = ["--metrics-port", "0"] if "--metrics-port" in help_text else []
-        # Snapshots (journalled servers) write the whole state from a background thread.
-        # A short interval makes the one after seeding happen right away, before anything
-        # is measured; nothing measured below is journalled, so no other snapshot follows
-        # until `snapshot_stall` provokes one on purpose.
-        self.journalled = "--snapshot-interval" in help_text
-        if self.journalled:
-            extra += ["--snapshot-interval", str(SNAPSHOT_INTERVAL_S)]
-        return extra
-
-    def wait_serving(self, channel: grpc.Channel, timeout_s: float = 30.0) -> float:
-        """Blocks until the health service says SERVING; returns the seconds it took."""
-        health = health_pb2_grpc.HealthStub(channel)
-        start = time.perf_counter()
-        while time.perf_counter() - start < timeout_s:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                reply = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return time.perf_counter() - start
-            except grpc.RpcError:
-                pass
-            time.sleep(0.05)
-        raise SystemExit(f"server not SERVING after {timeout_s} s:\n{self.log_tail()}")
-
-    def snapshots(self) -> list[tuple[int, float]]:
-        """(sequence, seconds) of every snapshot the server has logged so far."""
-        if not self._log.closed:
-            self._log.flush()
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return [(int(a), float(b)) for a, b in SNAPSHOT_LINE.findall(text)]
-
-    def wait_snapshot(self, sequence: int, timeout_s: float = 300.0) -> float:
-        """Blocks until a snapshot at `sequence` or later is logged; returns the wait."""
-        start = time.perf_counter()
-        while time.perf_counter() - start < timeout_s:
-            if any(seq >= sequence for seq, _ in self.snapshots()):
-                return time.perf_counter() - start
-            time.sleep(0.2)
-        raise SystemExit(f"no snapshot at sequence {sequence} after {timeout_s} s")
-
-    def log_tail(self, n: int = 30) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        return "\n".join(lines[-n:])
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
-
-
-# ------------------------------------------------------------------------ fleet and seeding
-
-
-def grpc_reachable_statuses(fleet: Fleet) -> npt.NDArray[np.int64]:
-    """The fleet's statuses as the API can set them on a fresh unit.
-
-    A new unit starts AVAILABLE and SetUnitStatus can move it to UNAVAILABLE or OFF_DUTY;
-    DISPATCHED and the states after it need an incident and AssignUnits. Ranking asks for
-    AVAILABLE units only, so mapping every other busy state to UNAVAILABLE keeps the
-    ranking (and its 20% selectivity) exactly that of `make_fleet`.
-    """
-    out = np.full(len(fleet), int(UnitStatus.UNAVAILABLE), dtype=np.int64)
-    out[fleet.status == int(UnitStatus.AVAILABLE)] = int(UnitStatus.AVAILABLE)
-    out[fleet.status == int(UnitStatus.OFF_DUTY)] = int(UnitStatus.OFF_DUTY)
-    return out
-
-
-def seed_server(stub: pb_grpc.DispatchServiceStub, fleet: Fleet, now_ms: int) -> dict[str, Any]:
-    """UpsertUnit + SetUnitStatus + UpdateLocations for every unit, as load_into does."""
-    n = len(fleet)
-    window = 64
-
-    def upsert(i: int) -> Callable[[], grpc.Future]:
-        req = pb.UpsertUnitRequest(request_id=request_id(), unit=unit_spec(fleet, i, now_ms))
-        return functools.partial(stub.UpsertUnit.future, req)
-
-    t0 = time.perf_counter()
-    created = sum(r.created for r in windowed((upsert(i) for i in range(n)), window))
-    t1 = time.perf_counter()
-    statuses = grpc_reachable_statuses(fleet)
-    busy = np.flatnonzero(statuses != int(UnitStatus.AVAILABLE))
-    windowed(
-        (
-            functools.partial(
-                stub.SetUnitStatus.future,
-                pb.SetUnitStatusRequest(
-                    request_id=request_id(),
-                    unit_id=fleet.ids[int(i)],
-                    status=int(statuses[i]),  # type: ignore[arg-type]
-                ),
-            )
-            for i in busy
-        ),
-        window,
-    )
-    t2 = time.perf_counter()
-    applied = 0
-    for lo in range(0, n, 10_000):
-        hi = min(n, lo + 10_000)
-        reply = stub.UpdateLocations(
-            pb.UpdateLocationsRequest(
-                unit_ids=fleet.ids[lo:hi],
-                lat=fleet.lat[lo:hi].tolist(),
-                lon=fleet.lon[lo:hi].tolist(),
-                time_unix_ms=[now_ms] * (hi - lo),
-            )
-        )
-        applied += reply.applied
-    t3 = time.perf_counter()
-    if created != n or applied != n:
-        raise SystemExit(f"seeding failed: created {created}/{n}, located {applied}/{n}")
-    return {
-        "units": n,
-        "available": int((statuses == int(UnitStatus.AVAILABLE)).sum()),
-        "upsert_s": t1 - t0,
-        "upsert_per_s": n / (t1 - t0),
-        "set_status_calls": int(busy.size),
-        "set_status_s": t2 - t1,
-        "locate_s": t3 - t2,
-        "window": window,
-        # One journal entry per UpsertUnit and SetUnitStatus; pings are not journalled.
-        "journal_entries": n + int(busy.size),
-    }
-
-
-def recommend_requests(lat: npt.NDArray[np.float64], lon: npt.NDArray[np.float64]) -> list[Any]:
-    """Ad-hoc RecommendUnits requests: one police group, no capability, top-5."""
-    group = pb.RequirementGroup(agency=int(Agency.POLICE), count=1)  # type: ignore[arg-type]
-    return [
-        pb.RecommendUnitsRequest(
-            ad_hoc=pb.AdHocTarget(
-                location=pb.Location(lat=float(a), lon=float(o)),
-                grade=int(Grade.IMMEDIATE),  # type: ignore[arg-type]
-                requirements=[group],
-            ),
-            k=K,
-        )
-        for a, o in zip(lat, lon, strict=True)
-    ]
 
 
 def rank_args(now_ms: int) -> dict[str, Any]:
@@ -851,7 +575,7 @@ def locations_stream(
     call = channel.stream_unary(
         STREAM_LOCATIONS,
         request_serializer=None,
-        response_deserializer=pb.UpdateLocationsResponse.FromString,
+        response_deserializer=pb.StreamLocationsResponse.FromString,
     )
     call(iter([feed.next() for _ in range(3)]))  # warm-up
     sent = [0]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 import threading
@@ -35,24 +34,18 @@ from typing import Any
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from dispatch_core.loadtest.procs import machine_info
+from dispatch_core.loadtest.seeding import recommend_requests, seed_server
+from dispatch_core.loadtest.server import Server
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from dispatch_core.service.interceptor import MetricsInterceptor, _MethodMetrics, _unary
+from dispatch_core.service.servicer import SERVICE_NAME
 from dispatch_core.synthetic.fleet import incident_points, make_fleet
 from dispatch_core.views.metrics import Metrics, PipelineMetrics
-from loadtests.bench_grpc import (
-    FLEET_SEED,
-    POINTS_SEED,
-    Server,
-    dist_us,
-    machine_info,
-    ratio,
-    recommend_requests,
-    seed_server,
-)
+from loadtests.bench_grpc import FLEET_SEED, POINTS_SEED, dist_us, ratio
 
 GOAL_OVERHEAD = 1.10
-_METRICS_AT = re.compile(r"metrics served at (http://\S+/metrics)")
 
 
 class MetricsServer(Server):
@@ -61,14 +54,7 @@ class MetricsServer(Server):
     def __init__(self, workdir: Path, *, metrics: bool) -> None:
         self._metrics = metrics
         super().__init__(workdir)
-        self.metrics_url: str | None = None
-        deadline = time.monotonic() + 30
-        while metrics and self.metrics_url is None:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server failed:\n{self.log_tail()}")
-            found = _METRICS_AT.search(self.log_path.read_text(errors="replace"))
-            self.metrics_url = found.group(1) if found else None
-            time.sleep(0.05)
+        self.url = self.metrics_url() if metrics else None
 
     def flags(self, help_text: str) -> list[str]:
         # Only the metrics switch differs between the two servers compared.
@@ -187,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 server.wait_serving(channels[name])
                 report.setdefault("seeding", {})[name] = seed_server(stubs[name], fleet, now_ms)
             metered = servers["with_metrics"]
-            assert metered.metrics_url is not None
-            scraper = Scraper(metered.metrics_url, args.scrape_every)
+            assert metered.url is not None
+            scraper = Scraper(metered.url, args.scrape_every)
             scraper.start()
             m = len(reqs)
             ping = pb.PingRequest()
@@ -204,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             scraper.stop_event.set()
             scraper.join(timeout=15)
-            with urllib.request.urlopen(metered.metrics_url, timeout=10) as reply:
+            with urllib.request.urlopen(metered.url, timeout=10) as reply:
                 text = reply.read().decode()
             counted = next(
                 (
@@ -212,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                     for family in text_string_to_metric_families(text)
                     for sample in family.samples
                     if sample.name == "dispatch_rpc_duration_seconds_count"
-                    and sample.labels == {"method": "RecommendUnits", "code": "OK"}
+                    and sample.labels == {"method": f"{SERVICE_NAME}/RecommendUnits", "code": "OK"}
                 ),
                 None,
             )

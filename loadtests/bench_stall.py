@@ -54,6 +54,14 @@ import numpy.typing as npt
 
 from dispatch_core import DispatchCore
 from dispatch_core.durability.pipeline import Pipeline
+from dispatch_core.loadtest.procs import machine_info
+from dispatch_core.loadtest.seeding import (
+    grpc_reachable_statuses,
+    request_id,
+    seed_server,
+    windowed,
+)
+from dispatch_core.loadtest.server import Server
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from dispatch_core.synthetic.fleet import Fleet, incident_points, make_fleet, seed_pipeline
@@ -63,14 +71,8 @@ from loadtests.bench_grpc import (
     UPDATE_LOCATIONS,
     CpuMeter,
     LocationFeed,
-    Server,
     dist_us,
-    grpc_reachable_statuses,
-    machine_info,
     ratio,
-    request_id,
-    seed_server,
-    windowed,
 )
 
 T = TypeVar("T")
@@ -111,11 +113,10 @@ GOAL_PICTURE_MS = 20.0
 
 #: The server's log line after each snapshot (durability.Snapshotter), with its timestamp.
 SNAPSHOT_LOGGED = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) .*?snapshot at sequence (\d+) written in "
+    r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{3})Z .*?snapshot at sequence (\d+) written in "
     r"([0-9.]+) s",
     re.MULTILINE,
 )
-METRICS_AT = re.compile(r"metrics served at (http://127\.0\.0\.1:\d+/metrics)")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -168,30 +169,17 @@ class StallServer(Server):
             "0",
         ]
 
-    def log_text(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def metrics_url(self, timeout_s: float = 30.0) -> str:
-        """The loopback /metrics URL the server logged at start."""
-        start = time.perf_counter()
-        while time.perf_counter() - start < timeout_s:
-            found = METRICS_AT.search(self.log_text())
-            if found:
-                return found.group(1)
-            time.sleep(0.05)
-        raise SystemExit(f"no loopback metrics URL in the log:\n{self.log_tail()}")
-
     def snapshot_events(self) -> list[tuple[int, int, float]]:
         """(end on this process's perf_counter, ns; sequence; seconds) of each snapshot logged.
 
-        The log's times have millisecond resolution and local time, as the server wrote them.
+        The log's times are UTC with millisecond resolution (`--log-format text`).
         """
         offset = perf_offset_ns()
         out = []
         for stamp, millis, seq, secs in SNAPSHOT_LOGGED.findall(self.log_text()):
-            epoch = dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").timestamp()
+            epoch = (
+                dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC).timestamp()
+            )
             end_ns = int(epoch * 1e9) + int(millis) * 1_000_000 - offset
             out.append((end_ns, int(seq), float(secs)))
         return out
@@ -706,7 +694,7 @@ def measure(server: StallServer, fleet: Fleet, seconds: float) -> dict[str, Any]
 # ------------------------------------------------------------------- in-process snapshot
 
 
-def snapshot_timings(core: DispatchCore, reps: int = 5) -> dict[str, Any]:
+def snapshot_timings(core: DispatchCore, reps: int = 21) -> dict[str, Any]:
     """`core.snapshot_timing()` `reps` times: (read lock held to copy, encoding after), ms."""
     pairs = [core.snapshot_timing() for _ in range(reps)]
     capture = [c * 1e3 for c, _ in pairs]

@@ -271,6 +271,25 @@ def build() -> dict[str, Any]:
     g.add(
         panel(
             "timeseries",
+            "Refused: server full",
+            "RESOURCE_EXHAUSTED per second by method: calls refused because more than 512 "
+            "were admitted at once (and WatchEvents streams ended for lagging too far). "
+            "Counted by the server, refusals included, since admission is its own.",
+            [
+                target(
+                    f"sum by (method) (rate({rpc}_count"
+                    f'{{{SEL},code="RESOURCE_EXHAUSTED"}}[{RATE}]))',
+                    "{{method}}",
+                )
+            ],
+            unit="reqps",
+        ),
+        24,
+        6,
+    )
+    g.add(
+        panel(
+            "timeseries",
             "Latency p50 by method",
             "Median server-side RPC duration (buckets from 50 µs).",
             [target(quantile(0.5, rpc, "method"), "{{method}}")],

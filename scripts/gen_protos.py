@@ -6,6 +6,10 @@ protoc writes imports as `from dispatch.v1 import ...`, which only resolves with
 directory on sys.path; the code ships inside the `dispatch_core.proto` package, so those
 imports are rewritten. The .proto file keeps its canonical name (`dispatch/v1/dispatch.proto`,
 path equals package) so that reflection clients see the name they expect.
+
+The .proto sources are copied beside the code generated from them (as googleapis-common-protos
+ships google/rpc/status.proto beside status_pb2.py), so the installed package carries the
+API definition a client in another language generates its code from.
 tests/test_protos_fresh.py runs this into a temporary directory and fails if the committed
 code differs.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import sys
 from importlib import resources
 from pathlib import Path
@@ -49,6 +54,10 @@ def generate(out: Path) -> list[Path]:
     if protoc.main(args) != 0:
         raise SystemExit(f"protoc failed: {' '.join(args)}")
     written: list[Path] = []
+    for source in proto_files():
+        copy = out / source.relative_to(PROTO_ROOT)
+        shutil.copyfile(source, copy)
+        written.append(copy)
     for path in sorted(out.rglob("*.py*")):
         if path.suffix not in (".py", ".pyi"):
             continue

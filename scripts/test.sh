@@ -10,7 +10,8 @@ say() { printf '\033[1m[test]\033[0m %s\n' "$*" >&2; }
 
 DISPATCH_EXTRAS=dev bash scripts/setup.sh
 bash scripts/services.sh
-bash scripts/ensure_promtool.sh
+bash scripts/ensure_tool.sh promtool prometheus
+bash scripts/ensure_tool.sh h2load nghttp2-client
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -18,6 +19,11 @@ say "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 say "cargo test (core: unit, property and doc tests)"
 cargo test --release --quiet -p dispatch-engine
+
+say "buf lint, buf format (protos/, configured by buf.yaml)"
+buf=$(bash scripts/ensure_buf.sh)
+"$buf" lint
+"$buf" format -d --exit-code
 
 say "ruff"
 py_paths=(); for p in python tests benchmarks loadtests scripts; do [ -e "$p" ] && py_paths+=("$p"); done

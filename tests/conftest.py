@@ -72,6 +72,9 @@ def serve_command(port: int, data_dir: Path, *, metrics_port: int = -1) -> list[
         str(data_dir),
         "--grace",
         "2",
+        # No NOT_SERVING window at SIGTERM: no load balancer watches test servers.
+        "--shutdown-delay",
+        "0",
         "--metrics-port",
         str(metrics_port),
     ]

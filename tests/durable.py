@@ -143,6 +143,9 @@ def launch(
         "-1",
         "--grace",
         "2",
+        # No NOT_SERVING window at SIGTERM: no load balancer watches test servers.
+        "--shutdown-delay",
+        "0",
         *backend.args(),
         *extra,
     ]

@@ -14,7 +14,7 @@ def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
         pytest.fail(
-            "promtool is not installed; run `bash scripts/ensure_promtool.sh` "
+            "promtool is not installed; run `bash scripts/ensure_tool.sh promtool prometheus` "
             "(installs Debian's prometheus package, which ships it)",
             pytrace=False,
         )

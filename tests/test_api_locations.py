@@ -72,11 +72,11 @@ def test_empty_batch_is_fine(stub: pb_grpc.DispatchServiceStub) -> None:
 def test_stream_totals_every_batch_and_keeps_the_newest(stub: pb_grpc.DispatchServiceStub) -> None:
     units = [upsert(stub, at=None) for _ in range(50)]
 
-    def batches() -> list[pb.UpdateLocationsRequest]:
+    def batches() -> list[pb.StreamLocationsRequest]:
         out = []
         for step in range(10):
             out.append(
-                pb.UpdateLocationsRequest(
+                pb.StreamLocationsRequest(
                     unit_ids=units,
                     lat=[51.3 + 0.001 * step + 0.0001 * i for i in range(len(units))],
                     lon=[-0.1] * len(units),
@@ -85,7 +85,7 @@ def test_stream_totals_every_batch_and_keeps_the_newest(stub: pb_grpc.DispatchSe
             )
         # A late straggler from step 0 must not move anyone back.
         out.append(
-            pb.UpdateLocationsRequest(
+            pb.StreamLocationsRequest(
                 unit_ids=units[:5], lat=[0.0] * 5, lon=[0.0] * 5, time_unix_ms=[T0 + 1_000] * 5
             )
         )

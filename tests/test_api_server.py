@@ -108,13 +108,13 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(tmp_path: Path) -> None:
             first_sent = threading.Event()
             release = threading.Event()
 
-            def batches() -> Iterator[pb.UpdateLocationsRequest]:
-                yield pb.UpdateLocationsRequest(
+            def batches() -> Iterator[pb.StreamLocationsRequest]:
+                yield pb.StreamLocationsRequest(
                     unit_ids=[unit_id], lat=[51.5], lon=[-0.1], time_unix_ms=[1]
                 )
                 first_sent.set()
                 release.wait(10)
-                yield pb.UpdateLocationsRequest(
+                yield pb.StreamLocationsRequest(
                     unit_ids=[unit_id], lat=[51.6], lon=[-0.1], time_unix_ms=[2]
                 )
 

@@ -14,6 +14,7 @@ import pytest
 from dispatch_core.durability.journal.postgres import advisory_key
 from dispatch_core.durability.recovery import EXIT_JOURNAL_FATAL, EXIT_JOURNAL_REFUSED
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
+from dispatch_core.startup import EXIT_JOURNAL_CORRUPT
 from tests.apihelp import T0
 from tests.durable import (
     PG_DSN,
@@ -123,7 +124,7 @@ def test_corruption_before_the_tail_refuses_start_up(backend: Backend, tmp_path:
     _corrupt(backend, "SELECT 2")
     refused = launch(backend, tmp_path, wait=False)
     code = refused.process.wait(60)
-    assert code == EXIT_JOURNAL_REFUSED, refused.log()
+    assert code == EXIT_JOURNAL_CORRUPT, refused.log()
     assert "corrupt at sequence 2" in refused.log(), refused.log()
     assert "refusing to start" in refused.log()
 
@@ -142,13 +143,17 @@ def test_replay_prints_the_journal_and_the_rebuilt_state(backend: Backend, tmp_p
                 )
             )
         command = [sys.executable, "-m", "dispatch_core.cli", "replay", *backend.args()]
-        # While the server holds the journal, replay refuses like a second server would.
-        busy = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-        assert busy.returncode == EXIT_JOURNAL_REFUSED
-        assert "already open" in busy.stderr
+        # Replay only reads: it runs beside the live server, which goes on serving.
+        beside = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert beside.returncode == 0, beside.stderr
+        channel, api = stub(server)
+        with channel:
+            assert api.GetUnit(pb.GetUnitRequest(unit_id="U1")).unit.unit_id == "U1"
     finally:
         server.kill()
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    # What replay showed beside the server is what it shows once the server is gone.
+    assert beside.stdout.split("units:")[1] == done.stdout.split("units:")[1]
     lines = done.stdout.splitlines()
     entries = [line.split() for line in lines if line[:8].strip().isdigit()]
     assert [int(e[0]) for e in entries] == [1, 2, 3, 4, 5]

@@ -24,10 +24,10 @@ from tests.durable import (
 )
 
 
-def _read(api: pb_grpc.DispatchServiceStub, after: int, until: int) -> list[pb.Event]:
+def _read(api: pb_grpc.DispatchServiceStub, after: int, until: int) -> list[pb.WatchEventsResponse]:
     """Events after `after` up to sequence `until`, then cancels the stream."""
     stream = api.WatchEvents(pb.WatchEventsRequest(from_sequence=after), timeout=30)
-    got: list[pb.Event] = []
+    got: list[pb.WatchEventsResponse] = []
     if after >= until:
         stream.cancel()
         return got

@@ -214,7 +214,7 @@ def test_two_servers_in_one_process_keep_separate_metrics(tmp_path: Path) -> Non
     try:
         with grpc.insecure_channel(f"127.0.0.1:{a.port}") as channel:
             pb_grpc.DispatchServiceStub(channel).Ping(pb.PingRequest(), timeout=5)
-        ping = {"method": "Ping", "code": "OK"}
+        ping = {"method": "dispatch.v1.DispatchService/Ping", "code": "OK"}
         assert first.registry.get_sample_value("dispatch_rpc_duration_seconds_count", ping) == 1
         assert second.registry.get_sample_value("dispatch_rpc_duration_seconds_count", ping) == 0
     finally:
@@ -230,9 +230,13 @@ def inproc(tmp_path: Path) -> Iterator[tuple[Running, Metrics]]:
     running.stop(0)
 
 
+#: The `method` label: the full gRPC method name without its leading slash.
+STREAM = "dispatch.v1.DispatchService/StreamLocations"
+
+
 def _stream_count(metrics: Metrics, code: str) -> float:
     got = metrics.registry.get_sample_value(
-        "dispatch_rpc_duration_seconds_count", {"method": "StreamLocations", "code": code}
+        "dispatch_rpc_duration_seconds_count", {"method": STREAM, "code": code}
     )
     return got or 0.0
 
@@ -254,8 +258,8 @@ def test_a_stream_past_its_deadline_is_deadline_exceeded(
     running, metrics = inproc
     release = threading.Event()
 
-    def slow() -> Iterator[pb.UpdateLocationsRequest]:
-        yield pb.UpdateLocationsRequest()
+    def slow() -> Iterator[pb.StreamLocationsRequest]:
+        yield pb.StreamLocationsRequest()
         release.wait(5)
 
     with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
@@ -266,9 +270,7 @@ def test_a_stream_past_its_deadline_is_deadline_exceeded(
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     _wait_for(lambda: _stream_count(metrics, "DEADLINE_EXCEEDED") == 1)
     assert _stream_count(metrics, "OK") == 0
-    gauge = metrics.registry.get_sample_value(
-        "dispatch_rpc_in_flight", {"method": "StreamLocations"}
-    )
+    gauge = metrics.registry.get_sample_value("dispatch_rpc_in_flight", {"method": STREAM})
     assert gauge == 0
 
 
@@ -276,8 +278,8 @@ def test_a_cancelled_stream_is_cancelled(inproc: tuple[Running, Metrics]) -> Non
     running, metrics = inproc
     release = threading.Event()
 
-    def slow() -> Iterator[pb.UpdateLocationsRequest]:
-        yield pb.UpdateLocationsRequest()
+    def slow() -> Iterator[pb.StreamLocationsRequest]:
+        yield pb.StreamLocationsRequest()
         release.wait(5)
 
     with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
@@ -285,10 +287,7 @@ def test_a_cancelled_stream_is_cancelled(inproc: tuple[Running, Metrics]) -> Non
         call = stub.StreamLocations.future(slow())
         _wait_for(
             lambda: (
-                metrics.registry.get_sample_value(
-                    "dispatch_rpc_in_flight", {"method": "StreamLocations"}
-                )
-                == 1
+                metrics.registry.get_sample_value("dispatch_rpc_in_flight", {"method": STREAM}) == 1
             )
         )
         call.cancel()

@@ -1,4 +1,5 @@
-"""The committed generated code is what scripts/gen_protos.py makes of protos/ today."""
+"""The committed generated code, and the .proto copied beside it for the package to ship, is
+what scripts/gen_protos.py makes of protos/ today."""
 
 from __future__ import annotations
 

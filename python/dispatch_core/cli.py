@@ -13,26 +13,32 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
+from dispatch_core import logs
 from dispatch_core._core import (
     DEFAULT_CLOSED_RETENTION_COUNT,
     DEFAULT_CLOSED_RETENTION_MS,
     DEFAULT_MAX_FUTURE_SKEW_MS,
     DEFAULT_REQUEST_CAPACITY,
+    __version__,
 )
-from dispatch_core.durability.journal import JournalError
-from dispatch_core.durability.recovery import (
-    EXIT_JOURNAL_REFUSED,
-    JournalConfig,
-    RecoveryError,
-)
+from dispatch_core.durability.recovery import JournalConfig, RecoveryError
 from dispatch_core.durability.snapshotter import (
     DEFAULT_SNAPSHOT_EVERY,
     DEFAULT_SNAPSHOT_INTERVAL_S,
 )
-from dispatch_core.server import DEFAULT_TICK_INTERVAL_S, CoreConfig, PortInUseError, serve
+from dispatch_core.server import (
+    DEFAULT_SHUTDOWN_DELAY_S,
+    DEFAULT_TICK_INTERVAL_S,
+    CoreConfig,
+    PortInUseError,
+    serve,
+)
+from dispatch_core.service.interceptor import ACCESS_LOG_MODES
+from dispatch_core.startup import EXIT_USAGE, StartupError, check_journal_spec
 from dispatch_core.synthetic.demo import run_demo
 from dispatch_core.views.events import DEFAULT_BUFFER
 from dispatch_core.views.metrics import DEFAULT_METRICS_PORT
@@ -40,6 +46,8 @@ from dispatch_core.views.metrics import DEFAULT_METRICS_PORT
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
 DEFAULT_DATA_DIR = "./data"
+
+T = TypeVar("T")
 
 
 def _non_negative(text: str) -> float:
@@ -71,7 +79,58 @@ def _env_port(name: str = "DISPATCH_PORT", default: int = DEFAULT_PORT) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise SystemExit(f"dispatch-core: {name}={raw!r} is not a port number") from None
+        raise StartupError(
+            EXIT_USAGE, f"{name}={raw!r} is not a port number", f"set {name} to a number"
+        ) from None
+
+
+def _env(name: str, convert: Callable[[str], T], default: T) -> T:
+    """The environment's default for a flag, checked now: a bad value is one line naming
+    the variable (a StartupError, exit 2), not a traceback."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return convert(raw)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        reason = str(exc) if isinstance(exc, argparse.ArgumentTypeError) else "not a number"
+        raise StartupError(
+            EXIT_USAGE, f"{name}={raw!r}: {reason}", f"fix or unset {name}"
+        ) from None
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(choices)}")
+        return text
+
+    return check
+
+
+def _add_logging_args(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--log-level and --log-format, on the main parser (with defaults) and again on each
+    subcommand (without: a value given after the subcommand wins, an absent one leaves
+    the main parser's)."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    parser.add_argument(
+        "--log-level",
+        default=default(_env("DISPATCH_LOG_LEVEL", lambda t: _choice(*levels)(t.upper()), "INFO")),
+        type=str.upper,
+        choices=levels,
+        help="logging level (env DISPATCH_LOG_LEVEL; default INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=default(_env("DISPATCH_LOG_FORMAT", _choice(*logs.FORMATS), "text")),
+        choices=logs.FORMATS,
+        help="json: one JSON object per line; text: for people; both in UTC "
+        "(env DISPATCH_LOG_FORMAT; default text)",
+    )
 
 
 def _add_journal_args(parser: argparse.ArgumentParser) -> None:
@@ -121,19 +180,19 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dispatch-core", description="Police dispatch engine: gRPC service (dispatch.v1)."
     )
-    parser.add_argument(
-        "--log-level",
-        default=os.environ.get("DISPATCH_LOG_LEVEL", "INFO"),
-        help="logging level (env DISPATCH_LOG_LEVEL; default INFO)",
-    )
+    parser.add_argument("--version", action="version", version=f"dispatch-core {__version__}")
+    _add_logging_args(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser(
         "serve",
         help="run the gRPC server",
         description="Run the gRPC server until SIGTERM or SIGINT, then drain and exit 0. "
-        "Exits non-zero if the address cannot be bound.",
+        "Exit codes: 2 usage error or port taken, 3 another writer holds the journal, 4 the "
+        "journal failed while serving, 5 data directory unusable, 6 journal unreachable, "
+        "7 journal corrupt or of an unknown version.",
     )
+    _add_logging_args(serve, defaults=False)
     serve.add_argument(
         "--host",
         default=os.environ.get("DISPATCH_HOST", DEFAULT_HOST),
@@ -149,31 +208,50 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--snapshot-every",
         type=int,
-        default=int(os.environ.get("DISPATCH_SNAPSHOT_EVERY", DEFAULT_SNAPSHOT_EVERY)),
+        default=_env("DISPATCH_SNAPSHOT_EVERY", int, DEFAULT_SNAPSHOT_EVERY),
         help="snapshot after this many journal entries (env DISPATCH_SNAPSHOT_EVERY; "
         f"default {DEFAULT_SNAPSHOT_EVERY})",
     )
     serve.add_argument(
         "--snapshot-interval",
         type=float,
-        default=float(os.environ.get("DISPATCH_SNAPSHOT_INTERVAL", DEFAULT_SNAPSHOT_INTERVAL_S)),
+        default=_env("DISPATCH_SNAPSHOT_INTERVAL", float, DEFAULT_SNAPSHOT_INTERVAL_S),
         help="...or this many seconds after the last snapshot, if anything changed "
         f"(env DISPATCH_SNAPSHOT_INTERVAL; default {DEFAULT_SNAPSHOT_INTERVAL_S:g})",
     )
     serve.add_argument(
         "--watch-buffer",
         type=int,
-        default=int(os.environ.get("DISPATCH_WATCH_BUFFER", DEFAULT_BUFFER)),
+        default=_env("DISPATCH_WATCH_BUFFER", int, DEFAULT_BUFFER),
         help="events a WatchEvents client may fall behind before its stream is ended "
         f"with RESOURCE_EXHAUSTED (env DISPATCH_WATCH_BUFFER; default {DEFAULT_BUFFER})",
     )
     serve.add_argument(
-        "--grace", type=float, default=10.0, help="seconds in-flight RPCs get at shutdown"
+        "--grace",
+        type=_non_negative,
+        default=10.0,
+        help="seconds in-flight RPCs get to finish once the drain starts",
+    )
+    serve.add_argument(
+        "--shutdown-delay",
+        type=_non_negative,
+        default=_env("DISPATCH_SHUTDOWN_DELAY", _non_negative, DEFAULT_SHUTDOWN_DELAY_S),
+        help="seconds between SIGTERM and the drain: health says NOT_SERVING while the server "
+        "still serves, so load balancers move away before connections are refused; a "
+        "second signal cuts it short (env DISPATCH_SHUTDOWN_DELAY; default "
+        f"{DEFAULT_SHUTDOWN_DELAY_S:g})",
+    )
+    serve.add_argument(
+        "--access-log",
+        default=_env("DISPATCH_ACCESS_LOG", _choice(*ACCESS_LOG_MODES), "off"),
+        choices=ACCESS_LOG_MODES,
+        help="one log line per RPC (all) or per failed RPC (errors): method, code, "
+        "duration, request_id, actor, peer (env DISPATCH_ACCESS_LOG; default off)",
     )
     serve.add_argument(
         "--tick-interval",
         type=_non_negative,
-        default=float(os.environ.get("DISPATCH_TICK_INTERVAL", DEFAULT_TICK_INTERVAL_S)),
+        default=_env("DISPATCH_TICK_INTERVAL", _non_negative, DEFAULT_TICK_INTERVAL_S),
         help="seconds between checks of the clock command: a tick is journaled whenever a "
         "time-driven change is due (env DISPATCH_TICK_INTERVAL; default "
         f"{DEFAULT_TICK_INTERVAL_S:g})",
@@ -181,7 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-clock-skew",
         type=_non_negative,
-        default=float(os.environ.get("DISPATCH_MAX_CLOCK_SKEW", DEFAULT_MAX_FUTURE_SKEW_MS / 1000)),
+        default=_env("DISPATCH_MAX_CLOCK_SKEW", _non_negative, DEFAULT_MAX_FUTURE_SKEW_MS / 1000),
         help="seconds a location ping may be dated after its arrival; later ones are "
         "skipped and counted as from the future (env DISPATCH_MAX_CLOCK_SKEW; default "
         f"{DEFAULT_MAX_FUTURE_SKEW_MS / 1000:g})",
@@ -189,8 +267,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--closed-retention",
         type=_non_negative,
-        default=float(
-            os.environ.get("DISPATCH_CLOSED_RETENTION", DEFAULT_CLOSED_RETENTION_MS / 3_600_000)
+        default=_env(
+            "DISPATCH_CLOSED_RETENTION", _non_negative, DEFAULT_CLOSED_RETENTION_MS / 3_600_000
         ),
         help="hours a closed incident stays in memory (and in ListIncidents); after that "
         "GetIncident answers it from the journal's archive (env DISPATCH_CLOSED_RETENTION; "
@@ -199,16 +277,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--closed-retention-count",
         type=_count,
-        default=int(
-            os.environ.get("DISPATCH_CLOSED_RETENTION_COUNT", DEFAULT_CLOSED_RETENTION_COUNT)
-        ),
+        default=_env("DISPATCH_CLOSED_RETENTION_COUNT", _count, DEFAULT_CLOSED_RETENTION_COUNT),
         help="at most this many closed incidents in memory, closed longest ago leaving first "
         f"(env DISPATCH_CLOSED_RETENTION_COUNT; default {DEFAULT_CLOSED_RETENTION_COUNT})",
     )
     serve.add_argument(
         "--request-memory",
         type=_count,
-        default=int(os.environ.get("DISPATCH_REQUEST_MEMORY", DEFAULT_REQUEST_CAPACITY)),
+        default=_env("DISPATCH_REQUEST_MEMORY", _count, DEFAULT_REQUEST_CAPACITY),
         help="answers to request_ids kept in memory for retries; older ones (up to 24 h) "
         "are answered from the journal (env DISPATCH_REQUEST_MEMORY; default "
         f"{DEFAULT_REQUEST_CAPACITY})",
@@ -225,9 +301,10 @@ def _parser() -> argparse.ArgumentParser:
         "replay",
         help="print a journal and the state it rebuilds",
         description="Print every journal entry kept (sequence, time, actor, method, "
-        "request_id, summary) and the state recovery rebuilds from it. Takes the journal's "
-        "writer lock: stop the server first.",
+        "request_id, summary) and the state recovery rebuilds from it. Opens the journal "
+        "read-only: runs beside a live server; refuses where no journal exists.",
     )
+    _add_logging_args(replay, defaults=False)
     _add_journal_args(replay)
     replay.add_argument(
         "--after", type=int, default=None, help="print only entries after this sequence"
@@ -242,15 +319,16 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("DISPATCH_TARGET", f"{DEFAULT_HOST}:{DEFAULT_PORT}"),
         help="server address (env DISPATCH_TARGET; default %(default)s)",
     )
+    _add_logging_args(demo, defaults=False)
     demo.add_argument("--units", type=int, default=400, help="fleet size (default 400)")
     demo.add_argument("--seed", type=int, default=7, help="fleet layout seed (default 7)")
 
-    # Options are parsed by loadtests/loadtest.py (`dispatch-core loadtest --help`): they
-    # live with the load tests, which ship in the source tree, not in the package.
+    # Options are parsed by dispatch_core.loadtest.main (`dispatch-core loadtest --help`),
+    # imported only when asked for: the generator's modules are not needed to serve.
     # prefix_chars="+" hands every "--option" through untouched as one REMAINDER list.
     loadtest = sub.add_parser(
         "loadtest",
-        help="open-loop surge scenarios against a server (source checkout only; see --help)",
+        help="open-loop surge scenarios against a server and per-RPC capacity (see --help)",
         add_help=False,
         prefix_chars="+",
     )
@@ -259,24 +337,34 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_loadtest(argv: list[str]) -> int:
-    """Runs loadtests/loadtest.py from the source checkout this package is installed from."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "loadtests" / "loadtest.py").exists():
-        print("dispatch-core loadtest: needs a source checkout (loadtests/)", file=sys.stderr)
-        return 2
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from loadtests.loadtest import main as loadtest_main  # noqa: PLC0415
+    """Runs the load-test command, which ships in the package (dispatch_core.loadtest)."""
+    from dispatch_core.loadtest.main import main as loadtest_main  # noqa: PLC0415
 
     return loadtest_main(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one subcommand; returns the exit code (startup.py's table). Start-up mistakes
+    end in one line on stderr, never a traceback."""
+    try:
+        return _main(argv)
+    except StartupError as exc:
+        return _refuse(exc, exc.exit_code)
+
+
+def _refuse(exc: BaseException, code: int) -> int:
+    """Reports a refused start in one line: a log record in the chosen format once logging
+    is set up (so a JSON log stays JSON), a plain line before that."""
+    if logs.is_configured():
+        logging.getLogger("dispatch_core").critical("%s", exc)
+    else:
+        print(f"dispatch-core: {exc}", file=sys.stderr)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(args.log_level, args.log_format)
     if args.command == "serve":
         port = args.port if args.port is not None else _env_port()
         metrics_port = (
@@ -299,22 +387,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                     closed_retention_count=args.closed_retention_count,
                 ),
                 tick_interval_s=args.tick_interval,
+                access_log=args.access_log,
+                shutdown_delay_s=args.shutdown_delay,
             )
         except PortInUseError as exc:
-            print(f"dispatch-core: {exc}", file=sys.stderr)
-            return 2
+            return _refuse(exc, EXIT_USAGE)
         except RecoveryError as exc:
-            logging.getLogger("dispatch_core").critical("%s", exc)
-            print(f"dispatch-core: {exc}", file=sys.stderr)
-            return EXIT_JOURNAL_REFUSED
+            return _refuse(exc, exc.exit_code)
     if args.command == "replay":
         from dispatch_core.replay import run_replay  # noqa: PLC0415
 
+        check_journal_spec(args.journal)
         try:
             return run_replay(_journal_config(args), sys.stdout, after=args.after)
-        except (JournalError, OSError, ValueError) as exc:
-            print(f"dispatch-core replay: {exc}", file=sys.stderr)
-            return EXIT_JOURNAL_REFUSED
+        except RecoveryError as exc:
+            return _refuse(exc, exc.exit_code)
     if args.command == "loadtest":
         return _run_loadtest(args.loadtest_args)
     return run_demo(args.target, n_units=args.units, seed=args.seed)

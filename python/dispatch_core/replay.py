@@ -2,8 +2,9 @@
 
 For operators and incident reviews: the audit trail (sequence, time, actor, method,
 request_id and what each command did) followed by the state a server would start with.
-It opens the journal as its single writer (SQLite's lock file, PostgreSQL's advisory lock),
-so it refuses to run against a journal a live server holds, exactly like a second server.
+It opens the journal read-only (no single-writer lock, nothing created or repaired), so it
+runs beside a live server and shows the journal as it was when replay started; where no
+journal exists (a mistyped --data-dir) it refuses rather than report an empty one.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from collections import defaultdict
 from typing import TextIO
 
 from dispatch_core._core import DispatchCore
-from dispatch_core.durability.pipeline import Pipeline
+from dispatch_core.durability.journal import Journal, JournalCorruptError, JournalVersionError
+from dispatch_core.durability.pipeline import Pipeline, ReplayError
 from dispatch_core.durability.records import summary
-from dispatch_core.durability.recovery import JournalConfig
+from dispatch_core.durability.recovery import JournalConfig, RecoveryError, open_journal_checked
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
+from dispatch_core.startup import EXIT_JOURNAL_CORRUPT
 from dispatch_core.types import UnitStatus
 
 
@@ -27,31 +30,41 @@ def _when(ms: int) -> str:
 
 def run_replay(config: JournalConfig, out: TextIO, *, after: int | None = None) -> int:
     """Prints entries after `after` (default: every entry kept) and the rebuilt state.
-    Raises the journal's errors (locked, corrupt, version) for the caller to report."""
-    with config.open() as journal:
-        first = journal.earliest_sequence()
-        start = max(first - 1, after or 0)
-        print(
-            f"# {config.describe()}: entries {first}..{journal.last_sequence()}"
-            + (f", showing after {start}" if start >= first else ""),
-            file=out,
-        )
-        print("# sequence  time  actor  method  request_id  summary", file=out)
-        for entry in journal.entries_since(start):
-            print(
-                f"{entry.sequence:>8}  {_when(entry.time_unix_ms)}  {entry.actor}"
-                f"  {entry.method}  {entry.request_id}  {summary(entry)}",
-                file=out,
-            )
-        pipeline = Pipeline(DispatchCore(), journal=journal)
-        report = pipeline.restore()
-        print(
-            f"\n# state rebuilt: snapshot at {report.snapshot_sequence} + {report.replayed}"
-            f" entries replayed = sequence {report.last_sequence} ({report.seconds:.3f} s)",
-            file=out,
-        )
-        _print_state(pipeline.core, out)
+    Raises RecoveryError (missing, unreachable, corrupt, version; its exit_code says which)
+    for the caller to report."""
+    with open_journal_checked(config, read_only=True) as journal:
+        try:
+            _replay(config, journal, out, after)
+        except (JournalCorruptError, JournalVersionError, ReplayError) as exc:
+            raise RecoveryError(
+                f"{config.describe()} cannot be replayed: {exc}", EXIT_JOURNAL_CORRUPT
+            ) from exc
     return 0
+
+
+def _replay(config: JournalConfig, journal: Journal, out: TextIO, after: int | None) -> None:
+    first = journal.earliest_sequence()
+    start = max(first - 1, after or 0)
+    print(
+        f"# {config.describe()}: entries {first}..{journal.last_sequence()}"
+        + (f", showing after {start}" if start >= first else ""),
+        file=out,
+    )
+    print("# sequence  time  actor  method  request_id  summary", file=out)
+    for entry in journal.entries_since(start):
+        print(
+            f"{entry.sequence:>8}  {_when(entry.time_unix_ms)}  {entry.actor}"
+            f"  {entry.method}  {entry.request_id}  {summary(entry)}",
+            file=out,
+        )
+    pipeline = Pipeline(DispatchCore(), journal=journal)
+    report = pipeline.restore()
+    print(
+        f"\n# state rebuilt: snapshot at {report.snapshot_sequence} + {report.replayed}"
+        f" entries replayed = sequence {report.last_sequence} ({report.seconds:.3f} s)",
+        file=out,
+    )
+    _print_state(pipeline.core, out)
 
 
 def _print_state(core: DispatchCore, out: TextIO) -> None:

@@ -1,7 +1,9 @@
 """The gRPC server: DispatchService plus health checking and reflection.
 
-`serve()` blocks until SIGTERM or SIGINT, then drains: health flips to NOT_SERVING first
-(so load balancers stop sending), in-flight RPCs get `grace` seconds, and it returns 0.
+`serve()` blocks until SIGTERM or SIGINT, then shuts down in two steps: health flips to
+NOT_SERVING while the server still accepts and serves for `shutdown_delay` seconds (load
+balancers see NOT_SERVING and move traffic away before any connection is refused), then
+it drains: in-flight RPCs get `grace` seconds, and it returns 0.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -27,9 +28,18 @@ from dispatch_core._core import (
 )
 from dispatch_core.durability.journal import Journal
 from dispatch_core.durability.pipeline import Pipeline
-from dispatch_core.durability.recovery import EXIT_JOURNAL_FATAL, JournalConfig, open_pipeline
+from dispatch_core.durability.recovery import JournalConfig, open_pipeline
 from dispatch_core.durability.snapshotter import Snapshotter
+from dispatch_core.service.admission import DEFAULT_LIMIT, Admission
+from dispatch_core.service.interceptor import AccessLog, CallInterceptor
 from dispatch_core.service.servicer import SERVICE_NAME, DispatchServicer
+from dispatch_core.startup import (
+    EXIT_JOURNAL_FATAL,
+    EXIT_OK,
+    check_data_dir,
+    check_journal_spec,
+    check_port_free,
+)
 from dispatch_core.views.metrics import Metrics, MetricsServer
 
 log = logging.getLogger(__name__)
@@ -38,9 +48,14 @@ log = logging.getLogger(__name__)
 #: is for batch recommendations with many groups.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
-#: RPCs served at once before grpcio answers RESOURCE_EXHAUSTED: overload is refused
-#: cleanly rather than queued without bound (docs/architecture.md).
-MAX_CONCURRENT_RPCS = 512
+#: RPCs admitted at once (running or queued) before new ones are answered
+#: RESOURCE_EXHAUSTED (`service/admission.py`; docs/architecture.md).
+MAX_CONCURRENT_RPCS = DEFAULT_LIMIT
+
+#: Seconds between SIGTERM and the drain, with health NOT_SERVING but the port still
+#: accepting: long enough for a load balancer's health check (typically every 1-2 s) to
+#: see NOT_SERVING and take the server out before any connection is refused.
+DEFAULT_SHUTDOWN_DELAY_S = 5.0
 
 SERVER_OPTIONS: list[tuple[str, int]] = [
     # Without this a second server on the same port would silently share it and receive
@@ -130,10 +145,19 @@ class Running:
     metrics_server: MetricsServer | None = None
     snapshotter: Snapshotter | None = None
     ticker: Ticker | None = None
+    admission: Admission | None = None
 
-    def stop(self, grace_s: float) -> None:
+    def stop(
+        self, grace_s: float, delay_s: float = 0.0, cut_short: threading.Event | None = None
+    ) -> None:
+        """Health NOT_SERVING, then `delay_s` seconds of still serving (ended early when
+        `cut_short` is set: a second signal), then the drain with `grace_s` for in-flight
+        calls, then the final snapshot and the journal's close."""
         # Clients watching health see NOT_SERVING before connections start closing.
         self.health.enter_graceful_shutdown()
+        if delay_s > 0:
+            log.info("health is NOT_SERVING; still serving for %.3g s before draining", delay_s)
+            (cut_short or threading.Event()).wait(delay_s)
         # WatchEvents streams end now (telling clients where to resume) rather than
         # holding the drain for the whole grace period.
         self.pipeline.events.close()
@@ -160,6 +184,9 @@ def start(
     journal: JournalConfig | Journal | None = None,
     metrics: Metrics | None = None,
     tick_interval_s: float = DEFAULT_TICK_INTERVAL_S,
+    access_log: str = "off",
+    max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
+    metrics_server: MetricsServer | None = None,
 ) -> Running:
     """Builds, binds and starts the server; raises PortInUseError if it cannot bind.
 
@@ -168,10 +195,14 @@ def start(
     it runs; without, commands go to an in-memory journal (in-process tests only). An
     already open `Journal` is recovered from but not snapshotted (tests inject faults so).
 
-    With `metrics`, every RPC is timed by the metrics interceptor and the pipeline's events
-    and state are exported through it (serving them over HTTP is the caller's choice).
+    With `metrics`, every RPC is timed by the interceptor and the pipeline's events and
+    state are exported through it (serving them over HTTP is the caller's choice; an
+    already started `metrics_server` is stopped with the server). `access_log` is off,
+    errors or all; beyond `max_concurrent_rpcs` admitted calls, new ones are refused with
+    RESOURCE_EXHAUSTED (counted and logged like any call).
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
+    if not isinstance(journal, JournalConfig) or journal.spec == "sqlite":
+        data_dir.mkdir(parents=True, exist_ok=True)
     snapshotter: Snapshotter | None = None
     state = (core or CoreConfig()).build()
     if isinstance(journal, Journal):
@@ -185,17 +216,16 @@ def start(
         )
     else:
         pipeline = Pipeline(state)
-    interceptors = []
     if metrics is not None:
-        from dispatch_core.service.interceptor import MetricsInterceptor  # noqa: PLC0415
-
         metrics.watch(pipeline)
-        interceptors.append(MetricsInterceptor(metrics))
+    admission = Admission(max_concurrent_rpcs)
+    interceptor = CallInterceptor(metrics, admission=admission, access=AccessLog(access_log))
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        # No maximum_concurrent_rpcs: grpcio's limit refuses before any interceptor runs,
+        # invisible to metrics and logs; admission does the same job where it is seen.
+        admission.executor(max_workers),
         options=SERVER_OPTIONS,
-        maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
-        interceptors=interceptors,
+        interceptors=[interceptor],
     )
     server.add_generic_rpc_handlers((DispatchServicer(pipeline).handler(),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
@@ -208,9 +238,14 @@ def start(
         bound = server.add_insecure_port(address)
     except RuntimeError as exc:
         # grpcio raises here in some versions and returns 0 in others.
+        pipeline.journal.close()
+        if metrics_server is not None:
+            metrics_server.stop()
         raise PortInUseError(f"cannot listen on {address}: {exc}") from exc
     if bound == 0:
         pipeline.journal.close()
+        if metrics_server is not None:
+            metrics_server.stop()
         raise PortInUseError(f"cannot listen on {address}: the address is in use or invalid")
     server.start()
     if snapshotter is not None:
@@ -220,26 +255,16 @@ def start(
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info("dispatch-core listening on %s:%d (data dir %s)", host, bound, data_dir)
     return Running(
-        server, health_servicer, bound, pipeline, metrics, snapshotter=snapshotter, ticker=ticker
+        server,
+        health_servicer,
+        bound,
+        pipeline,
+        metrics,
+        metrics_server=metrics_server,
+        snapshotter=snapshotter,
+        ticker=ticker,
+        admission=admission,
     )
-
-
-def start_metrics_http(running: Running, host: str, port: int) -> None:
-    """Serves `running`'s metrics at http://host:port/metrics (0: a free port, logged).
-
-    Raises PortInUseError, after stopping the gRPC server, if the port cannot be bound: a
-    server that silently runs without the metrics its alerts depend on is worse than one
-    that refuses to start.
-    """
-    if running.metrics is None:
-        raise ValueError("the server was started without metrics")
-    try:
-        running.metrics_server = running.metrics.serve_http(host, port)
-    except OSError as exc:
-        running.stop(0)
-        raise PortInUseError(f"cannot serve metrics on {host}:{port}: {exc}") from exc
-    # Worded unlike the gRPC line ("listening on host:port"), which tools parse for the port.
-    log.info("metrics served at %s", running.metrics_server.url)
 
 
 def serve(
@@ -252,30 +277,65 @@ def serve(
     journal: JournalConfig | None = None,
     core: CoreConfig | None = None,
     tick_interval_s: float = DEFAULT_TICK_INTERVAL_S,
+    access_log: str = "off",
+    shutdown_delay_s: float = DEFAULT_SHUTDOWN_DELAY_S,
 ) -> int:
     """Runs until SIGTERM or SIGINT; returns the process exit code.
 
-    `metrics_port` < 0 runs without metrics at all (no interceptor, no HTTP server).
+    Start-up checks come first, each failing with a StartupError (one line, its exit code):
+    the journal spec, the data directory (SQLite), the gRPC and metrics ports. Then
+    /metrics is bound (`metrics_port` < 0: no metrics at all), the journal recovered, and
+    gRPC bound: "listening" is logged only once everything an operator relies on is up.
     `journal` defaults to SQLite (FULL) under `data_dir`. If the journal fails while
     serving, the server stops taking writes, drains and returns EXIT_JOURNAL_FATAL.
+
+    At the first SIGTERM/SIGINT health goes NOT_SERVING and the server goes on serving
+    for `shutdown_delay_s` (a second signal cuts that short), then drains for `grace_s`.
     """
-    metrics = Metrics() if metrics_port >= 0 else None
     if journal is None:
         journal = JournalConfig(data_dir=data_dir)
-    running = start(
-        host,
-        port,
-        data_dir,
-        metrics=metrics,
-        journal=journal,
-        core=core,
-        tick_interval_s=tick_interval_s,
-    )
+    check_journal_spec(journal.spec)
+    if journal.spec == "sqlite":
+        check_data_dir(data_dir)
+    check_port_free(host, port, "listen on", "--port")
+    if metrics_port > 0:
+        check_port_free(host, metrics_port, "serve metrics on", "--metrics-port")
+    metrics: Metrics | None = None
+    metrics_server: MetricsServer | None = None
     if metrics_port >= 0:
-        start_metrics_http(running, host, metrics_port)
+        metrics = Metrics()
+        try:
+            metrics_server = metrics.serve_http(host, metrics_port)
+        except OSError as exc:
+            # A server that silently runs without the metrics its alerts depend on is worse
+            # than one that refuses to start.
+            raise PortInUseError(f"cannot serve metrics on {host}:{metrics_port}: {exc}") from exc
+        # Worded unlike the gRPC line ("listening on host:port"), which tools parse.
+        log.info("metrics served at %s", metrics_server.url)
+    try:
+        running = start(
+            host,
+            port,
+            data_dir,
+            metrics=metrics,
+            journal=journal,
+            core=core,
+            tick_interval_s=tick_interval_s,
+            access_log=access_log,
+            metrics_server=metrics_server,
+        )
+    except BaseException:
+        if metrics_server is not None:
+            metrics_server.stop()
+        raise
     stop = threading.Event()
+    cut_short = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            log.info("received %s again; draining now", signal.Signals(signum).name)
+            cut_short.set()
+            return
         log.info("received %s; shutting down", signal.Signals(signum).name)
         stop.set()
 
@@ -292,9 +352,10 @@ def serve(
             " a restart recovers from there",
             running.pipeline.failed,
         )
-        # In-flight commands already answer UNAVAILABLE; a short drain is enough.
+        # In-flight commands already answer UNAVAILABLE; a short drain is enough, and no
+        # delay: nothing more can be written, so there is nothing to keep serving for.
         running.stop(min(grace_s, 2.0))
         return EXIT_JOURNAL_FATAL
-    running.stop(grace_s)
+    running.stop(grace_s, shutdown_delay_s, cut_short)
     log.info("dispatch-core stopped")
-    return 0
+    return EXIT_OK

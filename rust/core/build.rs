@@ -6,7 +6,8 @@ use std::path::PathBuf;
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("../../protos");
     let proto = root.join("dispatch/v1/dispatch.proto");
-    println!("cargo:rerun-if-changed={}", proto.display());
+    // The whole tree, not only the one file: a .proto it comes to import must rebuild too.
+    println!("cargo:rerun-if-changed={}", root.display());
     let files = protox::compile([&proto], [&root]).expect("protos/dispatch/v1/dispatch.proto compiles");
     prost_build::Config::new().compile_fds(files).expect("prost generates the dispatch.v1 types");
 }

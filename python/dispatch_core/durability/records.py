@@ -13,8 +13,8 @@ from dispatch_core._core import payload_request
 from dispatch_core.durability.journal import Entry
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 
-#: Method → (request type, response type, Event field holding the response). The clock
-#: command has no request message: its payload carries only the time.
+#: Method → (request type, response type, WatchEventsResponse field holding the response).
+#: The clock command has no request message: its payload carries only the time.
 METHODS: dict[str, tuple[type[Message] | None, type[Message], str]] = {
     "UpsertUnit": (pb.UpsertUnitRequest, pb.UpsertUnitResponse, "unit_upserted"),
     "SetUnitStatus": (pb.SetUnitStatusRequest, pb.SetUnitStatusResponse, "unit_status_set"),
@@ -31,9 +31,9 @@ def request_bytes(payload: bytes) -> bytes:
     return bytes(payload_request(payload))
 
 
-def to_event(entry: Entry) -> pb.Event:
+def to_event(entry: Entry) -> pb.WatchEventsResponse:
     """The WatchEvents message of a journaled entry."""
-    event = pb.Event(
+    event = pb.WatchEventsResponse(
         sequence=entry.sequence,
         actor=entry.actor,
         method=entry.method,

@@ -1,7 +1,14 @@
-"""RED metrics for every RPC: a grpc.ServerInterceptor feeding `dispatch_core.views.metrics`.
+"""The server's one interceptor: admission, the call context, RED metrics and the access
+log, for every RPC of every service.
 
-Per call it records the method's in-flight gauge (up on entry, down on exit) and one
-observation of `dispatch_rpc_duration_seconds{method,code}` with the *final* status code:
+Per call, in grpcio's polling thread (`intercept_service`), it asks `Admission` for a
+slot. A refused call gets a handler of its own that answers RESOURCE_EXHAUSTED from a
+small pool of its own (so a refusal never waits behind the calls that filled the server)
+and is timed, counted and logged like any call. An admitted call runs the method's
+wrapped handler, which makes the call's `Call` current (so every log record written
+inside carries its method, request_id, actor and peer), records the method's in-flight
+gauge and one observation of `dispatch_rpc_duration_seconds{method,code}` with the
+*final* status code, and writes the access log line:
 
 * a normal return is OK, unless the handler set another code with `context.set_code`;
 * `context.abort` / `abort_with_status` raise after setting the code on the context, so the
@@ -18,21 +25,31 @@ the call to its return (it consumes the request stream inside). A server-streami
 handler's response iterator is wrapped so the clock stops when the stream ends, not when
 the generator is created.
 
+The `method` label and log field is the full gRPC method name without its leading slash
+(`dispatch.v1.DispatchService/Ping`, `grpc.health.v1.Health/Check`): one spelling for
+every service.
+
 Cost: the wrapped handler of each method and the label children of each (method, code)
-are built once and cached, so a call pays two gauge updates, one histogram observation
-and two clock reads.
+are built once and cached, so a call pays one admission, two gauge updates, one histogram
+observation, two clock reads, a `Call` and a context variable; the access log's line only
+when it is on for that call.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from typing import Any
 
 import grpc
 
+from dispatch_core.logs import ACCESS_LOGGER, write_access
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
+from dispatch_core.service.admission import Admission
+from dispatch_core.service.calls import Call, current_call, method_name
 from dispatch_core.service.servicer import SERVICE_NAME
 from dispatch_core.views.metrics import Metrics
 
@@ -44,13 +61,49 @@ _OK: str = str(grpc.StatusCode.OK.name)
 _CANCELLED: str = str(grpc.StatusCode.CANCELLED.name)
 _DEADLINE_EXCEEDED: str = str(grpc.StatusCode.DEADLINE_EXCEEDED.name)
 _UNKNOWN: str = str(grpc.StatusCode.UNKNOWN.name)
+_RESOURCE_EXHAUSTED: str = str(grpc.StatusCode.RESOURCE_EXHAUSTED.name)
+
+#: `--access-log`: none, failed calls only, or every call.
+ACCESS_LOG_MODES = ("off", "errors", "all")
+
+#: Threads answering refused calls: a refusal is a few microseconds of work, and its own
+#: pool keeps it from queueing behind the admitted calls that filled the server.
+REFUSAL_WORKERS = 2
+
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 def method_label(full_method: str) -> str:
-    """`/dispatch.v1.DispatchService/RecommendUnits` → `RecommendUnits`; other services
-    (health, reflection) keep their service name: `grpc.health.v1.Health/Check`."""
-    service, _, name = full_method.lstrip("/").rpartition("/")
-    return name if service == SERVICE_NAME else f"{service}/{name}"
+    """The `method` label of a gRPC method (see the module's docstring)."""
+    return method_name(full_method)
+
+
+class AccessLog:
+    """One line per RPC (`all`) or per failed RPC (`errors`) on the `dispatch_core.access`
+    logger at INFO: method, code, duration_ms, and the call's request_id, actor,
+    principal and peer (from the current `Call`, which the formatters add)."""
+
+    def __init__(self, mode: str) -> None:
+        if mode not in ACCESS_LOG_MODES:
+            raise ValueError(f"access log must be one of {ACCESS_LOG_MODES}, not {mode!r}")
+        self.mode = mode
+        self._all = mode == "all"
+
+    def wants(self, code: str) -> bool:
+        return self.mode != "off" and (self._all or code != _OK)
+
+    def write(self, call: Call, code: str, seconds: float) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        ms = round(seconds * 1000.0, 3)
+        message = f"{call.method} {code} {ms} ms"
+        fields = call.fields()
+        fields["code"] = code
+        fields["duration_ms"] = ms
+        # The fast path of `dispatch-core serve`; the ordinary one where logging is the
+        # embedding program's (tests, benchmarks in-process).
+        if not write_access(ACCESS_LOGGER, message, fields):
+            access_log.info("%s", message, extra={"code": code, "duration_ms": ms})
 
 
 def _final_code(context: grpc.ServicerContext) -> str:
@@ -79,42 +132,76 @@ def _set_code(context: grpc.ServicerContext) -> str | None:
     return str(code.name) if isinstance(code, grpc.StatusCode) else str(code)
 
 
-class _MethodMetrics:
-    """The label children of one method: the in-flight gauge and a histogram per code."""
+def _nothing(*_: object) -> None:
+    return None
 
-    def __init__(self, metrics: Metrics, method: str) -> None:
+
+class _MethodMetrics:
+    """What the wrapper of one method records: the in-flight gauge and a histogram per
+    code (no-ops on a server without metrics), and the access log."""
+
+    def __init__(
+        self, metrics: Metrics | None, method: str, access: AccessLog | None = None
+    ) -> None:
+        self.method = method
+        self.access = access if access is not None and access.mode != "off" else None
+        self._observe: dict[str, Callable[[float], None]] = {}
+        self._lock = threading.Lock()
+        self.enter: Callable[[], None]
+        self.leave: Callable[[], None]
+        if metrics is None:
+            self._histogram = None
+            self.enter = self.leave = _nothing
+            return
         self._histogram = metrics.rpc_duration
-        self._method = method
         gauge = metrics.rpc_in_flight.labels(method)
         self.enter = gauge.inc
         self.leave = gauge.dec
-        self._observe: dict[str, Callable[[float], None]] = {}
-        self._lock = threading.Lock()
         # OK exists from the start, so a method's rate is 0 rather than absent before use.
         self.observe(_OK, 0.0, count=False)
 
     def observe(self, code: str, seconds: float, *, count: bool = True) -> None:
+        if self._histogram is None:
+            return
         observe = self._observe.get(code)
         if observe is None:
             with self._lock:
-                observe = self._histogram.labels(self._method, code).observe
+                observe = self._histogram.labels(self.method, code).observe
                 self._observe[code] = observe
         if count:
             observe(seconds)
 
+    def done(self, call: Call, code: str, seconds: float) -> None:
+        """The call's end: its histogram observation and, if wanted, its access line."""
+        self.observe(code, seconds)
+        access = self.access
+        if access is not None and access.wants(code):
+            access.write(call, code, seconds)
 
-class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    """Times every RPC of the server it is installed on."""
 
-    def __init__(self, metrics: Metrics) -> None:
+class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Admits, times and logs every RPC of the server it is installed on."""
+
+    def __init__(
+        self,
+        metrics: Metrics | None = None,
+        *,
+        admission: Admission | None = None,
+        access: AccessLog | None = None,
+    ) -> None:
         self._metrics = metrics
-        # full method -> (the handler grpcio gave us, our wrapper of it)
-        self._wrapped: dict[str, tuple[Any, Any]] = {}
+        self._admission = admission
+        self._access = access
+        # full method -> (the handler grpcio gave us, our wrapper of it, our refusal)
+        self._wrapped: dict[str, tuple[Any, Any, Any]] = {}
         self._lock = threading.Lock()
+        self._refusals = futures.ThreadPoolExecutor(
+            max_workers=REFUSAL_WORKERS, thread_name_prefix="refuse"
+        )
         # Every dispatch.v1 method's series exist before its first call, so dashboards
         # show a rate of 0 rather than no data for a method nobody has called yet.
         for method in pb.DESCRIPTOR.services_by_name["DispatchService"].methods:
-            _MethodMetrics(metrics, method.name)
+            _MethodMetrics(metrics, f"{SERVICE_NAME}/{method.name}")
 
     def intercept_service(
         self,
@@ -128,48 +215,76 @@ class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return None
         method: str = handler_call_details.method
         cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
+        if cached is None or cached[0] is not handler:
+            m = _MethodMetrics(self._metrics, method_label(method), self._access)
+            cached = (handler, self._wrap(handler, m), self._refusal(handler, m))
+            with self._lock:
+                self._wrapped[method] = cached
+        admission = self._admission
+        if admission is None or admission.admit(method, handler_call_details.invocation_metadata):
             return cached[1]
-        wrapped = self._wrap(handler, _MethodMetrics(self._metrics, method_label(method)))
-        with self._lock:
-            self._wrapped[method] = (handler, wrapped)
-        return wrapped
+        return cached[2]
+
+    def _refusal(self, handler: Any, m: _MethodMetrics) -> Any:
+        """The handler of a call refused admission: RESOURCE_EXHAUSTED, counted and logged."""
+        admission = self._admission
+        limit = admission.limit if admission is not None else 0
+        clock = time.perf_counter
+        message = (
+            f"server overloaded: {limit} calls in progress; retry with backoff"
+            " (same request_id for commands)"
+        )
+
+        def refuse(request: Any, context: grpc.ServicerContext) -> Any:
+            started = clock()
+            call = Call(m.method, context, request)
+            current_call.set(call)
+            m.done(call, _RESOURCE_EXHAUSTED, clock() - started)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+        # grpcio runs a behaviour on the pool it names (an experimental hook, ignored by a
+        # grpcio without it: the refusal then queues with the rest, and still answers).
+        refuse.experimental_thread_pool = self._refusals  # type: ignore[attr-defined]
+        return _handler_like(handler, refuse)
 
     def _wrap(self, handler: Any, m: _MethodMetrics) -> Any:
         # A handler has exactly one of the four behaviours set; the flags say which.
         if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(
-                _streaming(handler.stream_stream, m),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return _handler_like(handler, _streaming(handler.stream_stream, m))
         if handler.request_streaming:
-            return grpc.stream_unary_rpc_method_handler(
-                _client_streaming(handler.stream_unary, m),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return _handler_like(handler, _client_streaming(handler.stream_unary, m))
         if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(
-                _streaming(handler.unary_stream, m),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return grpc.unary_unary_rpc_method_handler(
-            _unary(handler.unary_unary, m),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+            return _handler_like(handler, _streaming(handler.unary_stream, m))
+        return _handler_like(handler, _unary(handler.unary_unary, m))
+
+
+#: The old name, for callers that only wanted the metrics.
+MetricsInterceptor = CallInterceptor
+
+
+def _handler_like(handler: Any, behavior: Behavior) -> Any:
+    """A handler of the same kind and serializers as `handler`, running `behavior`."""
+    make = (
+        (grpc.stream_stream_rpc_method_handler, grpc.stream_unary_rpc_method_handler),
+        (grpc.unary_stream_rpc_method_handler, grpc.unary_unary_rpc_method_handler),
+    )[0 if handler.request_streaming else 1][0 if handler.response_streaming else 1]
+    return make(
+        behavior,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _unary(behavior: Behavior, m: _MethodMetrics) -> Behavior:
     """Wraps a handler that returns one response (unary or client-streaming request)."""
     clock = time.perf_counter
-    enter, leave, observe = m.enter, m.leave, m.observe
+    enter, leave, done, method = m.enter, m.leave, m.done, m.method
 
     def timed(request: Any, context: grpc.ServicerContext) -> Any:
         enter()
         started = clock()
+        call = Call(method, context, request)
+        token = current_call.set(call)
         code = _UNKNOWN
         try:
             response = behavior(request, context)
@@ -180,8 +295,9 @@ def _unary(behavior: Behavior, m: _MethodMetrics) -> Behavior:
             code = _set_code(context) or _UNKNOWN
             raise
         finally:
-            observe(code, clock() - started)
+            done(call, code, clock() - started)
             leave()
+            current_call.reset(token)
 
     return timed
 
@@ -197,11 +313,13 @@ def _client_streaming(behavior: Behavior, m: _MethodMetrics) -> Behavior:
     answer stands, which is what `_unary` records.
     """
     clock = time.perf_counter
-    enter, leave, observe = m.enter, m.leave, m.observe
+    enter, leave, done, method = m.enter, m.leave, m.done, m.method
 
     def timed(request: Any, context: grpc.ServicerContext) -> Any:
         enter()
         started = clock()
+        call = Call(method, context)
+        token = current_call.set(call)
         code = _UNKNOWN
         deferred = False
         try:
@@ -213,8 +331,10 @@ def _client_streaming(behavior: Behavior, m: _MethodMetrics) -> Behavior:
                 def on_done() -> None:
                     state = getattr(context, "_state", None)
                     cancelled = getattr(state, "client", None) == "cancelled"
-                    observe(_CANCELLED if cancelled else _OK, elapsed)
+                    current_call.set(call)  # the callback runs on another thread
+                    done(call, _CANCELLED if cancelled else _OK, elapsed)
                     leave()
+                    current_call.set(None)
 
                 deferred = context.add_callback(on_done)
             return response
@@ -223,8 +343,9 @@ def _client_streaming(behavior: Behavior, m: _MethodMetrics) -> Behavior:
             raise
         finally:
             if not deferred:
-                observe(code, clock() - started)
+                done(call, code, clock() - started)
                 leave()
+            current_call.reset(token)
 
     return timed
 
@@ -232,11 +353,15 @@ def _client_streaming(behavior: Behavior, m: _MethodMetrics) -> Behavior:
 def _streaming(behavior: Behavior, m: _MethodMetrics) -> Behavior:
     """Wraps a handler that returns a response iterator (server or bidi streaming)."""
     clock = time.perf_counter
-    enter, leave, observe = m.enter, m.leave, m.observe
+    enter, leave, done, method = m.enter, m.leave, m.done, m.method
 
     def timed(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         enter()
         started = clock()
+        call = Call(method, context, request)
+        # Set, not reset: grpcio runs each RPC in a context of its own, and a generator may
+        # be finished from another thread's context, where a reset token is not valid.
+        current_call.set(call)
         code = _UNKNOWN
         try:
             yield from behavior(request, context)
@@ -249,7 +374,8 @@ def _streaming(behavior: Behavior, m: _MethodMetrics) -> Behavior:
             code = _set_code(context) or _UNKNOWN
             raise
         finally:
-            observe(code, clock() - started)
+            done(call, code, clock() - started)
             leave()
+            current_call.set(None)
 
     return timed

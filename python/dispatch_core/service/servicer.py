@@ -138,10 +138,12 @@ class DispatchServicer:
             request_deserializer=pb.PingRequest.FromString,
             response_serializer=pb.PingResponse.SerializeToString,
         )
+        # Each streamed batch (a StreamLocationsRequest) goes to the core as bytes, which
+        # decodes it as the UpdateLocationsRequest it repeats field for field.
         handlers["StreamLocations"] = grpc.stream_unary_rpc_method_handler(
             _guarded(self._stream_locations),
             request_deserializer=None,
-            response_serializer=pb.UpdateLocationsResponse.SerializeToString,
+            response_serializer=pb.StreamLocationsResponse.SerializeToString,
         )
         handlers["GetOperatingPicture"] = unary(
             _guarded(self._get_picture),
@@ -156,7 +158,7 @@ class DispatchServicer:
         handlers["WatchEvents"] = grpc.unary_stream_rpc_method_handler(
             self._watch_events,
             request_deserializer=pb.WatchEventsRequest.FromString,
-            response_serializer=pb.Event.SerializeToString,
+            response_serializer=pb.WatchEventsResponse.SerializeToString,
         )
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
@@ -199,8 +201,8 @@ class DispatchServicer:
 
     def _stream_locations(
         self, requests: Iterator[bytes], context: grpc.ServicerContext
-    ) -> pb.UpdateLocationsResponse:
-        totals = pb.UpdateLocationsResponse()
+    ) -> pb.StreamLocationsResponse:
+        totals = pb.StreamLocationsResponse()
         update = self._pipeline.update_locations
         for number, request in enumerate(requests, start=1):
             _add(totals, update(request, number))
@@ -239,7 +241,7 @@ class DispatchServicer:
 
     def _watch_events(
         self, request: pb.WatchEventsRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.Event]:
+    ) -> Iterator[pb.WatchEventsResponse]:
         # A generator, so it maps errors itself (see _watch_picture).
         pipeline = self._pipeline
         journal = pipeline.journal
@@ -279,7 +281,7 @@ class DispatchServicer:
         context.abort(code, message)
 
 
-def _add(totals: pb.UpdateLocationsResponse, report: Any) -> None:
+def _add(totals: pb.UpdateLocationsResponse | pb.StreamLocationsResponse, report: Any) -> None:
     totals.applied += report.applied
     totals.skipped_unknown_unit += report.skipped_unknown_unit
     totals.skipped_bad_coordinate += report.skipped_bad_coordinate

@@ -9,7 +9,10 @@ one time series per unit or incident and grow without bound.
 Three kinds of metric, by where the number comes from:
 
 * **RED per RPC**, recorded by the gRPC interceptor (`dispatch_core.service.interceptor`):
-  `dispatch_rpc_duration_seconds{method,code}` and `dispatch_rpc_in_flight{method}`.
+  `dispatch_rpc_duration_seconds{method,code}` and `dispatch_rpc_in_flight{method}`, for
+  every service, calls refused by admission included (RESOURCE_EXHAUSTED). `method` is the
+  full gRPC method name without its leading slash: `dispatch.v1.DispatchService/Ping`,
+  `grpc.health.v1.Health/Check`.
   There is no separate `dispatch_rpc_requests_total`: the histogram's `_count` series *is*
   the request counter by method and code (Prometheus exposes it as a counter), so a second
   counter would cost a second locked increment per call and could only ever say the same.
@@ -43,6 +46,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
@@ -56,6 +60,11 @@ from dispatch_core.types import Agency, Grade, UnitStatus
 from dispatch_core.views.picture import CoverageSpec, Picture, compute_picture
 
 log = logging.getLogger(__name__)
+
+# No `_created` series: one extra sample per counter and histogram child (doubling the
+# scrape's RPC histograms' series count) that nothing here reads; Prometheus tracks resets
+# on its own. prometheus_client offers the switch only process-wide.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: Default HTTP port for /metrics: the port OpenTelemetry's Prometheus exporter registered,
 #: so it does not collide with the usual exporters (9090-9100).

@@ -19,6 +19,11 @@ use dispatch_engine::rank::MAX_K;
 use dispatch_engine::store;
 use pyo3::prelude::*;
 
+/// Every Rust allocation of the extension (the state, snapshots, answers) goes through
+/// mimalloc: see the workspace Cargo.toml for the glibc stall it avoids.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crate::errors::{InvalidArgument, InvalidTransition, NotAssignable, Refused, UnknownUnit};
 use crate::index::UnitIndex;
 use crate::machine::{DispatchCore, Outcome};

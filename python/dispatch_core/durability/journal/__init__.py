@@ -22,6 +22,8 @@ from dispatch_core.durability.journal.base import (
     JournalError,
     JournalFatal,
     JournalLockedError,
+    JournalMissingError,
+    JournalReadOnlyError,
     JournalStats,
     JournalVersionError,
     NewEntry,
@@ -44,6 +46,8 @@ __all__ = [
     "JournalError",
     "JournalFatal",
     "JournalLockedError",
+    "JournalMissingError",
+    "JournalReadOnlyError",
     "JournalStats",
     "JournalVersionError",
     "MemoryJournal",
@@ -60,18 +64,25 @@ def open_journal(
     *,
     synchronous: str = "FULL",
     name: str = "dispatch_journal",
+    read_only: bool = False,
 ) -> Journal:
     """Open the journal `spec` names: "sqlite" (a file under `data_dir`), "memory" (no
-    durability: tests and baselines) or a postgresql:// DSN (tables in schema `name`)."""
+    durability: tests and baselines) or a postgresql:// DSN (tables in schema `name`).
+
+    `read_only` opens an existing journal for reading only, beside its writer if one runs
+    (no single-writer lock, nothing created or repaired); JournalMissingError if none is
+    there."""
     if spec == "sqlite":
-        return SqliteJournal(data_dir, synchronous=synchronous)
+        return SqliteJournal(data_dir, synchronous=synchronous, read_only=read_only)
     if spec == "memory":
+        if read_only:
+            raise JournalMissingError("a 'memory' journal keeps nothing to read")
         return MemoryJournal()
     if spec.startswith(("postgresql://", "postgres://")):
         # Imported here so psycopg is only needed by deployments that use PostgreSQL.
         from dispatch_core.durability.journal.postgres import PostgresJournal  # noqa: PLC0415
 
-        return PostgresJournal(spec, name=name, synchronous=synchronous)
+        return PostgresJournal(spec, name=name, synchronous=synchronous, read_only=read_only)
     raise ValueError(
         f"unknown journal {spec!r}: expected 'sqlite', 'memory' or a postgresql:// DSN"
     )

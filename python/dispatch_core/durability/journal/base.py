@@ -62,6 +62,14 @@ class JournalLockedError(JournalError):
     """Another process (or another journal object) already writes this journal."""
 
 
+class JournalMissingError(JournalError):
+    """A read-only open found no journal where it looked (nothing is created then)."""
+
+
+class JournalReadOnlyError(JournalError):
+    """A write to a journal opened read-only (replay beside a live server)."""
+
+
 class JournalVersionError(JournalError):
     """The store or a snapshot was written with a format version this build does not read."""
 

@@ -107,8 +107,11 @@ class PostgresJournal(SqlJournal[sql.Composed]):
         name: str = "dispatch_journal",
         synchronous: str = "FULL",
         max_batch: int = 1024,
+        read_only: bool = False,
     ) -> None:
-        super().__init__(store=f"PostgreSQL journal {name!r}", max_batch=max_batch)
+        super().__init__(
+            store=f"PostgreSQL journal {name!r}", max_batch=max_batch, read_only=read_only
+        )
         level = synchronous.upper()
         if level not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_LEVELS}, not {level!r}")
@@ -116,6 +119,9 @@ class PostgresJournal(SqlJournal[sql.Composed]):
         self._s = sql.Identifier(name)
         self._read_lock = threading.Lock()
         self._conns: list[psycopg.Connection[Any]] = []
+        if read_only:
+            self._open_read_only(dsn)
+            return
         try:
             # autocommit: transactions are opened explicitly with conn.transaction(), so a
             # batch is exactly one transaction and nothing lingers idle-in-transaction.
@@ -145,6 +151,21 @@ class PostgresJournal(SqlJournal[sql.Composed]):
             self._close_storage()
             raise
         self._start_writer(f"journal-writer:pg:{name}")
+
+    def _open_read_only(self, dsn: str) -> None:
+        """Beside a live writer: no advisory lock, no DDL, sessions that cannot write."""
+        try:
+            self._r = self._connect(dsn)
+            self._snap = self._connect(dsn)
+            for conn in (self._r, self._snap):
+                conn.execute("SET default_transaction_read_only TO on")
+            (meta,) = self._r.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (f'"{self.name}".meta',)
+            ).fetchone() or (False,)
+            self._inspect(bool(meta))
+        except BaseException:
+            self._close_storage()
+            raise
 
     def _connect(self, dsn: str) -> psycopg.Connection[Any]:
         conn = psycopg.connect(dsn, autocommit=True)

@@ -25,6 +25,7 @@ from dispatch_core.durability.journal.base import (
     SYNCHRONOUS_LEVELS,
     AppendRefusedError,
     JournalLockedError,
+    JournalMissingError,
     log,
 )
 from dispatch_core.durability.journal.sqlstore import TABLES, Cursor, SqlJournal
@@ -151,15 +152,20 @@ class SqliteJournal(SqlJournal[str]):
         synchronous: str = "FULL",
         connect: Connect = connect_stdlib,
         max_batch: int = 1024,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(data_dir) / DB_FILE
-        super().__init__(store=f"journal {self.path}", max_batch=max_batch)
+        super().__init__(store=f"journal {self.path}", max_batch=max_batch, read_only=read_only)
         level = synchronous.upper()
         if level not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_LEVELS}, not {level!r}")
-        self._lock_fd: int | None = _lock_data_dir(Path(data_dir))
         self._read_lock = threading.Lock()
         self._conns: list[SqlConnection] = []
+        self._lock_fd: int | None = None
+        if read_only:
+            self._open_read_only(Path(data_dir))
+            return
+        self._lock_fd = _lock_data_dir(Path(data_dir))
         try:
             self._w = self._open(connect, level)
             self._r = self._open(connect, level)
@@ -170,6 +176,35 @@ class SqliteJournal(SqlJournal[str]):
             self._close_storage()
             raise
         self._start_writer(f"journal-writer:{self.path}")
+
+    def _open_read_only(self, data_dir: Path) -> None:
+        """Beside a live writer: no lock file, no DDL; WAL lets these connections read
+        every committed transaction while the writer goes on. The snapshot file may be
+        missing (a journal made before it existed): its reads then find nothing."""
+        if not self.path.is_file():
+            raise JournalMissingError(f"no journal found at {self.path}")
+        try:
+            self._r = self._open_ro(self.path)
+            snapshots = data_dir / SNAPSHOT_FILE
+            self._snap = self._open_ro(snapshots if snapshots.is_file() else self.path)
+            tables = {
+                row[0]
+                for row in self._r.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                ).fetchall()
+            }
+            self._inspect("journal_meta" in tables)
+        except BaseException:
+            self._close_storage()
+            raise
+
+    def _open_ro(self, path: Path) -> SqlConnection:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=30.0
+        )
+        self._conns.append(conn)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
 
     def _open(self, connect: Connect, level: str, path: Path | None = None) -> SqlConnection:
         path = path or self.path

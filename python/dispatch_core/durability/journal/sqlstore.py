@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import threading
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -30,6 +31,8 @@ from dispatch_core.durability.journal.base import (
     JournalCompactedError,
     JournalCorruptError,
     JournalError,
+    JournalMissingError,
+    JournalReadOnlyError,
     JournalVersionError,
     NewEntry,
     Snapshot,
@@ -60,6 +63,7 @@ ENTRY_VALUES = ", ".join("?" * len(ENTRY_COLUMNS.split(",")))
 #: A statement as the backend's driver takes it (str for sqlite3/APSW, sql.Composed for
 #: psycopg).
 Q = TypeVar("Q")
+T = TypeVar("T")
 
 
 class Cursor(Protocol):
@@ -71,8 +75,11 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
     """Group commit over SQL tables. Subclasses connect, lock, call `_prepare` at open and
     `_start_writer`, and implement the hooks below."""
 
-    def __init__(self, *, store: str, max_batch: int) -> None:
+    def __init__(self, *, store: str, max_batch: int, read_only: bool = False) -> None:
         super().__init__(max_batch=max_batch)
+        #: Opened by `_inspect` rather than `_prepare`: nothing is written, not even the
+        #: repair of a torn tail, and there is no writer thread.
+        self._read_only = read_only
         #: What errors and logs call this journal ("journal <file>", "PostgreSQL journal
         #: '<name>'").
         self._store = store
@@ -146,6 +153,48 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
         # Outside the transaction: the snapshot connection sees only what is committed.
         newest = self._snapshot_rows(self._q("SELECT coalesce(max(sequence), 0) FROM {snapshots}"))
         self._last = max(self._last, int(newest[0][0]))
+
+    def _inspect(self, meta_exists: bool) -> None:
+        """At a read-only open: check the format version and find the last intact
+        sequence, without a write. `meta_exists` says whether the store exists at all."""
+        if not meta_exists:
+            raise JournalMissingError(f"no journal found: {self._store} does not exist")
+        found = self._read(self._q("SELECT value FROM {meta} WHERE key = 'format_version'"))
+        if not found:
+            raise JournalMissingError(f"{self._store} holds no journal (no format version)")
+        if found[0][0] != str(FORMAT_VERSION):
+            raise JournalVersionError(
+                f"{self._store} has format version {found[0][0]}; this build reads"
+                f" version {FORMAT_VERSION}"
+            )
+        rows = self._read(
+            self._q(f"SELECT {ENTRY_COLUMNS} FROM {{entries}} ORDER BY sequence DESC LIMIT 1")
+        )
+        last = 0
+        if rows:
+            last = int(rows[0][0])
+            if not decode_row(rows[0])[1]:
+                # The writer drops a torn tail at its next start; a reader just stops short.
+                log.warning(
+                    "%s: last entry %d is torn or corrupt; reading up to it", self._store, last
+                )
+                last -= 1
+        snapshots = self._snapshot_rows(
+            self._q("SELECT coalesce(max(sequence), 0) FROM {snapshots}")
+        )
+        older = self._read(self._q("SELECT coalesce(max(sequence), 0) FROM {snapshots}"))
+        # Entries may have been truncated below the newest snapshot.
+        self._last = max(last, int(snapshots[0][0]) if snapshots else 0, int(older[0][0]))
+
+    def submit(self, entry: NewEntry) -> Future[Entry]:
+        if self._read_only:
+            raise JournalReadOnlyError(f"{self._store} is open read-only")
+        return super().submit(entry)
+
+    def _write_op(self, op: Callable[[], T], lock: threading.Lock | None = None) -> T:
+        if self._read_only:
+            raise JournalReadOnlyError(f"{self._store} is open read-only")
+        return super()._write_op(op, lock)
 
     def _drop_torn_tail(self) -> None:
         """A bad last entry is a write that never completed (or, on PostgreSQL whose commits
@@ -367,14 +416,16 @@ class SqlJournal(GroupCommitJournal, Generic[Q]):
         return bytes(rows[0][0]) if rows else None
 
     def latest_snapshot(self) -> Snapshot | None:
+        # Never past the last sequence: a read-only journal fixed its view at open, while
+        # its writer goes on snapshotting (a writer's snapshots are never past it anyway).
         query = self._q(
             "SELECT sequence, version, data, checksum FROM {snapshots}"
-            " ORDER BY sequence DESC LIMIT 1"
+            " WHERE sequence <= ? ORDER BY sequence DESC LIMIT 1"
         )
         with self._snapshot_lock:
-            rows = self._snapshot_rows(query)
+            rows = self._snapshot_rows(query, (self._last,))
         # A store made before snapshots had their own connection keeps them in the journal.
-        older = self._read(query)
+        older = self._read(query, (self._last,))
         if older and (not rows or older[0][0] > rows[0][0]):
             rows = older
         if not rows:

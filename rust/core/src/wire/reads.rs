@@ -151,9 +151,59 @@ pub fn batch_recommend(m: &Machine, bytes: &[u8], now_ms: i64) -> CoreResult<Vec
 }
 
 /// UpdateLocations (one batch of a stream when `batch` > 0): validated for shape, then
-/// applied ping by ping at arrival time `now_ms`.
+/// applied ping by ping at arrival time `now_ms`. A streamed batch is a
+/// StreamLocationsRequest, which repeats UpdateLocationsRequest field for field, so both
+/// decode as the latter; only the name in a decoding error says which the client sent.
 pub fn update_locations(m: &mut Machine, bytes: &[u8], batch: u64, now_ms: i64) -> CoreResult<LocationReport> {
-    let r: pb::UpdateLocationsRequest = message(bytes, "UpdateLocationsRequest")?;
+    let name = if batch > 0 { "StreamLocationsRequest" } else { "UpdateLocationsRequest" };
+    let r: pb::UpdateLocationsRequest = message(bytes, name)?;
     refuse_if(validate::update_locations(&r, batch))?;
     m.update_locations(&r.unit_ids, &r.lat, &r.lon, &r.time_unix_ms, now_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eta::RankConfig;
+    use crate::store::UnitStore;
+
+    /// StreamLocations' messages repeat UpdateLocations' field for field: the same bytes
+    /// decode as either, which is what lets a streamed batch go through `update_locations`.
+    #[test]
+    fn stream_locations_messages_share_update_locations_bytes() {
+        let streamed = pb::StreamLocationsRequest {
+            unit_ids: vec!["CW-IRV-1".into(), "MD21".into()],
+            lat: vec![51.5, 51.6],
+            lon: vec![-0.1, -0.2],
+            time_unix_ms: vec![1_764_000_000_000, 1_764_000_000_001],
+        };
+        let bytes = streamed.encode_to_vec();
+        let unary = pb::UpdateLocationsRequest::decode(bytes.as_slice()).expect("same wire shape");
+        assert_eq!(
+            (unary.unit_ids, unary.lat, unary.lon, unary.time_unix_ms),
+            (streamed.unit_ids, streamed.lat, streamed.lon, streamed.time_unix_ms)
+        );
+
+        let totals = pb::UpdateLocationsResponse {
+            applied: 3,
+            skipped_unknown_unit: 1,
+            skipped_bad_coordinate: 2,
+            skipped_stale: 4,
+            batches: 5,
+            skipped_bad_time: 6,
+            skipped_future: 7,
+        };
+        let again = pb::StreamLocationsResponse::decode(totals.encode_to_vec().as_slice()).expect("same wire shape");
+        assert_eq!(again.encode_to_vec(), totals.encode_to_vec());
+        assert_eq!((again.applied, again.batches, again.skipped_future), (3, 5, 7));
+    }
+
+    #[test]
+    fn a_malformed_streamed_batch_is_named_as_sent() {
+        let mut m = Machine::new(UnitStore::new(RankConfig::default(), 0.01).expect("valid config"), 10);
+        let err = update_locations(&mut m, &[0xff], 1, 0).expect_err("not a message");
+        assert!(err.to_string().contains("StreamLocationsRequest"), "{err}");
+        let err = update_locations(&mut m, &[0xff], 0, 0).expect_err("not a message");
+        assert!(err.to_string().contains("UpdateLocationsRequest"), "{err}");
+    }
 }

@@ -224,6 +224,36 @@ class UpdateLocationsResponse(_message.Message):
     skipped_future: int
     def __init__(self, applied: _Optional[int] = ..., skipped_unknown_unit: _Optional[int] = ..., skipped_bad_coordinate: _Optional[int] = ..., skipped_stale: _Optional[int] = ..., batches: _Optional[int] = ..., skipped_bad_time: _Optional[int] = ..., skipped_future: _Optional[int] = ...) -> None: ...
 
+class StreamLocationsRequest(_message.Message):
+    __slots__ = ("unit_ids", "lat", "lon", "time_unix_ms")
+    UNIT_IDS_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LON_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    unit_ids: _containers.RepeatedScalarFieldContainer[str]
+    lat: _containers.RepeatedScalarFieldContainer[float]
+    lon: _containers.RepeatedScalarFieldContainer[float]
+    time_unix_ms: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, unit_ids: _Optional[_Iterable[str]] = ..., lat: _Optional[_Iterable[float]] = ..., lon: _Optional[_Iterable[float]] = ..., time_unix_ms: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class StreamLocationsResponse(_message.Message):
+    __slots__ = ("applied", "skipped_unknown_unit", "skipped_bad_coordinate", "skipped_stale", "batches", "skipped_bad_time", "skipped_future")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_UNKNOWN_UNIT_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_BAD_COORDINATE_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_STALE_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_BAD_TIME_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FUTURE_FIELD_NUMBER: _ClassVar[int]
+    applied: int
+    skipped_unknown_unit: int
+    skipped_bad_coordinate: int
+    skipped_stale: int
+    batches: int
+    skipped_bad_time: int
+    skipped_future: int
+    def __init__(self, applied: _Optional[int] = ..., skipped_unknown_unit: _Optional[int] = ..., skipped_bad_coordinate: _Optional[int] = ..., skipped_stale: _Optional[int] = ..., batches: _Optional[int] = ..., skipped_bad_time: _Optional[int] = ..., skipped_future: _Optional[int] = ...) -> None: ...
+
 class RequirementGroup(_message.Message):
     __slots__ = ("agency", "unit_types", "capabilities", "count")
     AGENCY_FIELD_NUMBER: _ClassVar[int]
@@ -474,7 +504,7 @@ class WatchEventsRequest(_message.Message):
     from_now: bool
     def __init__(self, from_sequence: _Optional[int] = ..., from_now: _Optional[bool] = ...) -> None: ...
 
-class Event(_message.Message):
+class WatchEventsResponse(_message.Message):
     __slots__ = ("sequence", "time", "actor", "method", "request_id", "unit_upserted", "unit_status_set", "incident_created", "incident_updated", "incident_closed", "units_assigned", "clock_ticked")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]

@@ -38,19 +38,19 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 import grpc
 import numpy as np
 import numpy.typing as npt
 
+from dispatch_core.loadtest.procs import machine_jiffies, proc_cpu_s, proc_rss_bytes
+from dispatch_core.loadtest.scenario import TARGET_S, IncidentKind, Scenario
+from dispatch_core.loadtest.seeding import namespaced, seed_server
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from dispatch_core.synthetic.fleet import Fleet, boroughs, incident_points, make_fleet
 from dispatch_core.types import Grade, UnitStatus
-from loadtests.bench_grpc import Server, machine_jiffies, proc_cpu_s, seed_server
-from loadtests.scenario import TARGET_S, IncidentKind, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -274,15 +274,6 @@ class OpenLoop:
 # -------------------------------------------------------------------------------- sampler
 
 
-def proc_rss_bytes(pid: int) -> int:
-    """Resident set size of a process, from /proc/<pid>/status."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 @dataclasses.dataclass(slots=True)
 class Sample:
     t_s: float
@@ -406,35 +397,6 @@ class Sampler:
                 )
 
 
-# ------------------------------------------------------------------------------- server
-
-
-class LoadtestServer(Server):
-    """`dispatch-core serve` on a free loopback port with a temporary data dir.
-
-    Reuses bench_grpc.Server (start, health wait, log tail, SIGTERM stop) but chooses its
-    flags:
-    a load test defaults to `--journal memory` so it measures the service, not the disk; a
-    durable journal is one flag away. Snapshot settings are left at the server's defaults,
-    since their cost under load is part of what a load test should see.
-    """
-
-    def __init__(self, workdir: Path, *, journal: str = "memory") -> None:
-        self._journal = journal
-        super().__init__(workdir)
-
-    def flags(self, help_text: str) -> list[str]:
-        extra: list[str] = []
-        if "--metrics-port" in help_text:
-            extra += ["--metrics-port", "0"]
-        if "--journal" in help_text:
-            extra += ["--journal", self._journal]
-        elif self._journal != "sqlite":
-            raise SystemExit("this dispatch-core has no --journal option")
-        self.journalled = False  # no snapshot bookkeeping: bench_grpc's waits are not used
-        return extra
-
-
 # ---------------------------------------------------------------------------- the fleet
 
 
@@ -528,8 +490,12 @@ class ScenarioRun:
         drain_s: float = 10.0,
         part: int = 0,
         parts: int = 1,
+        unit_prefix: str = "",
     ) -> None:
         self.sc = sc
+        # Units of this run have ids under `unit_prefix`: on a server that holds other units
+        # (a staging server), only those are ever assigned.
+        self.unit_prefix = unit_prefix
         # With several generator processes, this one drives incidents, units (pings) and
         # reads whose index is `part` modulo `parts`; the schedule is drawn whole either way,
         # so the union of the parts is exactly the one-process run.
@@ -683,7 +649,11 @@ class ScenarioRun:
                 for cand in grp.candidates:
                     if got == spec.count:
                         break
-                    if cand.unit_id not in chosen and cand.unit_id not in reserved:
+                    if (
+                        cand.unit_id not in chosen
+                        and cand.unit_id not in reserved
+                        and cand.unit_id.startswith(self.unit_prefix)
+                    ):
                         chosen.append(cand.unit_id)
                         etas.append(cand.eta_seconds)
                         got += 1
@@ -1079,6 +1049,7 @@ def _worker(
     parts: int,
     start_ns: int,
     shared: Any,
+    unit_prefix: str,
 ) -> None:
     """One generator process: its part of the schedule, results sent back whole."""
     import gc  # noqa: PLC0415
@@ -1087,12 +1058,13 @@ def _worker(
     runner = ScenarioRun(
         sc,
         channel,
-        scenario_fleet(sc),
+        namespaced(scenario_fleet(sc), unit_prefix),
         server_pid=None,
         run_tag=run_tag,
         out=None,
         part=part,
         parts=parts,
+        unit_prefix=unit_prefix,
     )
 
     def publish(s: Sample) -> None:
@@ -1130,6 +1102,7 @@ def run_parallel(
     workers: int,
     server_pid: int | None,
     run_tag: str,
+    unit_prefix: str = "",
     out: TextIO | None = sys.stderr,
 ) -> ParallelResult:
     """The scenario split over `workers` spawned processes sharing one t = 0.
@@ -1159,6 +1132,7 @@ def run_parallel(
                 "parts": workers,
                 "start_ns": start_ns,
                 "shared": shared,
+                "unit_prefix": unit_prefix,
             },
             name=f"loadtest-worker-{part}",
             daemon=True,

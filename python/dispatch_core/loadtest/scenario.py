@@ -1,4 +1,4 @@
-"""Load-test scenarios: what a `loadtests/scenarios/*.toml` file declares, parsed and checked.
+"""Load-test scenarios: what a `scenarios/*.toml` file declares, parsed and checked.
 
 A scenario is a span of *simulated* time (a London evening, a New Year's Eve night, a riot
 night) run in `duration_s` seconds of wall-clock time: the compression factor is
@@ -244,6 +244,54 @@ def _get(table: Mapping[str, Any], key: str, where: str, default: Any = ...) -> 
     return default
 
 
+#: The keys each table of a scenario file may hold: anything else is a typo, refused by name
+#: rather than silently ignored (a misspelt rate would run a different test).
+KNOWN_KEYS: dict[str, frozenset[str]] = {
+    "": frozenset({"scenario", "fleet", "pings", "incidents", "reads"}),
+    "scenario": frozenset(
+        {
+            "name",
+            "description",
+            "basis",
+            "duration_s",
+            "simulated_s",
+            "starts_at",
+            "seed",
+            "max_requests",
+            "window",
+        }
+    ),
+    "fleet": frozenset({"units", "available_share", "centre_share", "centre_sigma_m"}),
+    "pings": frozenset({"period_s", "batch_interval_s"}),
+    "incidents": frozenset(
+        {
+            "per_hour",
+            "centre_weight",
+            "mix",
+            "mobilisation_s",
+            "custody_min",
+            "requeue_s",
+            "k",
+            "lifecycle_compression",
+        }
+    ),
+    "incidents.mix": frozenset({"type", "grade", "share", "groups", "job_min", "committed_share"}),
+    "groups": frozenset({"agency", "count", "unit_types", "capabilities"}),
+    "reads": frozenset({"per_s", "mix"}),
+}
+
+
+def _only_known(table: Any, kind: str, where: str) -> None:
+    if not isinstance(table, Mapping):
+        raise ScenarioError(f"{where or 'the file'}: expected a table")
+    unknown = sorted(set(table) - KNOWN_KEYS[kind])
+    if unknown:
+        allowed = ", ".join(sorted(KNOWN_KEYS[kind]))
+        raise ScenarioError(
+            f"{(where + '.') if where else ''}{unknown[0]}: unknown key (allowed: {allowed})"
+        )
+
+
 def _range(raw: Any, key: str) -> tuple[float, float]:
     if not (isinstance(raw, list) and len(raw) == 2 and 0 <= float(raw[0]) <= float(raw[1])):
         raise ScenarioError(f"{key}: expected [low, high] with 0 <= low <= high")
@@ -254,6 +302,7 @@ def _groups(raw: Sequence[Mapping[str, Any]], where: str) -> tuple[Group, ...]:
     out = []
     for i, g in enumerate(raw):
         at = f"{where}.groups[{i}]"
+        _only_known(g, "groups", at)
         name = str(_get(g, "agency", at)).upper()
         if name not in Agency.__members__:
             raise ScenarioError(f"{at}.agency: {name!r} is not one of {list(Agency.__members__)}")
@@ -271,6 +320,10 @@ def _groups(raw: Sequence[Mapping[str, Any]], where: str) -> tuple[Group, ...]:
 
 
 def parse_scenario(data: Mapping[str, Any], *, name: str) -> Scenario:
+    _only_known(data, "", "")
+    for table in ("scenario", "fleet", "pings", "incidents", "reads"):
+        if table in data:
+            _only_known(data[table], table, table)
     sc = _get(data, "scenario", "")
     fleet = _get(data, "fleet", "")
     pings = _get(data, "pings", "")
@@ -279,6 +332,7 @@ def parse_scenario(data: Mapping[str, Any], *, name: str) -> Scenario:
     mix = []
     for i, m in enumerate(_get(inc, "mix", "incidents")):
         at = f"incidents.mix[{i}]"
+        _only_known(m, "incidents.mix", at)
         grade = str(_get(m, "grade", at)).upper()
         if grade not in Grade.__members__:
             raise ScenarioError(f"{at}.grade: {grade!r} is not one of {list(Grade.__members__)}")
@@ -345,13 +399,17 @@ def scenario_path(name_or_path: str) -> Path:
 
 
 def load_scenario(name_or_path: str) -> Scenario:
-    """A scenario by name (`loadtests/scenarios/<name>.toml`) or by path."""
+    """A scenario by name (one of `scenarios/*.toml`) or by the path of a .toml file."""
     path = scenario_path(name_or_path)
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.toml")))
         raise ScenarioError(f"no scenario {name_or_path!r} (known: {known})")
-    with path.open("rb") as f:
-        return parse_scenario(tomllib.load(f), name=path.stem)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except (OSError, ValueError) as exc:  # TOMLDecodeError is a ValueError
+        raise ScenarioError(f"{path}: {exc}") from None
+    return parse_scenario(data, name=path.stem)
 
 
 def scenario_names() -> list[str]:

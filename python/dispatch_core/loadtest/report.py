@@ -1,7 +1,7 @@
 """The report of a load-test run: JSON (every figure), Markdown (the summary), PNG plots.
 
 Latencies are from each request's intended send time (see generator.py), in
-milliseconds. Plots use matplotlib's Agg backend, so no display is needed.
+milliseconds. The plots are drawn by plots.py.
 """
 
 from __future__ import annotations
@@ -12,15 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot: files only, never a window
-
-import matplotlib.pyplot as plt
 import numpy as np
 import numpy.typing as npt
 
-from loadtests.generator import (
+from dispatch_core.loadtest.generator import (
     EXPECTED_CONFLICTS,
     FELL_BEHIND_SHARE,
     LATE_NS,
@@ -28,10 +23,10 @@ from loadtests.generator import (
     Record,
     Sample,
 )
+from dispatch_core.loadtest.plots import SKIPPED
 
 FELL_BEHIND_TEXT = "FELL BEHIND (its own slowness is in the figures)"
 
-PLOTS = ("latency.png", "throughput.png", "resources.png")
 
 #: Every key a scenario report has at its top level (the tests check them all).
 REPORT_KEYS = (
@@ -193,129 +188,6 @@ def error_summary(rpcs: Mapping[str, Any]) -> tuple[dict[str, int], int]:
     return dict(by_code), unexpected
 
 
-# ---------------------------------------------------------------------------------- plots
-
-
-def _legend(ax: Any, **kw: Any) -> None:
-    """A legend only when something is labelled (an empty one warns)."""
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(**kw)
-
-
-def _xs(vals: Sequence[float | None]) -> tuple[list[int], list[float]]:
-    pts = [(i, v) for i, v in enumerate(vals) if v is not None]
-    return [p[0] for p in pts], [p[1] for p in pts]
-
-
-def plot_run(report: Mapping[str, Any], out: Path) -> list[str]:
-    ts = report["timeseries"]
-    title = f"{report['scenario']['name']}: {report['run']['label']}"
-    written = []
-
-    fig, ax = plt.subplots(figsize=(10, 5))
-    plotted = False
-    for rpc, s in ts["rpcs"].items():
-        x, y = _xs(s["p99_ms"])
-        if x:
-            ax.plot(x, y, label=f"{rpc} p99", lw=1.2)
-            plotted = True
-    if plotted:  # a log axis with nothing on it warns (and warnings are errors in tests)
-        ax.set_yscale("log")
-    ax.set_xlabel("wall-clock seconds")
-    ax.set_ylabel("latency from intended send (ms)")
-    ax.set_title(f"{title}: p99 latency per second")
-    ax.grid(True, which="both", alpha=0.3)
-    _legend(ax, fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "latency.png", dpi=100)
-    plt.close(fig)
-    written.append("latency.png")
-
-    fig, ax = plt.subplots(figsize=(10, 5))
-    for rpc, s in ts["rpcs"].items():
-        ax.plot(ts["t_s"], s["completed"], label=f"{rpc} ok/s", lw=1.2)
-        if any(s["errors"]):
-            ax.plot(ts["t_s"], s["errors"], ls=":", label=f"{rpc} errors/s")
-    ax.set_xlabel("wall-clock seconds")
-    ax.set_ylabel("requests per second")
-    ax.set_yscale("symlog", linthresh=1)
-    ax.set_title(f"{title}: throughput")
-    ax.grid(True, alpha=0.3)
-    _legend(ax, fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "throughput.png", dpi=100)
-    plt.close(fig)
-    written.append("throughput.png")
-
-    sm = ts["samples"]
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    t = [s["t_s"] for s in sm]
-    a1.plot(t, [s["server_cpu_pct"] or 0 for s in sm], label="server CPU %")
-    a1.plot(t, [s["gen_cpu_pct"] for s in sm], label="generator CPU %")
-    a1.plot(t, [s["other_cpu_pct"] for s in sm], label="other processes CPU %", ls=":")
-    a1.set_ylabel("% of one core")
-    _legend(a1, fontsize=8)
-    a1.grid(True, alpha=0.3)
-    a2.plot(t, [s["server_rss_mb"] or 0 for s in sm], label="server RSS MB", color="C2")
-    a2.set_ylabel("MB")
-    a3 = a2.twinx()
-    a3.plot(t, [s["lag_p99_ms"] for s in sm], label="generator lag p99 ms", color="C3")
-    a3.set_ylabel("lag ms")
-    a2.set_xlabel("wall-clock seconds")
-    _legend(a2, loc="upper left", fontsize=8)
-    _legend(a3, loc="upper right", fontsize=8)
-    a2.grid(True, alpha=0.3)
-    a1.set_title(f"{title}: resources")
-    fig.tight_layout()
-    fig.savefig(out / "resources.png", dpi=100)
-    plt.close(fig)
-    written.append("resources.png")
-    return written
-
-
-def plot_steps(report: Mapping[str, Any], out: Path) -> list[str]:
-    steps = report["steps"]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    rates = [s["offered_per_s"] for s in steps]
-    for key in ("p50", "p99", "p99.9"):
-        ax.plot(rates, [s["latency_ms"].get(key, np.nan) for s in steps], "o-", label=key)
-    ax.axhline(report["p99_limit_ms"], color="red", ls="--", label="p99 limit")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("offered RecommendUnits per second")
-    ax.set_ylabel("latency from intended send (ms)")
-    ax.set_title("RecommendUnits step search")
-    ax.grid(True, which="both", alpha=0.3)
-    _legend(ax)
-    fig.tight_layout()
-    fig.savefig(out / "latency.png", dpi=100)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    ax.plot(rates, [s["achieved_per_s"] for s in steps], "o-", label="achieved")
-    ax.plot(rates, rates, ":", label="offered")
-    ax.set_xlabel("offered per second")
-    ax.set_ylabel("achieved per second")
-    ax.set_title("RecommendUnits step search: throughput")
-    ax.grid(True, alpha=0.3)
-    _legend(ax)
-    fig.tight_layout()
-    fig.savefig(out / "throughput.png", dpi=100)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    ax.plot(rates, [s["server_cpu_pct"] or 0 for s in steps], "o-", label="server CPU %")
-    ax.plot(rates, [s["generator_cpu_pct"] for s in steps], "o-", label="generator CPU %")
-    ax.plot(rates, [s["lag_p99_ms"] for s in steps], "o-", label="generator lag p99 ms")
-    ax.set_xscale("log")
-    ax.set_xlabel("offered per second")
-    ax.set_title("RecommendUnits step search: resources")
-    ax.grid(True, alpha=0.3)
-    _legend(ax)
-    fig.tight_layout()
-    fig.savefig(out / "resources.png", dpi=100)
-    plt.close(fig)
-    return list(PLOTS)
-
-
 # ------------------------------------------------------------------------------ markdown
 
 
@@ -426,42 +298,16 @@ def markdown(report: Mapping[str, Any]) -> str:
         )
     lines += [
         "",
-        "Plots: " + ", ".join(f"[{p}]({p})" for p in report["plots"]) + ".",
+        (
+            "Plots: " + ", ".join(f"[{p}]({p})" for p in report["plots"]) + "."
+            if report["plots"]
+            else f"({SKIPPED})."
+        ),
         "",
         "Latency from the intended send time includes every queue (server and generator); "
         "'p99 from send' leaves out the generator's own lateness. On a shared 2-core machine "
         "the generator and the server compete for CPU: read the tails beside the CPU figures.",
     ]
-    return "\n".join(lines) + "\n"
-
-
-def markdown_steps(report: Mapping[str, Any]) -> str:
-    m = report["machine"]
-    lines = [
-        "# Load test: RecommendUnits step search",
-        "",
-        f"{report['units']:,} units; ad-hoc RecommendUnits (one police group, top-{report['k']})"
-        f" offered open-loop at increasing rates, {report['step_s']:.0f} s per step, until p99 "
-        f"exceeds {report['p99_limit_ms']} ms or errors appear. {m['nproc']} cores "
-        f"({m['cpu_model']}), load average at start {m['loadavg_1m_at_start']:.2f}; "
-        f"{report['time_utc']}.",
-        "",
-        f"**Highest sustained rate: {_f(report['highest_sustained_per_s'], 0)} RecommendUnits/s**"
-        f" (stopped: {report['stopped_because']}).",
-        "",
-        "| offered/s | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | lag p99 ms "
-        "| server CPU | generator CPU | other processes | verdict |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for s in report["steps"]:
-        lat = s["latency_ms"]
-        lines.append(
-            f"| {s['offered_per_s']:,.0f} | {s['achieved_per_s']:,.0f} | {_f(lat.get('p50'), 2)} "
-            f"| {_f(lat.get('p99'), 2)} | {_f(lat.get('p99.9'), 2)} | {_f(lat.get('max'), 1)} | "
-            f"{s['errors']} | {s['lag_p99_ms']:.2f} | {_f(s['server_cpu_pct'], 0)}% | "
-            f"{s['generator_cpu_pct']:.0f}% | {_f(s['other_cpu_pct'], 0)}% | {s['verdict']} |"
-        )
-    lines += ["", "Plots: " + ", ".join(f"[{p}]({p})" for p in report["plots"]) + "."]
     return "\n".join(lines) + "\n"
 
 
