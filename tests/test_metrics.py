@@ -465,3 +465,40 @@ def test_coverage_ratio_per_area(metered: ServerProcess, scripted: dict[str, obj
     # The scripted fleet is a handful of units in central London: the outer boroughs are
     # out of reach, so coverage cannot be full everywhere.
     assert min(ratios.values()) < 1.0
+
+
+def test_our_rendering_is_prometheus_clients_byte_for_byte() -> None:
+    """views/exposition.render against generate_latest, the oracle, on a registry holding
+    every kind of sample the server exports (process collectors left out: their values
+    move between two calls)."""
+    from prometheus_client import generate_latest  # noqa: PLC0415
+
+    from dispatch_core.views.exposition import render  # noqa: PLC0415
+    from dispatch_core.views.metrics import Metrics  # noqa: PLC0415
+
+    m = Metrics(process=False)
+    for method in ("dispatch.v1.DispatchService/Ping", 'odd "method"\\\nname'):
+        for code, seconds in (("OK", 0.0003), ("INVALID_ARGUMENT", 12.5), ("OK", 2e7)):
+            m.rpc_duration.labels(method, code).observe(seconds)
+        m.rpc_in_flight.labels(method).inc()
+    m.journal_appended(0.004)
+    m.journal_committed(17)
+    assert render(m.registry) == generate_latest(m.registry)
+
+
+def test_a_gzip_and_an_openmetrics_scrape(metered: ServerProcess) -> None:
+    import gzip  # noqa: PLC0415
+
+    assert metered.metrics_url is not None
+    plain = urllib.request.Request(metered.metrics_url, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(plain, timeout=10) as reply:
+        assert reply.headers["Content-Encoding"] == "gzip"
+        text = gzip.decompress(reply.read()).decode()
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert "dispatch_rpc_duration_seconds" in names
+    om = urllib.request.Request(
+        metered.metrics_url, headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    with urllib.request.urlopen(om, timeout=10) as reply:
+        assert reply.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert reply.read().decode().rstrip().endswith("# EOF")

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -23,7 +24,7 @@ from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from dispatch_core.server import Running, start
 from dispatch_core.types import Agency, Grade, UnitStatus
-from dispatch_core.views.metrics import Metrics
+from dispatch_core.views.metrics import CoverageCollector, Metrics
 from tests.apihelp import WESTMINSTER, Clock, group, rid
 
 T0_MS = 1_700_000_000_000
@@ -294,3 +295,44 @@ def test_a_cancelled_stream_is_cancelled(inproc: tuple[Running, Metrics]) -> Non
         release.set()
     _wait_for(lambda: _stream_count(metrics, "CANCELLED") == 1)
     assert _stream_count(metrics, "OK") == 0
+
+
+class _CountingCoverage(CoverageCollector):
+    """The real collector, counting the pictures it computes and on which thread."""
+
+    def __init__(self, pipeline: Pipeline, refresh_s: float) -> None:
+        super().__init__(pipeline, refresh_s=refresh_s)
+        self.computed_on: list[str] = []
+
+    def _compute(self) -> Any:
+        self.computed_on.append(threading.current_thread().name)
+        return super()._compute()
+
+
+def _westminster_ratio(collector: CoverageCollector) -> float:
+    for family in collector.collect():
+        if family.name == "dispatch_coverage_ratio":
+            for sample in family.samples:
+                if sample.labels["area"] == "Westminster":
+                    return float(sample.value)
+    raise AssertionError("no Westminster coverage sample")
+
+
+def test_a_scrape_reads_coverage_computed_in_the_background(engine: Pipeline, clock: Clock) -> None:
+    collector = _CountingCoverage(engine, refresh_s=0.2)
+    before = _westminster_ratio(collector)  # the first scrape computes, once
+    assert before == 0.0  # no unit has a position yet
+    assert collector.computed_on == [threading.current_thread().name]
+    ids = [f"U{n}" for n in range(4)]
+    engine.update_locations(
+        pb.UpdateLocationsRequest(
+            unit_ids=ids,
+            lat=[WESTMINSTER[0]] * 4,
+            lon=[WESTMINSTER[1]] * 4,
+            time_unix_ms=[clock()] * 4,
+        ).SerializeToString()
+    )
+    _wait_for(lambda: _westminster_ratio(collector) > 0.0)
+    # Every later picture came from the refresher: no scrape computed one.
+    assert len(collector.computed_on) >= 2
+    assert set(collector.computed_on[1:]) == {"coverage-metrics"}

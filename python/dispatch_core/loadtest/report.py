@@ -31,12 +31,14 @@ FELL_BEHIND_TEXT = "FELL BEHIND (its own slowness is in the figures)"
 #: Every key a scenario report has at its top level (the tests check them all).
 REPORT_KEYS = (
     "kind",
+    "valid",
     "scenario",
     "run",
     "machine",
     "server",
     "rpcs",
     "totals",
+    "cost",
     "errors_by_code",
     "unexpected_errors",
     "generator",
@@ -227,7 +229,15 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"incidents peaking at {sc['incidents_peak_per_hour']:,.0f}/simulated hour "
         f"({sc['incidents_peak_wall_per_s']:,.1f}/s wall), {sc['expected_incidents']:,.0f} "
         "expected in the run.",
-        f"- Server: {report['server']['target']} ({report['server']['how']}).",
+        f"- Server: {report['server']['target']} ({report['server']['how']}); journal: "
+        f"{report['server'].get('journal', 'n/a')}.",
+        "",
+        (
+            "**Run VALID**: the generator kept to its schedule."
+            if report.get("valid", True)
+            else "**Run INVALID**: the generator fell behind its schedule, so the figures "
+            "below measure it as much as the server."
+        ),
         "",
         "## Requests (latency in ms from the intended send time)",
         "",
@@ -269,6 +279,9 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"{_f(res['generator_cpu_pct_mean'], 0)}% (max {_f(res['generator_cpu_pct_max'], 0)}%)."
         f" Other processes on the machine: {_f(res['other_processes_cpu_pct_mean'], 0)}% of a "
         f"core on average{shared_note}",
+        f"- Cost: server CPU {_f(report['cost']['server_cpu_ms_per_1000_requests'], 1)} ms per "
+        f"1,000 requests (all RPCs of the run together), generator CPU "
+        f"{_f(report['cost']['generator_cpu_ms_per_1000_requests'], 1)} ms per 1,000.",
         "",
         "## Dispatch outcomes",
         "",

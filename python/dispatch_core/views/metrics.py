@@ -57,6 +57,7 @@ from dispatch_core.durability.journal.base import GroupCommitJournal
 from dispatch_core.durability.observer import Observer
 from dispatch_core.durability.pipeline import Pipeline
 from dispatch_core.types import Agency, Grade, UnitStatus
+from dispatch_core.views.exposition import wsgi_app
 from dispatch_core.views.picture import CoverageSpec, Picture, compute_picture
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,8 @@ class Metrics:
     def serve_http(self, host: str, port: int) -> MetricsServer:
         """Serves /metrics on host:port (0 picks a free port); raises OSError if it cannot."""
         httpd, thread = start_http_server(port, addr=host, registry=self.registry)
+        # prometheus_client's server (sockets, threads, TLS) with our cheaper rendering.
+        httpd.set_app(wsgi_app(self.registry))
         return MetricsServer(httpd, thread, host, int(httpd.server_port))
 
 
@@ -398,9 +401,10 @@ class CoverageCollector(Collector):
     """Coverage of each area for the default question (an AVAILABLE police IRV within the
     I-grade target), as `dispatch_coverage_ratio{area,kind}`.
 
-    The picture takes tens of milliseconds at 100k units, so it is recomputed at most every
-    `refresh_s` and scrapes in between reuse it: coverage moves with the fleet over minutes,
-    and a scrape must stay cheap.
+    The picture takes tens of milliseconds at 100k units, more under load, so a scrape
+    never computes it: a background thread, started by the first scrape, recomputes it
+    every `refresh_s` and scrapes read the newest. Coverage moves with the fleet over
+    minutes, and a scrape must stay cheap.
     """
 
     def __init__(
@@ -410,7 +414,8 @@ class CoverageCollector(Collector):
         self._spec = spec or CoverageSpec()
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
-        self._cached: tuple[float, Picture] | None = None
+        self._latest: Picture | None = None
+        self._refresher: threading.Thread | None = None
         types = "+".join(self._spec.unit_types) or "any"
         self.kind = f"{types}_{self._spec.target_seconds / 60:g}min"
 
@@ -420,14 +425,34 @@ class CoverageCollector(Collector):
             GaugeMetricFamily("dispatch_picture_compute_seconds", _PICTURE_HELP),
         ]
 
+    def _compute(self) -> Picture:
+        pipeline = self._pipeline
+        return compute_picture(pipeline.core, self._spec, pipeline.now_ms())
+
+    def _refresh(self) -> None:
+        while True:
+            time.sleep(self._refresh_s)
+            try:
+                picture = self._compute()
+            except Exception:
+                # The server is stopping (the core closed under us), or a bug: the last
+                # picture stays and the log says why it is not refreshed.
+                log.exception("coverage picture for metrics not refreshed")
+                return
+            self._latest = picture  # one reference swap: scrapes never see a half picture
+
     def _picture(self) -> Picture:
-        with self._lock:
-            now = time.monotonic()
-            if self._cached is None or now - self._cached[0] >= self._refresh_s:
-                pipeline = self._pipeline
-                picture = compute_picture(pipeline.core, self._spec, pipeline.now_ms())
-                self._cached = (now, picture)
-            return self._cached[1]
+        latest = self._latest
+        if latest is not None:
+            return latest
+        with self._lock:  # the first scrape computes once and starts the refresher
+            if self._latest is None:
+                self._latest = self._compute()
+                self._refresher = threading.Thread(
+                    target=self._refresh, name="coverage-metrics", daemon=True
+                )
+                self._refresher.start()
+            return self._latest
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         picture = self._picture()
