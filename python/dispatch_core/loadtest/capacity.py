@@ -44,6 +44,7 @@ from dispatch_core.loadtest.procs import machine_jiffies, proc_cpu_s
 from dispatch_core.loadtest.seeding import K, recommend_requests
 from dispatch_core.loadtest.target import CHANNEL_OPTIONS, Target
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
+from dispatch_core.security.client import ClientCredentials
 from dispatch_core.service.servicer import SERVICE_NAME
 from dispatch_core.synthetic.fleet import incident_points
 from dispatch_core.types import Agency, Grade
@@ -119,9 +120,17 @@ class _Worker:
     """A generator process's state: its channel, its units, one open loop per step."""
 
     def __init__(
-        self, target: str, *, part: int, unit_ids: list[str], lat: Any, lon: Any, prefix: str
+        self,
+        target: str,
+        *,
+        part: int,
+        unit_ids: list[str],
+        lat: Any,
+        lon: Any,
+        prefix: str,
+        creds: ClientCredentials,
     ) -> None:
-        self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.channel = creds.channel(target, options=CHANNEL_OPTIONS)
         self.part = part
         self.unit_ids = unit_ids
         self.lat, self.lon = lat, lon
@@ -265,7 +274,15 @@ class Workers:
     """Python generator processes, each with its slice of the units, fed one step at a time."""
 
     def __init__(
-        self, target: str, n: int, *, unit_ids: list[str], lat: Any, lon: Any, prefix: str
+        self,
+        target: str,
+        n: int,
+        *,
+        unit_ids: list[str],
+        lat: Any,
+        lon: Any,
+        prefix: str,
+        creds: ClientCredentials,
     ) -> None:
         ctx = mp.get_context("spawn")  # grpc does not survive fork() with live channels
         self.procs: list[Any] = []
@@ -282,6 +299,7 @@ class Workers:
                     "lat": np.asarray(lat)[mine],
                     "lon": np.asarray(lon)[mine],
                     "prefix": prefix,
+                    "creds": creds,
                 },
                 name=f"capacity-worker-{part}",
                 daemon=True,
@@ -429,7 +447,9 @@ class Search:
         self.limit_ms = limit_ms
         self.out = out
         self.max_steps = max_steps
-        self.h2load = h2load.find() if use_h2load else None
+        # h2load presents no client certificate: against mutual TLS, Python does the reads.
+        mtls = target.creds.cert is not None
+        self.h2load = h2load.find() if use_h2load and not mtls else None
         self.workdir = workdir
         av = np.asarray(available)
         self.workers = Workers(
@@ -439,6 +459,7 @@ class Search:
             lat=np.asarray(lat)[av],
             lon=np.asarray(lon)[av],
             prefix=prefix,
+            creds=target.creds,
         )
         self.steps_run = 0
 
@@ -493,6 +514,8 @@ class Search:
                 seconds=self.step_s,
                 rate_per_s=rate,
                 workdir=self.workdir,
+                tls=self.target.creds.ca is not None,
+                token=self.target.creds.token,
             )
             return {
                 "offered_per_s": rate,

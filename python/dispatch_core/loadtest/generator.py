@@ -49,6 +49,7 @@ from dispatch_core.loadtest.scenario import TARGET_S, IncidentKind, Scenario
 from dispatch_core.loadtest.seeding import namespaced, seed_server
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
+from dispatch_core.security.client import ClientCredentials
 from dispatch_core.synthetic.fleet import Fleet, boroughs, incident_points, make_fleet
 from dispatch_core.types import Grade, UnitStatus
 
@@ -1050,11 +1051,12 @@ def _worker(
     start_ns: int,
     shared: Any,
     unit_prefix: str,
+    creds: ClientCredentials,
 ) -> None:
     """One generator process: its part of the schedule, results sent back whole."""
     import gc  # noqa: PLC0415
 
-    channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+    channel = creds.channel(target, options=CHANNEL_OPTIONS)
     runner = ScenarioRun(
         sc,
         channel,
@@ -1103,6 +1105,7 @@ def run_parallel(
     server_pid: int | None,
     run_tag: str,
     unit_prefix: str = "",
+    creds: ClientCredentials | None = None,
     out: TextIO | None = sys.stderr,
 ) -> ParallelResult:
     """The scenario split over `workers` spawned processes sharing one t = 0.
@@ -1133,6 +1136,7 @@ def run_parallel(
                 "start_ns": start_ns,
                 "shared": shared,
                 "unit_prefix": unit_prefix,
+                "creds": creds or ClientCredentials(),
             },
             name=f"loadtest-worker-{part}",
             daemon=True,

@@ -1,5 +1,8 @@
 """h2load (Debian's nghttp2-client), the C HTTP/2 generator capacity mode uses for reads.
 
+It cannot present a client certificate, so against a mutual-TLS server capacity mode
+uses the Python generator for reads too (server TLS and bearer tokens work).
+
 One Python process cannot offer more than a few thousand gRPC calls a second on a small
 machine; h2load sends the same frames for a fraction of the CPU, so the figure it finds is
 the server's. It repeats one request body and only sees HTTP status (a gRPC error is HTTP
@@ -64,6 +67,8 @@ def run(
     rate_per_s: float | None,
     workdir: Path,
     warm_up_s: float = 1.0,
+    tls: bool = False,
+    token: str | None = None,
 ) -> H2Result:
     """`rpc` with `body` for `seconds`: at `rate_per_s`, or as fast as answered when None."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -93,7 +98,11 @@ def run(
     ]
     if rate_per_s is not None:
         args += ["--rps", f"{rate_per_s / CLIENTS:.3f}"]
-    args.append(f"http://{target}/{SERVICE_NAME}/{rpc}")
+    if token:
+        args += ["-H", f"authorization: Bearer {token}"]
+    # Over TLS h2load does not verify the server's certificate: it measures, it does not
+    # trust anything it is told.
+    args.append(f"{'https' if tls else 'http'}://{target}/{SERVICE_NAME}/{rpc}")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(args, capture_output=True, text=True, check=False)

@@ -61,6 +61,7 @@ from dispatch_core.loadtest.seeding import (
 from dispatch_core.loadtest.target import Target, TargetError
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
+from dispatch_core.security.client import ClientCredentials
 from dispatch_core.synthetic.fleet import Fleet, make_fleet
 from dispatch_core.types import UnitStatus
 
@@ -92,6 +93,9 @@ def _target(args: argparse.Namespace, tmp: Path) -> Target:
         workdir=tmp,
         server_pid=args.server_pid,
         metrics_url=args.metrics_url,
+        creds=ClientCredentials(
+            ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key, token=args.token
+        ),
     )
 
 
@@ -198,6 +202,7 @@ def run_scenario(args: argparse.Namespace) -> tuple[Path, bool]:
                     server_pid=target.pid,
                     run_tag=run_id,
                     unit_prefix=prefix,
+                    creds=target.creds,
                     out=progress,
                 )
                 loop, samples, flows, run = par.loop, par.samples, par.flows, par.run
@@ -423,6 +428,10 @@ def parser() -> argparse.ArgumentParser:
         help="the target's /metrics URL: its CPU and gRPC error codes come from there",
     )
     p.add_argument("--server-pid", type=int, default=None, help="a local target's pid (CPU/RSS)")
+    p.add_argument("--tls-ca", type=Path, default=None, help="the target's CA: connect with TLS")
+    p.add_argument("--tls-cert", type=Path, default=None, help="client certificate (mutual TLS)")
+    p.add_argument("--tls-key", type=Path, default=None, help="its private key")
+    p.add_argument("--token", default=None, help="a bearer JWT sent with every call")
     p.add_argument(
         "--journal",
         default="sqlite",
@@ -482,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         out, valid = run_capacity(args) if args.capacity else run_scenario(args)
-    except (ScenarioError, TargetError) as exc:
+    except (ScenarioError, TargetError, ValueError, OSError) as exc:
         print(f"dispatch-core loadtest: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dispatch_core.loadtest.server import LoadtestServer
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
+from dispatch_core.security.client import ClientCredentials
 from dispatch_core.service.servicer import SERVICE_NAME
 
 CHANNEL_OPTIONS = [
@@ -85,9 +87,17 @@ def preflight(channel: grpc.Channel, target: str) -> None:
         raise TargetError(f"{target} is not serving ({SERVICE_NAME} health: {status})")
 
 
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a Prometheus text endpoint, keyed by (name, sorted labels)."""
-    with urllib.request.urlopen(url, timeout=10) as reply:
+def scrape(
+    url: str, creds: ClientCredentials | None = None
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text endpoint, keyed by (name, sorted labels); over
+    TLS with the run's CA and client certificate when the URL is https."""
+    context = None
+    if url.startswith("https:") and creds is not None:
+        context = ssl.create_default_context(cafile=str(creds.ca) if creds.ca is not None else None)
+        if creds.cert is not None and creds.key is not None:
+            context.load_cert_chain(str(creds.cert), str(creds.key))
+    with urllib.request.urlopen(url, timeout=10, context=context) as reply:
         text = reply.read().decode("utf-8")
     out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for family in text_string_to_metric_families(text):
@@ -108,8 +118,11 @@ class Target:
         workdir: Path,
         server_pid: int | None = None,
         metrics_url: str | None = None,
+        creds: ClientCredentials | None = None,
     ) -> None:
         self.server: LoadtestServer | None = None
+        # --tls-ca/--tls-cert/--tls-key/--token: the run's identity towards a secured server.
+        self.creds = creds or ClientCredentials()
         self.metrics_url = metrics_url
         if target:
             host, _ = split_target(target)
@@ -135,7 +148,7 @@ class Target:
                 f"started here: dispatch-core serve {' '.join(self.server.command_flags)}, "
                 f"temporary data dir, pid {self.server.pid}"
             )
-        self.channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+        self.channel = self.creds.channel(self.target, options=CHANNEL_OPTIONS)
         try:
             if self.server is not None:
                 self.server.wait_serving(self.channel)
@@ -151,7 +164,7 @@ class Target:
         if self.metrics_url is None:
             return None
         try:
-            return scrape(self.metrics_url)
+            return scrape(self.metrics_url, self.creds)
         except (OSError, urllib.error.URLError, ValueError):
             return None
 
