@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 
 _LISTENING = re.compile(r"listening on [^\s:]+:(\d+)")
-_METRICS_AT = re.compile(r"metrics served at (http://\S+/metrics)")
+_METRICS_AT = re.compile(r"metrics served at (https?://\S+/metrics)")
 STARTUP_TIMEOUT_S = 60.0
 
 
@@ -80,17 +80,24 @@ def serve_command(port: int, data_dir: Path, *, metrics_port: int = -1) -> list[
     ]
 
 
-def start_server(workdir: Path, *, metrics_port: int = -1) -> ServerProcess:
+def start_server(
+    workdir: Path,
+    *,
+    metrics_port: int = -1,
+    extra_args: Sequence[str] = (),
+    credentials: grpc.ChannelCredentials | None = None,
+) -> ServerProcess:
     """Starts a server and returns once it answers health checks as SERVING.
 
     With `metrics_port` >= 0 (0: a free port) it also serves /metrics, read back from the
-    log into `metrics_url`.
+    log into `metrics_url`. `extra_args` go after the serve flags (TLS, policy); a TLS
+    server's health is polled over a channel with `credentials`.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            serve_command(0, workdir / "data", metrics_port=metrics_port),
+            [*serve_command(0, workdir / "data", metrics_port=metrics_port), *extra_args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -125,16 +132,26 @@ def start_server(workdir: Path, *, metrics_port: int = -1) -> ServerProcess:
             else:
                 time.sleep(0.05)
     server = ServerProcess(process, port, log_path, metrics_url)
-    if not wait_serving(server.target, process, deadline):
+    if not wait_serving(server.target, process, deadline, credentials):
         server.stop()
         raise RuntimeError(f"server never became SERVING:\n{server.log()}")
     return server
 
 
-def wait_serving(target: str, process: subprocess.Popen[bytes], deadline: float) -> bool:
+def wait_serving(
+    target: str,
+    process: subprocess.Popen[bytes],
+    deadline: float,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> bool:
     """Polls grpc.health.v1 at `target` until SERVING (True), or until the process exits or
     the monotonic `deadline` passes (False)."""
-    with grpc.insecure_channel(target) as channel:
+    opened = (
+        grpc.secure_channel(target, credentials)
+        if credentials is not None
+        else grpc.insecure_channel(target)
+    )
+    with opened as channel:
         health = health_pb2_grpc.HealthStub(channel)
         while True:
             try:

@@ -3,7 +3,9 @@
 dispatch-core serve [--host H] [--port P] [--data-dir D] [--metrics-port M]
     [--journal sqlite|memory|postgresql://...] [--synchronous FULL|NORMAL|OFF]
 dispatch-core replay [--data-dir D] [--journal ...] [--after N]
-dispatch-core demo [--target HOST:PORT]
+dispatch-core demo [--target HOST:PORT] [--tls-ca F --tls-cert F --tls-key F | --token T]
+dispatch-core certs --out DIR
+dispatch-core audit [--data-dir D] [--journal ...] [--principal P] [--incident I] [--since T]
 dispatch-core loadtest [--scenario NAME] [--duration S] [--scale F] [--target HOST:PORT] ...
 """
 
@@ -30,6 +32,8 @@ from dispatch_core.durability.snapshotter import (
     DEFAULT_SNAPSHOT_EVERY,
     DEFAULT_SNAPSHOT_INTERVAL_S,
 )
+from dispatch_core.security.client import ClientCredentials
+from dispatch_core.security.tls import DEFAULT_LOCAL_ROLE, SecurityConfig
 from dispatch_core.server import (
     DEFAULT_SHUTDOWN_DELAY_S,
     DEFAULT_TICK_INTERVAL_S,
@@ -161,6 +165,96 @@ def _add_journal_args(parser: argparse.ArgumentParser) -> None:
         choices=("FULL", "NORMAL", "OFF"),
         help="sync policy: FULL survives power loss; NORMAL survives a process crash only "
         "(SQLite); OFF is for baselines (env DISPATCH_SYNCHRONOUS; default FULL)",
+    )
+
+
+def _add_security_args(serve: argparse.ArgumentParser) -> None:
+    """The serve flags of transport security and authentication (README, "Security")."""
+
+    def path(name: str) -> Path | None:
+        raw = os.environ.get(name)
+        return Path(raw) if raw else None
+
+    serve.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=path("DISPATCH_TLS_CERT"),
+        help="server certificate (PEM, chain allowed) for TLS on gRPC and /metrics "
+        "(env DISPATCH_TLS_CERT)",
+    )
+    serve.add_argument(
+        "--tls-key", type=Path, default=path("DISPATCH_TLS_KEY"), help="its private key (PEM)"
+    )
+    serve.add_argument(
+        "--client-ca",
+        type=Path,
+        default=path("DISPATCH_CLIENT_CA"),
+        help="mutual TLS: clients must present a certificate signed by this CA; the "
+        "principal is its URI SAN or CN (env DISPATCH_CLIENT_CA)",
+    )
+    serve.add_argument(
+        "--jwks",
+        type=Path,
+        default=path("DISPATCH_JWKS"),
+        help="JWKS file: accept 'authorization: Bearer <JWT>' signed by its keys; the "
+        "principal is the token's sub (env DISPATCH_JWKS)",
+    )
+    serve.add_argument(
+        "--jwt-audience",
+        default=os.environ.get("DISPATCH_JWT_AUDIENCE"),
+        help="the aud bearer tokens must carry (env DISPATCH_JWT_AUDIENCE)",
+    )
+    serve.add_argument(
+        "--policy",
+        type=Path,
+        default=path("DISPATCH_POLICY"),
+        help="TOML policy: principals to roles, roles to RPCs and rate limits (env "
+        "DISPATCH_POLICY; default: the shipped policy, README 'Security')",
+    )
+    serve.add_argument(
+        "--local-role",
+        default=os.environ.get("DISPATCH_LOCAL_ROLE", DEFAULT_LOCAL_ROLE),
+        help="development only: the role of every caller of a plaintext server without "
+        f"--jwks, all named 'local' (env DISPATCH_LOCAL_ROLE; default {DEFAULT_LOCAL_ROLE})",
+    )
+    serve.add_argument(
+        "--audit-trail",
+        default="on",
+        choices=("on", "off"),
+        help="record every RPC in the audit table beside the journal (default on; off is for "
+        "benchmarks measuring what it costs)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=os.environ.get("DISPATCH_INSECURE", "") == "1",
+        help="allow plaintext on a non-loopback --host: unencrypted and, without --jwks, "
+        "unauthenticated; logged loudly and exported as dispatch_insecure_transport 1",
+    )
+
+
+def add_client_tls_args(parser: argparse.ArgumentParser) -> None:
+    """A client's credentials for a secured server (demo; the load test has its own)."""
+    parser.add_argument("--tls-ca", type=Path, help="CA that signed the server's certificate")
+    parser.add_argument("--tls-cert", type=Path, help="client certificate (mutual TLS)")
+    parser.add_argument("--tls-key", type=Path, help="its private key")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("DISPATCH_TOKEN"),
+        help="bearer JWT sent as 'authorization: Bearer ...' (env DISPATCH_TOKEN)",
+    )
+
+
+def _security_config(args: argparse.Namespace) -> SecurityConfig:
+    return SecurityConfig(
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        client_ca=args.client_ca,
+        insecure=args.insecure,
+        jwks=args.jwks,
+        jwt_audience=args.jwt_audience,
+        local_role=args.local_role,
+        policy=args.policy,
     )
 
 
@@ -297,6 +391,37 @@ def _parser() -> argparse.ArgumentParser:
         f"metrics (env DISPATCH_METRICS_PORT; default {DEFAULT_METRICS_PORT})",
     )
 
+    _add_security_args(serve)
+
+    certs = sub.add_parser(
+        "certs",
+        help="make development certificates: a CA, a server and one client per role",
+        description="Write a development CA (ca.crt, ca.key), a server certificate for "
+        "localhost/127.0.0.1 (server.crt, server.key) and a client certificate per role "
+        "(<role>.crt, <role>.key; principal dev-<role>) into --out. Development and tests "
+        "only: the CA key is written unencrypted beside them.",
+    )
+    _add_logging_args(certs, defaults=False)
+    certs.add_argument("--out", type=Path, required=True, help="directory to write into")
+
+    audit = sub.add_parser(
+        "audit",
+        help="print the audit trail: every RPC with its principal, outcome and resources",
+        description="Print audit records (oldest first) from the audit table beside the "
+        "journal: time, principal, roles, method, code, incidents, units, location count, "
+        "justification, request_id, peer. Opens it read-only: runs beside a live server.",
+    )
+    _add_logging_args(audit, defaults=False)
+    _add_journal_args(audit)
+    audit.add_argument("--principal", default="", help="only calls by this principal")
+    audit.add_argument("--incident", default="", help="only calls naming this incident")
+    audit.add_argument("--unit", default="", help="only calls naming this unit")
+    audit.add_argument(
+        "--since", default=None, help="only calls at or after this time (ISO 8601, UTC if no zone)"
+    )
+    audit.add_argument("--until", default=None, help="only calls before this time (ISO 8601)")
+    audit.add_argument("--limit", type=_count, default=1000, help="records at most (default 1000)")
+
     replay = sub.add_parser(
         "replay",
         help="print a journal and the state it rebuilds",
@@ -320,6 +445,7 @@ def _parser() -> argparse.ArgumentParser:
         help="server address (env DISPATCH_TARGET; default %(default)s)",
     )
     _add_logging_args(demo, defaults=False)
+    add_client_tls_args(demo)
     demo.add_argument("--units", type=int, default=400, help="fleet size (default 400)")
     demo.add_argument("--seed", type=int, default=7, help="fleet layout seed (default 7)")
 
@@ -389,6 +515,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 tick_interval_s=args.tick_interval,
                 access_log=args.access_log,
                 shutdown_delay_s=args.shutdown_delay,
+                security=_security_config(args),
+                audit_trail=args.audit_trail == "on",
             )
         except PortInUseError as exc:
             return _refuse(exc, EXIT_USAGE)
@@ -404,7 +532,24 @@ def _main(argv: Sequence[str] | None) -> int:
             return _refuse(exc, exc.exit_code)
     if args.command == "loadtest":
         return _run_loadtest(args.loadtest_args)
-    return run_demo(args.target, n_units=args.units, seed=args.seed)
+    if args.command == "audit":
+        from dispatch_core.security.audit_cli import run_audit  # noqa: PLC0415
+
+        check_journal_spec(args.journal)
+        return run_audit(args, sys.stdout)
+    if args.command == "certs":
+        from dispatch_core.security.certs import write_dev_certs  # noqa: PLC0415
+        from dispatch_core.security.policy import ROLES  # noqa: PLC0415
+
+        for written in write_dev_certs(args.out, ROLES):
+            print(written)
+        return 0
+    return run_demo(
+        args.target,
+        n_units=args.units,
+        seed=args.seed,
+        credentials=ClientCredentials(args.tls_ca, args.tls_cert, args.tls_key, args.token),
+    )
 
 
 if __name__ == "__main__":

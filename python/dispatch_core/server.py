@@ -18,6 +18,7 @@ from types import FrameType
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import Gauge
 
 from dispatch_core._core import (
     DEFAULT_CLOSED_RETENTION_COUNT,
@@ -27,12 +28,20 @@ from dispatch_core._core import (
     DispatchCore,
 )
 from dispatch_core.durability.journal import Journal
+from dispatch_core.durability.journal.audit import (
+    AuditStore,
+    MemoryAuditStore,
+    open_audit_store,
+)
 from dispatch_core.durability.pipeline import Pipeline
 from dispatch_core.durability.recovery import JournalConfig, open_pipeline
 from dispatch_core.durability.snapshotter import Snapshotter
+from dispatch_core.security.audit import AuditTrail
+from dispatch_core.security.tls import SecurityConfig
 from dispatch_core.service.admission import DEFAULT_LIMIT, Admission
 from dispatch_core.service.interceptor import AccessLog, CallInterceptor
 from dispatch_core.service.servicer import SERVICE_NAME, DispatchServicer
+from dispatch_core.service.sizes import MAX_REQUEST_BYTES, InFlight
 from dispatch_core.startup import (
     EXIT_JOURNAL_FATAL,
     EXIT_OK,
@@ -44,8 +53,8 @@ from dispatch_core.views.metrics import Metrics, MetricsServer
 
 log = logging.getLogger(__name__)
 
-#: Largest message either way. A 100,000-ping location batch is about 3 MiB; the headroom
-#: is for batch recommendations with many groups.
+#: Largest response. A picture with every uncovered cell of London, or a page of
+#: recommendations for 1,000 incidents, stays well below it.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 #: RPCs admitted at once (running or queued) before new ones are answered
@@ -61,7 +70,9 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     # Without this a second server on the same port would silently share it and receive
     # half the traffic; refusing to start is the only safe answer.
     ("grpc.so_reuseport", 0),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # The largest request any RPC takes; each RPC's own, smaller limit and the bound on
+    # request bytes in flight are checked by the interceptor (`service/sizes.py`).
+    ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     # Find dead clients (a console that lost its network) within a minute.
     ("grpc.keepalive_time_ms", 30_000),
@@ -146,6 +157,7 @@ class Running:
     snapshotter: Snapshotter | None = None
     ticker: Ticker | None = None
     admission: Admission | None = None
+    audit: AuditTrail | None = None
 
     def stop(
         self, grace_s: float, delay_s: float = 0.0, cut_short: threading.Event | None = None
@@ -164,6 +176,9 @@ class Running:
         self.server.stop(grace_s).wait()
         if self.ticker is not None:
             self.ticker.stop()
+        # Every call has ended: its record is written before the journal closes.
+        if self.audit is not None:
+            self.audit.close()
         # No RPC runs any more: the final snapshot holds everything acknowledged, so the
         # next start replays nothing. Not after a journal failure: nothing more is written.
         if self.snapshotter is not None:
@@ -187,6 +202,8 @@ def start(
     access_log: str = "off",
     max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
     metrics_server: MetricsServer | None = None,
+    security: SecurityConfig | None = None,
+    audit_trail: bool = True,
 ) -> Running:
     """Builds, binds and starts the server; raises PortInUseError if it cannot bind.
 
@@ -200,6 +217,10 @@ def start(
     already started `metrics_server` is stopped with the server). `access_log` is off,
     errors or all; beyond `max_concurrent_rpcs` admitted calls, new ones are refused with
     RESOURCE_EXHAUSTED (counted and logged like any call).
+
+    With `security` (checked already: `SecurityConfig.check`), the server listens with TLS
+    when it says so and every call is authenticated and authorized by its policy before
+    its handler runs; without, it listens in plaintext and checks nobody (in-process tests).
     """
     if not isinstance(journal, JournalConfig) or journal.spec == "sqlite":
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -218,8 +239,35 @@ def start(
         pipeline = Pipeline(state)
     if metrics is not None:
         metrics.watch(pipeline)
+    # The trail beside the journal, opened once the journal is ours (its lock taken).
+    audit: AuditTrail | None = None
+    if audit_trail:
+        if isinstance(journal, JournalConfig):
+            try:
+                store: AuditStore = open_audit_store(journal.spec, data_dir, journal.name)
+            except BaseException:
+                pipeline.journal.close()
+                raise
+        else:
+            store = MemoryAuditStore()
+        audit = AuditTrail(store)
+        if metrics is not None:
+            trail = audit
+            Gauge(
+                "dispatch_audit_records_lost",
+                "Audit records dropped (queue full) or not written (store error) since start;"
+                " anything above 0 deserves an alert",
+                registry=metrics.registry,
+            ).set_function(lambda: trail.dropped + trail.failed)
     admission = Admission(max_concurrent_rpcs)
-    interceptor = CallInterceptor(metrics, admission=admission, access=AccessLog(access_log))
+    interceptor = CallInterceptor(
+        metrics,
+        admission=admission,
+        access=AccessLog(access_log),
+        authenticator=security.authenticator() if security is not None else None,
+        in_flight=InFlight(),
+        audit=audit,
+    )
     server = grpc.server(
         # No maximum_concurrent_rpcs: grpcio's limit refuses before any interceptor runs,
         # invisible to metrics and logs; admission does the same job where it is seen.
@@ -227,7 +275,7 @@ def start(
         options=SERVER_OPTIONS,
         interceptors=[interceptor],
     )
-    server.add_generic_rpc_handlers((DispatchServicer(pipeline).handler(),))
+    server.add_generic_rpc_handlers((DispatchServicer(pipeline, audit).handler(),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -235,14 +283,21 @@ def start(
     )
     address = f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if security is not None and security.tls:
+            bound = server.add_secure_port(address, security.server_credentials())
+        else:
+            bound = server.add_insecure_port(address)
     except RuntimeError as exc:
         # grpcio raises here in some versions and returns 0 in others.
+        if audit is not None:
+            audit.close()
         pipeline.journal.close()
         if metrics_server is not None:
             metrics_server.stop()
         raise PortInUseError(f"cannot listen on {address}: {exc}") from exc
     if bound == 0:
+        if audit is not None:
+            audit.close()
         pipeline.journal.close()
         if metrics_server is not None:
             metrics_server.stop()
@@ -253,7 +308,10 @@ def start(
     ticker = Ticker(pipeline, tick_interval_s).start()
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    log.info("dispatch-core listening on %s:%d (data dir %s)", host, bound, data_dir)
+    transport = "TLS" if security is not None and security.tls else "plaintext"
+    if security is not None and security.client_ca is not None:
+        transport = "mutual TLS"
+    log.info("dispatch-core listening on %s:%d (%s; data dir %s)", host, bound, transport, data_dir)
     return Running(
         server,
         health_servicer,
@@ -264,6 +322,23 @@ def start(
         snapshotter=snapshotter,
         ticker=ticker,
         admission=admission,
+        audit=audit,
+    )
+
+
+def _serve_metrics(
+    metrics: Metrics, host: str, port: int, security: SecurityConfig
+) -> MetricsServer:
+    """/metrics under the same rule as gRPC: with its certificate (and client CA) when the
+    server has TLS, else plaintext (loopback, or --insecure, checked already)."""
+    if not security.tls:
+        return metrics.serve_http(host, port)
+    return metrics.serve_http(
+        host,
+        port,
+        certfile=str(security.tls_cert),
+        keyfile=str(security.tls_key),
+        client_cafile=str(security.client_ca) if security.client_ca is not None else None,
     )
 
 
@@ -279,6 +354,8 @@ def serve(
     tick_interval_s: float = DEFAULT_TICK_INTERVAL_S,
     access_log: str = "off",
     shutdown_delay_s: float = DEFAULT_SHUTDOWN_DELAY_S,
+    security: SecurityConfig | None = None,
+    audit_trail: bool = True,
 ) -> int:
     """Runs until SIGTERM or SIGINT; returns the process exit code.
 
@@ -294,6 +371,8 @@ def serve(
     """
     if journal is None:
         journal = JournalConfig(data_dir=data_dir)
+    security = security if security is not None else SecurityConfig()
+    security.check(host)
     check_journal_spec(journal.spec)
     if journal.spec == "sqlite":
         check_data_dir(data_dir)
@@ -302,10 +381,27 @@ def serve(
         check_port_free(host, metrics_port, "serve metrics on", "--metrics-port")
     metrics: Metrics | None = None
     metrics_server: MetricsServer | None = None
+    if not audit_trail:
+        log.warning("no audit trail (--audit-trail off): for benchmarks only")
+    insecure = security.insecure_transport(host)
+    if insecure:
+        log.warning(
+            "INSECURE: serving plaintext on %s, which is not loopback (--insecure): calls are"
+            " neither encrypted nor authenticated; every caller is %r with role %r",
+            host,
+            "local" if security.jwks is None else "its bearer token's subject",
+            security.local_role,
+        )
     if metrics_port >= 0:
         metrics = Metrics()
+        Gauge(
+            "dispatch_insecure_transport",
+            "1 when gRPC and /metrics are served in plaintext on a non-loopback address"
+            " (--insecure), else 0",
+            registry=metrics.registry,
+        ).set(1 if insecure else 0)
         try:
-            metrics_server = metrics.serve_http(host, metrics_port)
+            metrics_server = _serve_metrics(metrics, host, metrics_port, security)
         except OSError as exc:
             # A server that silently runs without the metrics its alerts depend on is worse
             # than one that refuses to start.
@@ -323,6 +419,8 @@ def serve(
             tick_interval_s=tick_interval_s,
             access_log=access_log,
             metrics_server=metrics_server,
+            security=security,
+            audit_trail=audit_trail,
         )
     except BaseException:
         if metrics_server is not None:

@@ -11,21 +11,82 @@ whether or not the handler itself ran (grpcio skips it for a call cancelled whil
 `executor()` is the server's thread pool, and it gives the slot back when that task ends.
 So the count is "admitted and not finished", queued calls included, as grpcio's was.
 
-Priorities (the security issue): `admit` is the one place that decides. It gets the
-method and the call's metadata; a priority scheme would keep a reserve of slots for
-privileged callers or methods here, and nothing else would change.
+Priorities: `admit` is the one place that decides who is shed first when the server
+fills. Each method has a priority (`PRIORITY`): bulk work (lists, pictures, event
+streams, location batches, batch recommendations) is admitted only while under 3/4 of
+the limit, ordinary calls under 7/8, and the calls an IMMEDIATE dispatch is made of
+(CreateIncident, RecommendUnits, AssignUnits) up to the whole limit. The grade is in the
+request, which has not been read when a call is admitted, so priority goes by method: a
+dispatch call of any grade is never shed to make room for bulk work, and the last
+eighth of the server is theirs alone. (With a limit under 8 there is no reserve.)
+
+Rate limits: `RateLimits` keeps a token bucket per principal, sized by the policy
+(`security/policy.py`: each role's `rate` and `burst`); the interceptor asks it once the
+caller is known. Every refusal here is RESOURCE_EXHAUSTED with a google.rpc.RetryInfo
+saying when to retry (`overloaded`).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from typing import Any
 
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
 #: RPCs admitted at once (running or queued for a worker) before new ones are refused with
 #: RESOURCE_EXHAUSTED: overload is refused cleanly rather than queued without bound.
 DEFAULT_LIMIT = 512
+
+#: Seconds a client refused for bytes in flight is told to wait (google.rpc.RetryInfo).
+IN_FLIGHT_RETRY_S = 0.05
+#: ...and one refused admission: about how long a slot takes to come free under load.
+ADMISSION_RETRY_S = 0.1
+
+#: Priorities: lower is shed first.
+BULK, NORMAL, DISPATCH = 0, 1, 2
+#: By method name; any other method (health, reflection, the rest of dispatch.v1) is
+#: NORMAL.
+PRIORITY: dict[str, int] = {
+    **{
+        f"/dispatch.v1.DispatchService/{name}": DISPATCH
+        for name in ("CreateIncident", "RecommendUnits", "AssignUnits")
+    },
+    **{
+        f"/dispatch.v1.DispatchService/{name}": BULK
+        for name in (
+            "ListUnits",
+            "ListIncidents",
+            "GetOperatingPicture",
+            "WatchOperatingPicture",
+            "WatchEvents",
+            "UpdateLocations",
+            "StreamLocations",
+            "BatchRecommendUnits",
+            "QueryAudit",
+        )
+    },
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": BULK,
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": BULK,
+}
+
+
+def overloaded(message: str, retry_s: float) -> grpc.Status:
+    """RESOURCE_EXHAUSTED with the delay after which a retry is worth making, as
+    google.rpc.RetryInfo in the status details (what gRPC clients' retry policies and
+    `grpc_status.rpc_status.from_call` read)."""
+    info = error_details_pb2.RetryInfo()
+    info.retry_delay.FromNanoseconds(max(1, round(retry_s * 1e9)))
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    return rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message, details=[detail])
+    )
 
 
 class Admission:
@@ -35,6 +96,8 @@ class Admission:
         if limit < 1:
             raise ValueError(f"admission limit must be >= 1, not {limit}")
         self.limit = limit
+        #: Admitted calls beyond which each priority is refused.
+        self.ceilings = {BULK: limit - limit // 4, NORMAL: limit - limit // 8, DISPATCH: limit}
         self._admitted = 0
         self._lock = threading.Lock()
 
@@ -44,12 +107,13 @@ class Admission:
         return self._admitted
 
     def admit(self, method: str, metadata: Sequence[tuple[str, Any]] | None = None) -> bool:
-        """Takes a slot for a call of `method` (True), or refuses it (False).
+        """Takes a slot for a call of `method` (True), or refuses it (False) when the
+        server holds as many calls as `method`'s priority may find there.
 
-        `metadata` is unused until calls have priorities; it is passed so that the
-        decision can use it without changing the callers."""
+        `metadata` is unused: priority goes by method (see the module's docstring)."""
+        ceiling = self.ceilings[PRIORITY.get(method, NORMAL)]
         with self._lock:
-            if self._admitted >= self.limit:
+            if self._admitted >= ceiling:
                 return False
             self._admitted += 1
             return True
@@ -62,6 +126,40 @@ class Admission:
         """The server's worker pool: each task grpcio submits is one admitted call, and
         its slot is released when the task ends."""
         return _ReleasingExecutor(self, max_workers=max_workers, thread_name_prefix="rpc")
+
+
+class RateLimits:
+    """A token bucket per principal: `rate` calls a second on average, `burst` at once,
+    both from the policy's roles (the `Grant`)."""
+
+    #: Principals remembered at most; beyond, the bucket idle longest is forgotten (a full
+    #: bucket, so forgetting it grants nothing it would not have).
+    MAX_PRINCIPALS = 100_000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, principal: str, rate: float, burst: float) -> float:
+        """Takes a token of `principal`'s bucket: 0.0 when there was one, else the seconds
+        until there will be (the call is refused)."""
+        if rate <= 0:
+            return ADMISSION_RETRY_S
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get(principal)
+            if bucket is None:
+                if len(self._buckets) >= self.MAX_PRINCIPALS:
+                    del self._buckets[next(iter(self._buckets))]
+                bucket = self._buckets[principal] = [burst, now]
+            tokens = min(burst, bucket[0] + (now - bucket[1]) * rate)
+            bucket[1] = now
+            if tokens >= 1.0:
+                bucket[0] = tokens - 1.0
+                return 0.0
+            bucket[0] = tokens
+            return (1.0 - tokens) / rate
 
 
 class _ReleasingExecutor(futures.ThreadPoolExecutor):

@@ -1,11 +1,13 @@
-"""The context of one RPC: what the access log, error logs and (later) the audit trail say
-about a call.
+"""The context of one RPC: what the access log, error logs and the audit trail say about a
+call.
 
 The interceptor makes one `Call` per RPC and makes it current on the thread that runs the
 handler (`current_call`), so a log record written anywhere inside the handler (the
 servicer's "unhandled error" included) carries the call's method, request_id, actor and
-peer without being passed them. Everything but the method is read lazily from the grpcio
-context and the request bytes: a call nobody logs pays for none of it.
+peer without being passed them. The interceptor fills in `identity` once the caller is
+authenticated, and `response` once the handler has answered (the audit trail reads
+both). Everything but the method is read lazily from the grpcio context and the request
+bytes, once, when a log line or the audit trail first asks.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import grpc
 
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
+from dispatch_core.security.identity import Identity
 from dispatch_core.service.servicer import ACTOR_METADATA
 
 #: Metadata a client may send to correlate a call that has no request_id field (a read).
@@ -54,7 +57,7 @@ def method_name(full_method: str) -> str:
 class Call:
     """One RPC, as logs and the audit trail see it."""
 
-    __slots__ = ("_context", "_peer", "_request", "_request_id", "method")
+    __slots__ = ("_context", "_peer", "_request", "_request_id", "identity", "method", "response")
 
     def __init__(self, method: str, context: grpc.ServicerContext, request: Any = None) -> None:
         #: The method as `method_name` spells it.
@@ -63,6 +66,11 @@ class Call:
         self._request = request
         self._request_id: str | None = None
         self._peer: str | None = None
+        #: Who the call was authenticated as (None before that, or on a server that
+        #: authenticates nobody: in-process tests).
+        self.identity: Identity | None = None
+        #: What the handler returned (bytes for most methods), for the audit trail.
+        self.response: Any = None
 
     @property
     def request_id(self) -> str:
@@ -85,9 +93,14 @@ class Call:
 
     @property
     def principal(self) -> str:
-        """Who the transport proved the caller is: empty until mutual TLS is in place (the
-        security issue fills it from the peer's certificate)."""
-        return ""
+        """Who the caller was authenticated as (its certificate, its JWT's `sub`, or
+        `local` on a plaintext loopback server); "" before that or when refused."""
+        return self.identity.principal if self.identity is not None else ""
+
+    @property
+    def role(self) -> str:
+        """The principal's roles, comma-separated ("" when none)."""
+        return self.identity.role if self.identity is not None else ""
 
     @property
     def peer(self) -> str:
@@ -105,8 +118,18 @@ class Call:
             "request_id": self.request_id,
             "actor": self.actor,
             "principal": self.principal,
+            "role": self.role,
             "peer": self.peer,
         }
+
+    @property
+    def request(self) -> Any:
+        """The request as received: bytes, or None for a client stream."""
+        return self._request
+
+    def metadata(self, key: str) -> str:
+        """The first value of metadata `key` ("" if absent), printable."""
+        return self._metadata(key)
 
     def _metadata(self, key: str) -> str:
         try:

@@ -1,5 +1,13 @@
-"""The server's one interceptor: admission, the call context, RED metrics and the access
-log, for every RPC of every service.
+"""The server's one interceptor: admission, request sizes, authentication and
+authorization, the call context, RED metrics, the access log and the audit trail, for
+every RPC of every service.
+
+Before a handler runs, in this order: the request's size against its RPC's limit and the
+bytes-in-flight budget (`_Intake`, `service/sizes.py`; requests arrive as bytes and are
+decoded only after), then the gate (`_gate`): who the caller is (`security/auth.py`),
+whether the policy lets it call the method (`security/policy.py`), and its rate limit
+(`service/admission.py`). A refusal at any step aborts the call before the handler, so it
+changes and journals nothing, and is timed, logged and audited like any other call.
 
 Per call, in grpcio's polling thread (`intercept_service`), it asks `Admission` for a
 slot. A refused call gets a handler of its own that answers RESOURCE_EXHAUSTED from a
@@ -31,8 +39,9 @@ every service.
 
 Cost: the wrapped handler of each method and the label children of each (method, code)
 are built once and cached, so a call pays one admission, two gauge updates, one histogram
-observation, two clock reads, a `Call` and a context variable; the access log's line only
-when it is on for that call.
+observation, two clock reads, a `Call` and a context variable, a length check, the
+gate's lookups and one queued audit record; the access log's line only when it is on for
+that call.
 """
 
 from __future__ import annotations
@@ -45,16 +54,32 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
+from dispatch_core.errors import InvalidArgumentError
 from dispatch_core.logs import ACCESS_LOGGER, write_access
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
-from dispatch_core.service.admission import Admission
+from dispatch_core.security.audit import AuditTrail
+from dispatch_core.security.auth import Authenticator, UnauthenticatedError
+from dispatch_core.security.identity import current_identity
+from dispatch_core.security.policy import is_open
+from dispatch_core.service.admission import (
+    ADMISSION_RETRY_S,
+    IN_FLIGHT_RETRY_S,
+    Admission,
+    RateLimits,
+    overloaded,
+)
 from dispatch_core.service.calls import Call, current_call, method_name
 from dispatch_core.service.servicer import SERVICE_NAME
+from dispatch_core.service.sizes import InFlight, limit_of
+from dispatch_core.service.status import to_status
 from dispatch_core.views.metrics import Metrics
 
 #: Handler = (request or request iterator, context) -> response or response iterator.
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
+#: Checks a call's caller before its handler runs; aborts the call when refused.
+Gate = Callable[[Call, grpc.ServicerContext], None]
 
 # Status names as plain str: the label values, computed once.
 _OK: str = str(grpc.StatusCode.OK.name)
@@ -136,14 +161,28 @@ def _nothing(*_: object) -> None:
     return None
 
 
+def _as_is(request: Any, context: grpc.ServicerContext) -> tuple[Any, int]:
+    return request, 0
+
+
 class _MethodMetrics:
     """What the wrapper of one method records: the in-flight gauge and a histogram per
     code (no-ops on a server without metrics), and the access log."""
 
     def __init__(
-        self, metrics: Metrics | None, method: str, access: AccessLog | None = None
+        self,
+        metrics: Metrics | None,
+        method: str,
+        access: AccessLog | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.method = method
+        #: Authentication and authorization, before the handler (None: nobody checked).
+        self.gate = gate
+        #: Size checks and decoding of the requests (set for wrapped handlers).
+        self.intake: _Intake | None = None
+        #: Where every call's record goes (None: a server without an audit trail).
+        self.audit: AuditTrail | None = None
         self.access = access if access is not None and access.mode != "off" else None
         self._observe: dict[str, Callable[[float], None]] = {}
         self._lock = threading.Lock()
@@ -177,6 +216,9 @@ class _MethodMetrics:
         access = self.access
         if access is not None and access.wants(code):
             access.write(call, code, seconds)
+        audit = self.audit
+        if audit is not None:
+            audit.record(call, code)
 
 
 class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
@@ -188,10 +230,17 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         *,
         admission: Admission | None = None,
         access: AccessLog | None = None,
+        authenticator: Authenticator | None = None,
+        in_flight: InFlight | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self._metrics = metrics
+        self._audit = audit
+        self._in_flight = in_flight
         self._admission = admission
         self._access = access
+        self._authenticator = authenticator
+        self._rate_limits = RateLimits()
         # full method -> (the handler grpcio gave us, our wrapper of it, our refusal)
         self._wrapped: dict[str, tuple[Any, Any, Any]] = {}
         self._lock = threading.Lock()
@@ -216,7 +265,11 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         method: str = handler_call_details.method
         cached = self._wrapped.get(method)
         if cached is None or cached[0] is not handler:
-            m = _MethodMetrics(self._metrics, method_label(method), self._access)
+            m = _MethodMetrics(
+                self._metrics, method_label(method), self._access, self._gate(method)
+            )
+            m.intake = _Intake(handler, method, self._in_flight)
+            m.audit = self._audit
             cached = (handler, self._wrap(handler, m), self._refusal(handler, m))
             with self._lock:
                 self._wrapped[method] = cached
@@ -225,14 +278,52 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return cached[1]
         return cached[2]
 
+    def _gate(self, full_method: str) -> Gate | None:
+        """The check of `full_method`'s callers: who they are (UNAUTHENTICATED when
+        nobody), whether the policy lets them call it (PERMISSION_DENIED), and whether
+        their token bucket has a token (RESOURCE_EXHAUSTED with a retry delay). Every
+        refusal happens before the handler runs, so it changes and journals nothing."""
+        authenticator = self._authenticator
+        if authenticator is None or is_open(full_method):
+            return None
+        name = method_label(full_method)
+        buckets = self._rate_limits
+
+        def gate(call: Call, context: grpc.ServicerContext) -> None:
+            try:
+                identity, grant = authenticator.identify(context)
+            except UnauthenticatedError as exc:
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            call.identity = identity
+            current_identity.set(identity)
+            if not grant.allows(full_method):
+                context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{identity.principal} (roles: {identity.role or 'none'}) may not call {name}",
+                )
+            # `local` is every caller of a development server at once: no bucket.
+            if identity.authenticated:
+                wait = buckets.take(identity.principal, grant.rate, grant.burst)
+                if wait:
+                    context.abort_with_status(
+                        overloaded(
+                            f"rate limit: {identity.principal} may make {grant.rate:g} calls/s"
+                            f" (bursts of {grant.burst:g}); retry in {wait:.3g} s",
+                            wait,
+                        )
+                    )
+
+        return gate
+
     def _refusal(self, handler: Any, m: _MethodMetrics) -> Any:
         """The handler of a call refused admission: RESOURCE_EXHAUSTED, counted and logged."""
         admission = self._admission
         limit = admission.limit if admission is not None else 0
         clock = time.perf_counter
-        message = (
+        status = overloaded(
             f"server overloaded: {limit} calls in progress; retry with backoff"
-            " (same request_id for commands)"
+            " (same request_id for commands)",
+            ADMISSION_RETRY_S,
         )
 
         def refuse(request: Any, context: grpc.ServicerContext) -> Any:
@@ -240,7 +331,7 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             call = Call(m.method, context, request)
             current_call.set(call)
             m.done(call, _RESOURCE_EXHAUSTED, clock() - started)
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+            context.abort_with_status(status)
 
         # grpcio runs a behaviour on the pool it names (an experimental hook, ignored by a
         # grpcio without it: the refusal then queues with the rest, and still answers).
@@ -263,22 +354,107 @@ MetricsInterceptor = CallInterceptor
 
 
 def _handler_like(handler: Any, behavior: Behavior) -> Any:
-    """A handler of the same kind and serializers as `handler`, running `behavior`."""
+    """A handler of the same kind and response serializer as `handler`, running
+    `behavior` on the raw request bytes."""
     make = (
         (grpc.stream_stream_rpc_method_handler, grpc.stream_unary_rpc_method_handler),
         (grpc.unary_stream_rpc_method_handler, grpc.unary_unary_rpc_method_handler),
     )[0 if handler.request_streaming else 1][0 if handler.response_streaming else 1]
+    # Requests reach the wrapper as bytes, which `_Intake` measures before decoding.
     return make(
         behavior,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=None,
         response_serializer=handler.response_serializer,
     )
+
+
+class _Intake:
+    """A method's requests as they arrive: each message's size against the method's limit
+    before it is decoded (`service/sizes.py`), and its bytes against the server's
+    in-flight budget while the call is handled."""
+
+    __slots__ = ("_deserialize", "_in_flight", "_limit", "_method", "_streaming")
+
+    def __init__(self, handler: Any, full_method: str, in_flight: InFlight | None) -> None:
+        self._limit = limit_of(full_method)
+        self._method = method_label(full_method)
+        self._deserialize = handler.request_deserializer
+        self._streaming = bool(handler.request_streaming)
+        self._in_flight = in_flight
+
+    def _too_large(self, size: int) -> InvalidArgumentError:
+        return InvalidArgumentError.one(
+            "request",
+            f"a message of {size} bytes exceeds {self._method}'s limit of {self._limit} bytes",
+        )
+
+    def accept(self, request: Any, context: grpc.ServicerContext) -> tuple[Any, int]:
+        """The request to hand to the handler (decoded), and the bytes it holds of the
+        budget; aborts the call when it is too large or the budget is spent."""
+        if self._streaming:
+            return self._stream(request), 0
+        size = len(request)
+        if size > self._limit:
+            context.abort_with_status(to_status(self._too_large(size)))
+        try:
+            decoded = self._decode(request)
+        except InvalidArgumentError as exc:
+            context.abort_with_status(to_status(exc))
+        in_flight = self._in_flight
+        if in_flight is not None and not in_flight.take(size):
+            context.abort_with_status(
+                overloaded(
+                    f"server busy: {in_flight.budget} request bytes in flight; retry",
+                    IN_FLIGHT_RETRY_S,
+                )
+            )
+        return decoded, size
+
+    def _decode(self, message: bytes) -> Any:
+        """The message as the handler takes it; bytes that are no message of its type are
+        INVALID_ARGUMENT (grpcio's own deserializer would answer INTERNAL)."""
+        deserialize = self._deserialize
+        if deserialize is None:
+            return message
+        try:
+            return deserialize(message)
+        except DecodeError:
+            raise InvalidArgumentError.one(
+                "request", f"is not a valid {self._method} request message"
+            ) from None
+
+    def release(self, held: int) -> None:
+        if held and self._in_flight is not None:
+            self._in_flight.release(held)
+
+    def _stream(self, requests: Iterator[bytes]) -> Iterator[Any]:
+        # A message over the limit ends the stream with INVALID_ARGUMENT: the handler's
+        # own error mapping (`_guarded`) turns the exception into that status.
+        in_flight, held = self._in_flight, 0
+        try:
+            for message in requests:
+                if in_flight is not None:
+                    in_flight.release(held)
+                    held = 0
+                size = len(message)
+                if size > self._limit:
+                    raise self._too_large(size)
+                decoded = self._decode(message)
+                if in_flight is not None:
+                    in_flight.add(size)
+                    held = size
+                yield decoded
+        finally:
+            if in_flight is not None:
+                in_flight.release(held)
 
 
 def _unary(behavior: Behavior, m: _MethodMetrics) -> Behavior:
     """Wraps a handler that returns one response (unary or client-streaming request)."""
     clock = time.perf_counter
-    enter, leave, done, method = m.enter, m.leave, m.done, m.method
+    enter, leave, done, method, gate = m.enter, m.leave, m.done, m.method, m.gate
+    accept = m.intake.accept if m.intake is not None else _as_is
+    release = m.intake.release if m.intake is not None else _nothing
 
     def timed(request: Any, context: grpc.ServicerContext) -> Any:
         enter()
@@ -286,8 +462,13 @@ def _unary(behavior: Behavior, m: _MethodMetrics) -> Behavior:
         call = Call(method, context, request)
         token = current_call.set(call)
         code = _UNKNOWN
+        held = 0
         try:
+            request, held = accept(request, context)
+            if gate is not None:
+                gate(call, context)
             response = behavior(request, context)
+            call.response = response
             code = _final_code(context)
             return response
         except BaseException:
@@ -295,9 +476,11 @@ def _unary(behavior: Behavior, m: _MethodMetrics) -> Behavior:
             code = _set_code(context) or _UNKNOWN
             raise
         finally:
+            release(held)
             done(call, code, clock() - started)
             leave()
             current_call.reset(token)
+            current_identity.set(None)
 
     return timed
 
@@ -313,7 +496,8 @@ def _client_streaming(behavior: Behavior, m: _MethodMetrics) -> Behavior:
     answer stands, which is what `_unary` records.
     """
     clock = time.perf_counter
-    enter, leave, done, method = m.enter, m.leave, m.done, m.method
+    enter, leave, done, method, gate = m.enter, m.leave, m.done, m.method, m.gate
+    accept = m.intake.accept if m.intake is not None else _as_is
 
     def timed(request: Any, context: grpc.ServicerContext) -> Any:
         enter()
@@ -323,7 +507,11 @@ def _client_streaming(behavior: Behavior, m: _MethodMetrics) -> Behavior:
         code = _UNKNOWN
         deferred = False
         try:
+            request, _ = accept(request, context)
+            if gate is not None:
+                gate(call, context)
             response = behavior(request, context)
+            call.response = response
             code = _final_code(context)
             if code == _OK:
                 elapsed = clock() - started
@@ -346,6 +534,7 @@ def _client_streaming(behavior: Behavior, m: _MethodMetrics) -> Behavior:
                 done(call, code, clock() - started)
                 leave()
             current_call.reset(token)
+            current_identity.set(None)
 
     return timed
 
@@ -353,7 +542,9 @@ def _client_streaming(behavior: Behavior, m: _MethodMetrics) -> Behavior:
 def _streaming(behavior: Behavior, m: _MethodMetrics) -> Behavior:
     """Wraps a handler that returns a response iterator (server or bidi streaming)."""
     clock = time.perf_counter
-    enter, leave, done, method = m.enter, m.leave, m.done, m.method
+    enter, leave, done, method, gate = m.enter, m.leave, m.done, m.method, m.gate
+    accept = m.intake.accept if m.intake is not None else _as_is
+    release = m.intake.release if m.intake is not None else _nothing
 
     def timed(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         enter()
@@ -363,7 +554,11 @@ def _streaming(behavior: Behavior, m: _MethodMetrics) -> Behavior:
         # be finished from another thread's context, where a reset token is not valid.
         current_call.set(call)
         code = _UNKNOWN
+        held = 0
         try:
+            request, held = accept(request, context)
+            if gate is not None:
+                gate(call, context)
             yield from behavior(request, context)
             code = _final_code(context)
         except GeneratorExit:
@@ -374,8 +569,10 @@ def _streaming(behavior: Behavior, m: _MethodMetrics) -> Behavior:
             code = _set_code(context) or _UNKNOWN
             raise
         finally:
+            release(held)
             done(call, code, clock() - started)
             leave()
             current_call.set(None)
+            current_identity.set(None)
 
     return timed

@@ -16,16 +16,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
 from dispatch_core._core import Refused
 from dispatch_core.durability.journal import JournalCompactedError
+from dispatch_core.durability.journal.audit import MAX_PAGE, AuditQuery
 from dispatch_core.durability.pipeline import ANONYMOUS, Pipeline
 from dispatch_core.durability.records import to_event
 from dispatch_core.errors import DispatchError, InvalidArgumentError
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
+from dispatch_core.security.identity import current_identity
+
+if TYPE_CHECKING:
+    from dispatch_core.security.audit import AuditTrail
 from dispatch_core.service.status import internal, to_status
 from dispatch_core.service.validation import coverage_spec, watch_interval
 from dispatch_core.views.events import SubscriberOverflowError
@@ -77,14 +82,19 @@ def _guarded(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-#: gRPC metadata naming the caller for the audit trail, until mutual TLS says who it is.
+#: gRPC metadata naming the caller, journaled only where nobody is authenticated (a
+#: plaintext development server); elsewhere the authenticated principal is.
 ACTOR_METADATA = "x-dispatch-actor"
 MAX_ACTOR_LEN = 128
 
 
 def actor_of(context: grpc.ServicerContext) -> str:
-    """The journaled actor: the caller's claim, marked as such so an audit reader never
-    mistakes it for an authenticated identity."""
+    """The journaled actor: the authenticated principal (`mtls:<principal>`,
+    `jwt:<sub>`), or, where nobody is authenticated (a plaintext loopback server), the
+    caller's claim marked as such so an audit reader never mistakes it for an identity."""
+    identity = current_identity.get()
+    if identity is not None and identity.authenticated:
+        return identity.actor
     claimed = ANONYMOUS
     for key, value in context.invocation_metadata() or ():
         if key == ACTOR_METADATA and isinstance(value, str) and value:
@@ -99,8 +109,9 @@ def actor_of(context: grpc.ServicerContext) -> str:
 class DispatchServicer:
     """The dispatch.v1 service over one pipeline."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, audit: AuditTrail | None = None) -> None:
         self._pipeline = pipeline
+        self._audit = audit
         self._core = pipeline.core
         self._capabilities = frozenset(self._core.capability_names())
         self._raw = self._bytes_handlers()
@@ -154,6 +165,11 @@ class DispatchServicer:
             self._watch_picture,
             request_deserializer=pb.WatchOperatingPictureRequest.FromString,
             response_serializer=pb.OperatingPicture.SerializeToString,
+        )
+        handlers["QueryAudit"] = unary(
+            _guarded(self._query_audit),
+            request_deserializer=pb.QueryAuditRequest.FromString,
+            response_serializer=pb.QueryAuditResponse.SerializeToString,
         )
         handlers["WatchEvents"] = grpc.unary_stream_rpc_method_handler(
             self._watch_events,
@@ -279,6 +295,51 @@ class DispatchServicer:
                 f"the server is shutting down; reconnect with from_sequence={last} to resume",
             )
         context.abort(code, message)
+
+    # --------------------------------------------------------------------------- audit
+
+    def _query_audit(
+        self, request: pb.QueryAuditRequest, context: grpc.ServicerContext
+    ) -> pb.QueryAuditResponse:
+        audit = self._audit
+        if audit is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "this server keeps no audit trail")
+        assert audit is not None  # abort raised
+        page_size = request.page_size or 100
+        if not 1 <= page_size <= MAX_PAGE:
+            raise InvalidArgumentError.one("page_size", f"must be 0 to {MAX_PAGE}")
+        if request.page_token and not request.page_token.isdigit():
+            raise InvalidArgumentError.one("page_token", "is not a token this server gave")
+        rows = audit.query(
+            AuditQuery(
+                principal=request.principal,
+                incident_id=request.incident_id,
+                unit_id=request.unit_id,
+                since_unix_ms=request.since.ToMilliseconds() if request.HasField("since") else None,
+                until_unix_ms=request.until.ToMilliseconds() if request.HasField("until") else None,
+                after_id=int(request.page_token or 0),
+                limit=page_size + 1,
+            )
+        )
+        answer = pb.QueryAuditResponse()
+        for row in rows[:page_size]:
+            record = answer.records.add(
+                id=row.id,
+                principal=row.principal,
+                roles=row.roles.split(",") if row.roles else [],
+                method=row.method,
+                code=row.code,
+                incident_ids=row.incident_ids,
+                unit_ids=row.unit_ids,
+                location_count=row.location_count,
+                justification=row.justification,
+                request_id=row.request_id,
+                peer=row.peer,
+            )
+            record.time.FromMilliseconds(row.time_unix_ms)
+        if len(rows) > page_size:
+            answer.next_page_token = str(rows[page_size - 1].id)
+        return answer
 
 
 def _add(totals: pb.UpdateLocationsResponse | pb.StreamLocationsResponse, report: Any) -> None:

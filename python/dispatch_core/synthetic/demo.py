@@ -17,6 +17,7 @@ import grpc
 from dispatch_core.boroughs import Borough, boroughs
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
+from dispatch_core.security.client import ClientCredentials
 from dispatch_core.synthetic.fleet import make_fleet
 from dispatch_core.types import Agency, Grade, UnitStatus
 
@@ -161,9 +162,19 @@ def walk(stub: pb_grpc.DispatchServiceStub, scenario: Scenario) -> None:
     )
 
 
-def run_demo(target: str, *, n_units: int = 400, seed: int = 7) -> int:
-    """Runs the walk-through against `target`; returns the process exit code."""
-    with grpc.insecure_channel(target) as channel:
+def run_demo(
+    target: str,
+    *,
+    n_units: int = 400,
+    seed: int = 7,
+    credentials: ClientCredentials | None = None,
+) -> int:
+    """Runs the walk-through against `target`; returns the process exit code.
+
+    `credentials` reach a secured server (README, "Security"): the walk-through registers
+    units and sends positions as well as dispatching, so it needs a principal holding
+    `supervisor` and `avl_feed` rights, such as `admin`."""
+    with (credentials or ClientCredentials()).channel(target) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=10)
         except grpc.FutureTimeoutError:

@@ -268,12 +268,30 @@ class Metrics:
         self.registry.register(StateCollector(pipeline))
         self.registry.register(CoverageCollector(pipeline))
 
-    def serve_http(self, host: str, port: int) -> MetricsServer:
-        """Serves /metrics on host:port (0 picks a free port); raises OSError if it cannot."""
-        httpd, thread = start_http_server(port, addr=host, registry=self.registry)
+    def serve_http(
+        self,
+        host: str,
+        port: int,
+        *,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        client_cafile: str | None = None,
+    ) -> MetricsServer:
+        """Serves /metrics on host:port (0 picks a free port), over TLS when given a
+        certificate (and requiring client certificates signed by `client_cafile` when
+        given one); raises OSError if it cannot."""
+        httpd, thread = start_http_server(
+            port,
+            addr=host,
+            registry=self.registry,
+            certfile=certfile,
+            keyfile=keyfile,
+            client_cafile=client_cafile,
+            client_auth_required=client_cafile is not None,
+        )
         # prometheus_client's server (sockets, threads, TLS) with our cheaper rendering.
         httpd.set_app(wsgi_app(self.registry))
-        return MetricsServer(httpd, thread, host, int(httpd.server_port))
+        return MetricsServer(httpd, thread, host, int(httpd.server_port), tls=certfile is not None)
 
 
 @dataclass
@@ -284,11 +302,12 @@ class MetricsServer:
     thread: threading.Thread
     host: str
     port: int
+    tls: bool = False
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/metrics"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/metrics"
 
     def stop(self) -> None:
         self.httpd.shutdown()  # type: ignore[attr-defined]

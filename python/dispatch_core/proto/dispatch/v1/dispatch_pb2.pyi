@@ -657,3 +657,57 @@ class OperatingPicture(_message.Message):
     coverage_ratio: float
     uncovered_cells: _containers.RepeatedCompositeFieldContainer[UncoveredCell]
     def __init__(self, computed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compute_seconds: _Optional[float] = ..., coverage: _Optional[_Union[CoverageQuery, _Mapping]] = ..., areas: _Optional[_Iterable[_Union[AreaPicture, _Mapping]]] = ..., coverage_ratio: _Optional[float] = ..., uncovered_cells: _Optional[_Iterable[_Union[UncoveredCell, _Mapping]]] = ...) -> None: ...
+
+class QueryAuditRequest(_message.Message):
+    __slots__ = ("principal", "incident_id", "unit_id", "since", "until", "page_size", "page_token")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    incident_id: str
+    unit_id: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    def __init__(self, principal: _Optional[str] = ..., incident_id: _Optional[str] = ..., unit_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class QueryAuditResponse(_message.Message):
+    __slots__ = ("records", "next_page_token")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[AuditRecord]
+    next_page_token: str
+    def __init__(self, records: _Optional[_Iterable[_Union[AuditRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class AuditRecord(_message.Message):
+    __slots__ = ("id", "time", "principal", "roles", "method", "code", "incident_ids", "unit_ids", "location_count", "justification", "request_id", "peer")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    UNIT_IDS_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    JUSTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    time: _timestamp_pb2.Timestamp
+    principal: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    method: str
+    code: str
+    incident_ids: _containers.RepeatedScalarFieldContainer[str]
+    unit_ids: _containers.RepeatedScalarFieldContainer[str]
+    location_count: int
+    justification: str
+    request_id: str
+    peer: str
+    def __init__(self, id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., method: _Optional[str] = ..., code: _Optional[str] = ..., incident_ids: _Optional[_Iterable[str]] = ..., unit_ids: _Optional[_Iterable[str]] = ..., location_count: _Optional[int] = ..., justification: _Optional[str] = ..., request_id: _Optional[str] = ..., peer: _Optional[str] = ...) -> None: ...

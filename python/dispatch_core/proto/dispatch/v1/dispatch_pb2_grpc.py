@@ -126,6 +126,11 @@ class DispatchServiceStub:
                 request_serializer=dispatch_dot_v1_dot_dispatch__pb2.WatchOperatingPictureRequest.SerializeToString,
                 response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.OperatingPicture.FromString,
                 _registered_method=True)
+        self.QueryAudit = channel.unary_unary(
+                '/dispatch.v1.DispatchService/QueryAudit',
+                request_serializer=dispatch_dot_v1_dot_dispatch__pb2.QueryAuditRequest.SerializeToString,
+                response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.QueryAuditResponse.FromString,
+                _registered_method=True)
 
 
 class DispatchServiceServicer:
@@ -288,6 +293,16 @@ class DispatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryAudit(self, request, context):
+        """The audit trail: every RPC made, reads and writes, refused ones included, with the
+        authenticated principal, its roles, the time, the method, the incidents and units it
+        named, its outcome and any justification sent. Oldest first, one page at a time. Only
+        for the auditor role (the shipped policy gives it to no other role, admin included).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -380,6 +395,11 @@ def add_DispatchServiceServicer_to_server(servicer, server):
                     servicer.WatchOperatingPicture,
                     request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.WatchOperatingPictureRequest.FromString,
                     response_serializer=dispatch_dot_v1_dot_dispatch__pb2.OperatingPicture.SerializeToString,
+            ),
+            'QueryAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryAudit,
+                    request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.QueryAuditRequest.FromString,
+                    response_serializer=dispatch_dot_v1_dot_dispatch__pb2.QueryAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -870,6 +890,33 @@ class DispatchService:
             '/dispatch.v1.DispatchService/WatchOperatingPicture',
             dispatch_dot_v1_dot_dispatch__pb2.WatchOperatingPictureRequest.SerializeToString,
             dispatch_dot_v1_dot_dispatch__pb2.OperatingPicture.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dispatch.v1.DispatchService/QueryAudit',
+            dispatch_dot_v1_dot_dispatch__pb2.QueryAuditRequest.SerializeToString,
+            dispatch_dot_v1_dot_dispatch__pb2.QueryAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,
