@@ -20,6 +20,9 @@ pub const MAX_ASSIGN: usize = 100;
 pub const MAX_BATCH_QUERIES: usize = 1_000;
 /// Largest page of ListUnits / ListIncidents.
 pub const MAX_PAGE_SIZE: usize = 1_000;
+/// Most field violations one refusal lists (then one more saying there are more): they
+/// travel in the status trailer, which gRPC clients cap at 16 KiB by default.
+pub const MAX_VIOLATIONS: usize = 16;
 /// The page size when a request asks for none.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// Candidates per requirement group when a recommendation leaves k at 0, unless the group

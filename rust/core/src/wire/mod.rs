@@ -4,6 +4,7 @@
 //!
 //! - [`pb`]: the message types, generated from `protos/` at build time;
 //! - [`limits`]: every size limit the proto documents, in one place;
+//! - [`ident`]: the identifier grammar (which strings may name a unit, an incident, ...);
 //! - [`validate`]: field-level checks naming the offending field as the client wrote it;
 //! - [`decode`]: request bytes → [`crate::command::Command`];
 //! - [`encode`]: state → response messages;
@@ -12,6 +13,7 @@
 
 pub mod decode;
 pub mod encode;
+pub mod ident;
 pub mod limits;
 pub mod reads;
 pub mod token;

@@ -40,7 +40,7 @@ pub fn list_units(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
     let mut matching = store.units_after(&after, &statuses, &agencies, area);
     let units: Vec<pb::Unit> = matching.by_ref().take(page_size).map(|s| encode::unit(store, s)).collect();
     let next_page_token = match (matching.next(), units.last()) {
-        (Some(_), Some(last)) => token::encode(&last.unit_id),
+        (Some(_), Some(last)) => token::encode(token::Listing::Units, &last.unit_id),
         _ => String::new(),
     };
     Ok(pb::ListUnitsResponse { units, next_page_token }.encode_to_vec())
@@ -69,8 +69,10 @@ pub fn list_incidents(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
             continue;
         }
         if incidents.len() == page_size {
-            next_page_token =
-                token::encode(&incidents.last().map_or(String::new(), |x: &pb::Incident| x.incident_id.clone()));
+            next_page_token = token::encode(
+                token::Listing::Incidents,
+                &incidents.last().map_or(String::new(), |x: &pb::Incident| x.incident_id.clone()),
+            );
             break;
         }
         incidents.push(encode::incident(m.units(), i));

@@ -18,10 +18,10 @@ use crate::error::CoreError;
 use crate::time;
 use crate::types::{Agency, Grade, IncidentStatus, Status};
 use crate::wire::limits::{
-    DEFAULT_PAGE_SIZE, MAX_ASSIGN, MAX_BATCH_QUERIES, MAX_GROUPS, MAX_GROUP_COUNT, MAX_GROUP_NAMES, MAX_ID_LEN, MAX_K,
-    MAX_LOCATION_BATCH, MAX_PAGE_SIZE, MAX_UNIT_CAPABILITIES,
+    DEFAULT_PAGE_SIZE, MAX_ASSIGN, MAX_BATCH_QUERIES, MAX_GROUPS, MAX_GROUP_COUNT, MAX_GROUP_NAMES, MAX_K,
+    MAX_LOCATION_BATCH, MAX_PAGE_SIZE, MAX_UNIT_CAPABILITIES, MAX_VIOLATIONS,
 };
-use crate::wire::{pb, token};
+use crate::wire::{ident, pb, token};
 
 /// (field, what is wrong with it), in the order found.
 pub type Violations = Vec<(String, String)>;
@@ -57,18 +57,28 @@ impl Kind {
     }
 }
 
+/// Records a violation; past [`MAX_VIOLATIONS`] only one more, saying there are more. The
+/// violations travel back in the status trailer (the message and the BadRequest details),
+/// which clients cap at 16 KiB by default: 500 bad unit types in one plan would otherwise
+/// reach the client as RESOURCE_EXHAUSTED with nothing it can read.
 fn push(v: &mut Violations, field: impl Into<String>, reason: impl Into<String>) {
-    v.push((field.into(), reason.into()));
+    match v.len().cmp(&MAX_VIOLATIONS) {
+        std::cmp::Ordering::Less => v.push((field.into(), reason.into())),
+        std::cmp::Ordering::Equal => v.push((
+            "request".to_owned(),
+            format!("has more violations than the {MAX_VIOLATIONS} listed; fix these and send it again"),
+        )),
+        std::cmp::Ordering::Greater => {}
+    }
 }
 
-/// An id: at most [`MAX_ID_LEN`] UTF-8 bytes, and not empty when `required`.
+/// An identifier: the grammar of [`ident`]; empty only when not `required` (empty is
+/// "none" there).
 fn id(v: &mut Violations, field: &str, value: &str, required: bool) {
-    if value.is_empty() {
-        if required {
-            push(v, field, "must not be empty");
-        }
-    } else if value.len() > MAX_ID_LEN {
-        push(v, field, format!("is {} bytes long; the limit is {MAX_ID_LEN}", value.len()));
+    match ident::check(value) {
+        Ok(()) => {}
+        Err(ident::Refusal::Empty) if !required => {}
+        Err(refusal) => push(v, field, refusal.to_string()),
     }
 }
 
@@ -141,7 +151,7 @@ fn groups(v: &mut Violations, field: &str, groups: &[pb::RequirementGroup], voca
 }
 
 /// The page size (the default filled in) and the id the page starts after.
-fn page(v: &mut Violations, page_size: i32, page_token: &str) -> (usize, String) {
+fn page(v: &mut Violations, listing: token::Listing, page_size: i32, page_token: &str) -> (usize, String) {
     let size = match usize::try_from(page_size) {
         Ok(n) if n <= MAX_PAGE_SIZE => n,
         _ => {
@@ -151,7 +161,7 @@ fn page(v: &mut Violations, page_size: i32, page_token: &str) -> (usize, String)
     };
     let mut after = String::new();
     if !page_token.is_empty() {
-        match token::decode(page_token) {
+        match token::decode(listing, page_token) {
             Some(id) => after = id,
             None => push(v, "page_token", "is not a token this server issued"),
         }
@@ -365,7 +375,7 @@ pub fn list_units(r: &pb::ListUnitsRequest) -> (Violations, usize, String) {
     enum_values(&mut v, "statuses", &r.statuses, Kind::UnitStatus);
     enum_values(&mut v, "agencies", &r.agencies, Kind::Agency);
     id(&mut v, "home_area", &r.home_area, false);
-    let (page_size, after) = page(&mut v, r.page_size, &r.page_token);
+    let (page_size, after) = page(&mut v, token::Listing::Units, r.page_size, &r.page_token);
     (v, page_size, after)
 }
 
@@ -380,7 +390,7 @@ pub fn list_incidents(r: &pb::ListIncidentsRequest) -> (Violations, usize, Strin
     let mut v = Violations::new();
     enum_values(&mut v, "statuses", &r.statuses, Kind::IncidentStatus);
     enum_values(&mut v, "grades", &r.grades, Kind::Grade);
-    let (page_size, after) = page(&mut v, r.page_size, &r.page_token);
+    let (page_size, after) = page(&mut v, token::Listing::Incidents, r.page_size, &r.page_token);
     (v, page_size, after)
 }
 
@@ -539,6 +549,87 @@ mod tests {
     }
 
     #[test]
+    fn every_identifier_field_keeps_to_the_grammar_and_is_named() {
+        let r = pb::UpsertUnitRequest {
+            request_id: "r1\n2026-12-01 INFO forged".into(),
+            unit: Some(pb::UnitSpec {
+                unit_id: "\u{202e}12DM".into(),
+                unit_type: " irv".into(),
+                home_area: "West\u{200d}minster".into(),
+                ..spec()
+            }),
+        };
+        let v = upsert_unit(&r, &vocab());
+        assert_eq!(fields(&v), ["request_id", "unit.unit_id", "unit.unit_type", "unit.home_area"]);
+        assert!(reason(&v, "unit.unit_id").starts_with("contains U+202E"), "{v:?}");
+        assert_eq!(reason(&v, "unit.unit_type"), "must not begin or end with a space");
+
+        // An optional id may be empty but not blank.
+        let r = pb::CreateIncidentRequest { incident_id: "  ".into(), area: "Camden\u{0}".into(), ..incident() };
+        let v = create_incident(&r, &vocab());
+        assert_eq!(fields(&v), ["incident_id", "area"]);
+        assert_eq!(reason(&v, "incident_id"), "must not be blank");
+        let r = pb::CreateIncidentRequest {
+            incident_type: "burglary\r".into(),
+            requirements: vec![pb::RequirementGroup { unit_types: vec!["irv".into(), "a\u{2028}".into()], ..group() }],
+            ..incident()
+        };
+        assert_eq!(fields(&create_incident(&r, &vocab())), ["incident_type", "requirements[0].unit_types[1]"]);
+
+        let r = pb::AssignUnitsRequest {
+            request_id: "r1".into(),
+            incident_id: "INC-000001".into(),
+            unit_ids: vec!["MD21".into(), "MD\u{0}22".into(), "MD23\u{feff}".into()],
+        };
+        assert_eq!(fields(&assign_units(&r)), ["unit_ids[1]", "unit_ids[2]"]);
+        assert_eq!(fields(&get_unit(&pb::GetUnitRequest { unit_id: "MD21\t".into() })), ["unit_id"]);
+        assert_eq!(fields(&get_incident(&pb::GetIncidentRequest { incident_id: " ".into() })), ["incident_id"]);
+        let (v, _, _) = list_units(&pb::ListUnitsRequest { home_area: "Camden ".into(), ..Default::default() });
+        assert_eq!(fields(&v), ["home_area"]);
+        let r = pb::UpdateIncidentRequest {
+            request_id: "r1".into(),
+            incident_id: "X".into(),
+            area: Some("\u{3000}Soho".into()),
+            incident_type: Some(String::new()),
+            ..Default::default()
+        };
+        assert_eq!(fields(&update_incident(&r, &vocab())), ["incident_type", "area"]);
+        let by_id = pb::RecommendUnitsRequest {
+            target: Some(pb::recommend_units_request::Target::IncidentId("INC\u{85}1".into())),
+            ..ad_hoc(0)
+        };
+        let mut area = ad_hoc(0);
+        if let Some(pb::recommend_units_request::Target::AdHoc(t)) = &mut area.target {
+            t.area = "Soho\u{e000}".into();
+        }
+        let v =
+            batch_recommend_units(&pb::BatchRecommendUnitsRequest { queries: vec![ad_hoc(0), by_id, area] }, &vocab());
+        assert_eq!(fields(&v), ["queries[1].incident_id", "queries[2].ad_hoc.area"]);
+        let r = pb::SetUnitStatusRequest { request_id: "r\u{1b}[2J".into(), unit_id: "MD21".into(), status: 1 };
+        assert_eq!(fields(&set_unit_status(&r)), ["request_id"]);
+        let r = pb::CloseIncidentRequest { request_id: "r1".into(), incident_id: "INC-1\n".into() };
+        assert_eq!(fields(&close_incident(&r)), ["incident_id"]);
+    }
+
+    #[test]
+    fn violations_past_the_limit_are_summed_up_in_one() {
+        let bad = pb::RequirementGroup { unit_types: vec![String::new(); MAX_GROUP_NAMES], ..group() };
+        let r = pb::CreateIncidentRequest { requirements: vec![bad; MAX_GROUPS], ..incident() };
+        let v = create_incident(&r, &vocab());
+        assert_eq!(v.len(), MAX_VIOLATIONS + 1);
+        assert_eq!(v[0].0, "requirements[0].unit_types[0]");
+        assert_eq!(v[MAX_VIOLATIONS].0, "request");
+        assert!(v[MAX_VIOLATIONS].1.starts_with("has more violations than the 16 listed"));
+        // Exactly the limit: no summary.
+        let r = pb::AssignUnitsRequest {
+            request_id: "r1".into(),
+            incident_id: "X".into(),
+            unit_ids: (0..MAX_VIOLATIONS).map(|i| format!("U{i}\n")).collect(),
+        };
+        assert_eq!(assign_units(&r).len(), MAX_VIOLATIONS);
+    }
+
+    #[test]
     fn shift_bounds_must_be_in_range_and_ordered() {
         let with = |start, end| pb::UpsertUnitRequest {
             request_id: "r1".into(),
@@ -631,7 +722,11 @@ mod tests {
         let (v, size, after) = list_units(&pb::ListUnitsRequest::default());
         assert_eq!((v, size, after), (Violations::new(), DEFAULT_PAGE_SIZE, String::new()));
 
-        let r = pb::ListUnitsRequest { page_size: 7, page_token: token::encode("MD21"), ..Default::default() };
+        let r = pb::ListUnitsRequest {
+            page_size: 7,
+            page_token: token::encode(token::Listing::Units, "MD21"),
+            ..Default::default()
+        };
         assert_eq!(list_units(&r), (Violations::new(), 7, "MD21".to_owned()));
 
         let r = pb::ListUnitsRequest {
