@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
+from dispatch_core.loadtest.procs import cpu_model
 from dispatch_core.synthetic.fleet import CAPABILITIES, Fleet, load_into
 from dispatch_core.types import UnitStatus
 
@@ -52,18 +53,6 @@ POSTGRES_DSN = os.environ.get(
 
 
 # --------------------------------------------------------------------------- the machine
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, or what `platform` knows elsewhere."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict[str, Any]:

@@ -507,3 +507,11 @@ def test_loadtest_without_a_client_certificate_is_one_line(
     argv = ["--target", server.target, "--tls-ca", str(pki / "ca.crt")]
     code = loadtest.main([*argv, "--out", str(tmp_path / "r")])
     _one_line_error(capsys, code, server.target)
+
+
+def test_a_scenario_name_beside_a_folder_of_that_name_is_the_shipped_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "riot").mkdir()  # e.g. the report folder of an earlier run
+    assert load_scenario("riot").name == "riot"

@@ -393,7 +393,9 @@ def parse_scenario(data: Mapping[str, Any], *, name: str) -> Scenario:
 
 def scenario_path(name_or_path: str) -> Path:
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
+    # A path names a file; a bare name a shipped scenario, even beside a folder of that name
+    # (a report directory, say).
+    if p.suffix == ".toml" or p.is_file():
         return p
     return SCENARIO_DIR / f"{name_or_path}.toml"
 
