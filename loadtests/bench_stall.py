@@ -934,7 +934,7 @@ def md_snapshots_goals(report: dict[str, Any]) -> list[str]:
     u, w = ip["units_only"], ip["with_incidents"]
     lines = [
         "",
-        "## Snapshot cost in-process (`DispatchCore.snapshot_timing()`, median of 5, ms)",
+        "## Snapshot cost in-process (`DispatchCore.snapshot_timing()`, median of 21, ms)",
         "",
         "| core state | snapshot capture (lock held) | snapshot encode (no lock) |",
         "|---|---:|---:|",
