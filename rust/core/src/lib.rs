@@ -6,7 +6,8 @@
 //! - [`eta`]: the travel-time model and the cost weights ([`eta::RankConfig`]);
 //! - [`rank`]: eligibility, scoring and exact top-K, plus the brute-force oracle;
 //! - [`coverage`]: which places some eligible unit can reach within a target time;
-//! - [`store`]: the table and the grid kept in step, with the status lifecycle.
+//! - [`store`]: the table and the grid kept in step, with the status lifecycle;
+//! - [`team`]: the whole-team recommendation (one unit per place of a plan).
 //!
 //! No PyO3 here: the crate tests and benches without Python; `rust/python` binds it.
 //!
@@ -34,6 +35,7 @@ pub mod snapshot;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod team;
 pub mod time;
 pub mod types;
 pub mod units;

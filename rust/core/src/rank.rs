@@ -38,6 +38,8 @@ pub struct Query {
     pub unit_types: Vec<String>,
     /// The area (BCU) of the incident, for the cross-area cost; `None` disables it.
     pub area: Option<String>,
+    /// Rank by ETA instead of score ([`crate::team`]'s candidate pools).
+    pub by_eta: bool,
 }
 
 impl Query {
@@ -54,6 +56,7 @@ impl Query {
             statuses: Vec::new(),
             unit_types: Vec::new(),
             area: None,
+            by_eta: false,
         }
     }
 }
@@ -66,6 +69,8 @@ pub struct Breakdown {
     pub cross_area_cost: f64,
     pub shift_overrun_cost: f64,
     pub specialist_cost: f64,
+    /// The position's age beyond the trusted age, weighted ([`RankConfig::stale_cost`]).
+    pub stale_position_cost: f64,
 }
 
 /// One ranked unit.
@@ -77,6 +82,9 @@ pub struct Candidate {
     pub distance_m: f64,
     pub score: f64,
     pub breakdown: Breakdown,
+    /// Seconds between the unit's last position and the query's now (0 for a position
+    /// dated after it).
+    pub position_age_seconds: f64,
 }
 
 /// A query with names resolved to ids and the pruning bounds precomputed; resolve once and
@@ -101,6 +109,11 @@ pub struct Resolved {
     pub min_pace: f64,
     /// Seconds per metre of straight line for each type id, blue lights included.
     pub pace_by_type: Vec<f64>,
+    /// A position older than this, milliseconds, makes its unit ineligible.
+    pub stale_exclude_ms: f64,
+    /// Rank by ETA instead of score (what a whole-team recommendation needs: see
+    /// [`crate::team`]); ties still break on unit_id.
+    pub by_eta: bool,
 }
 
 /// What the scorer needs beside the table: the model and per-type speeds.
@@ -134,10 +147,18 @@ pub fn eligible(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
 }
 
 /// The tests that depend on the moment rather than on the unit's place in the index: on
-/// shift now. Ring-fencing and pre-emption will add theirs here.
+/// shift now, and a position no older than the exclusion age (a position exactly that old
+/// is still offered). Ring-fencing and pre-emption will add theirs here.
 #[inline]
 pub fn eligible_now(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
-    table.on_shift(slot, q.now_ms)
+    table.on_shift(slot, q.now_ms) && position_age_ms(table, slot, q.now_ms) <= q.stale_exclude_ms
+}
+
+/// Milliseconds since the unit's last position, 0 when it is dated after `now_ms` (a ping
+/// may run a little ahead of the server's clock). Only for positioned units.
+#[inline]
+pub fn position_age_ms(table: &UnitTable, slot: u32, now_ms: i64) -> f64 {
+    now_ms.saturating_sub(table.location_ms[slot as usize]).max(0) as f64
 }
 
 /// A candidate without its id, so the search can score many units without copying ids.
@@ -147,6 +168,19 @@ pub struct Scored {
     pub distance_m: f64,
     pub score: f64,
     pub breakdown: Breakdown,
+    pub position_age_seconds: f64,
+}
+
+impl Scored {
+    /// What the ranking orders by: the score, or the ETA for a team's candidate pools.
+    #[inline]
+    pub fn key(&self, by_eta: bool) -> f64 {
+        if by_eta {
+            self.eta_seconds
+        } else {
+            self.score
+        }
+    }
 }
 
 /// The score of an eligible unit for a query at (`lat`, `lon`), with its id.
@@ -159,6 +193,7 @@ pub fn score(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lon: f64
         distance_m: s.distance_m,
         score: s.score,
         breakdown: s.breakdown,
+        position_age_seconds: s.position_age_seconds,
     }
 }
 
@@ -188,13 +223,22 @@ pub fn score_terms(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lo
     };
     let unneeded_specialisms = (table.caps[s] & model.scarce & !q.required).count_ones();
     let specialist_cost = f64::from(unneeded_specialisms) * cfg.specialist_cost_seconds;
-    let breakdown =
-        Breakdown { mobilisation_seconds, travel_seconds, cross_area_cost, shift_overrun_cost, specialist_cost };
+    let position_age_seconds = position_age_ms(table, slot, q.now_ms) / 1000.0;
+    let stale_position_cost = cfg.stale_cost(position_age_seconds);
+    let breakdown = Breakdown {
+        mobilisation_seconds,
+        travel_seconds,
+        cross_area_cost,
+        shift_overrun_cost,
+        specialist_cost,
+        stale_position_cost,
+    };
     Scored {
         eta_seconds,
         distance_m,
-        score: eta_seconds + cross_area_cost + shift_overrun_cost + specialist_cost,
+        score: eta_seconds + cross_area_cost + shift_overrun_cost + specialist_cost + stale_position_cost,
         breakdown,
+        position_age_seconds,
     }
 }
 
@@ -203,19 +247,34 @@ pub fn candidate_order(a: &Candidate, b: &Candidate) -> Ordering {
     a.score.total_cmp(&b.score).then_with(|| a.unit_id.cmp(&b.unit_id))
 }
 
+/// Total order of candidates by ETA, then unit_id: the order of a team's candidate pools.
+pub fn eta_order(a: &Candidate, b: &Candidate) -> Ordering {
+    a.eta_seconds.total_cmp(&b.eta_seconds).then_with(|| a.unit_id.cmp(&b.unit_id))
+}
+
+/// The order a query asks for.
+pub fn order_of(q: &Resolved) -> fn(&Candidate, &Candidate) -> Ordering {
+    if q.by_eta {
+        eta_order
+    } else {
+        candidate_order
+    }
+}
+
 /// The oracle: every unit scored, sorted, cut at K.
 pub fn brute_force(table: &UnitTable, model: &Model<'_>, lat: f64, lon: f64, q: &Resolved) -> Vec<Candidate> {
     let mut all: Vec<Candidate> = (0..table.capacity() as u32)
         .filter(|&slot| eligible(table, slot, q))
         .map(|slot| score(table, model, slot, lat, lon, q))
         .collect();
-    all.sort_by(candidate_order);
+    all.sort_by(order_of(q));
     all.truncate(q.k);
     all
 }
 
 /// A heap item: the worst of the current top-K sits on top.
 struct Ranked<'t> {
+    /// The ordering key: the score, or the ETA when the query ranks by ETA.
     score: f64,
     id: &'t str,
     slot: u32,
@@ -261,9 +320,11 @@ pub fn search<'t>(
     let mut seen = 0usize;
     let mobilisation: [f64; N_PARTITIONS] = std::array::from_fn(|p| model.config.mobilisation_seconds[p % N_STATUSES]);
 
-    // `mobilisation` is the partition's (its status is fixed), so a unit's score is at least
+    // `mobilisation` is the partition's (its status is fixed), so a unit's ETA, and so its
+    // score (ETA plus non-negative costs, the stale-position cost included), is at least
     // mobilisation + chord × R × its type's pace (a chord is never longer than its arc):
-    // a bound with no trigonometry that skips most units before the full score.
+    // a bound with no trigonometry that skips most units before the full score. The bound
+    // holds for either ordering key.
     let scan = |entries: &[Entry], mobilisation: f64, top: &mut BinaryHeap<Ranked<'t>>, limit2: &mut f64| {
         for e in entries {
             if e.caps & q.required != q.required {
@@ -288,7 +349,7 @@ pub fn search<'t>(
                 continue;
             }
             let c = score_terms(table, model, e.slot, lat, lon, q);
-            let item = Ranked { score: c.score, id: &table.ids[e.slot as usize], slot: e.slot };
+            let item = Ranked { score: c.key(q.by_eta), id: &table.ids[e.slot as usize], slot: e.slot };
             if top.len() < q.k {
                 top.push(item);
             } else if item < *top.peek().expect("heap is full") {
@@ -339,7 +400,7 @@ pub fn search<'t>(
         r += 1;
     }
     let mut out: Vec<Candidate> = top.into_iter().map(|item| score(table, model, item.slot, lat, lon, q)).collect();
-    out.sort_by(candidate_order);
+    out.sort_by(order_of(q));
     Ok(out)
 }
 

@@ -7,6 +7,7 @@ use crate::command::{Method, RequirementGroup};
 use crate::rank::Candidate;
 use crate::state::{Incident, Machine, Reply};
 use crate::store::UnitStore;
+use crate::team::Team;
 use crate::time;
 use crate::units::NO_TIME;
 use crate::wire::pb;
@@ -82,8 +83,45 @@ pub fn candidate(c: &Candidate) -> pb::Candidate {
             cross_area_cost_seconds: b.cross_area_cost,
             shift_overrun_cost_seconds: b.shift_overrun_cost,
             specialist_cost_seconds: b.specialist_cost,
+            stale_position_cost_seconds: b.stale_position_cost,
         }),
+        position_age_seconds: c.position_age_seconds,
     }
+}
+
+/// A recommended team; `explain` adds each member's passed-over unit.
+pub fn team(t: &Team, explain: bool) -> (Vec<pb::TeamMember>, Vec<pb::Shortfall>) {
+    let members = t
+        .members
+        .iter()
+        .map(|m| {
+            let c = candidate(&m.candidate);
+            pb::TeamMember {
+                unit_id: c.unit_id,
+                group_index: m.group as u32,
+                eta_seconds: c.eta_seconds,
+                score: c.score,
+                distance_m: c.distance_m,
+                breakdown: c.breakdown,
+                position_age_seconds: c.position_age_seconds,
+                next_best: m.next_best.as_ref().filter(|_| explain).map(|p| pb::PassedOver {
+                    unit_id: p.unit_id.clone(),
+                    eta_seconds: p.eta_seconds,
+                    reason: match p.other_group {
+                        Some(_) => pb::PassedOverReason::InOtherGroup,
+                        None => pb::PassedOverReason::LaterArrival,
+                    } as i32,
+                    other_group_index: p.other_group.unwrap_or(0) as u32,
+                }),
+            }
+        })
+        .collect();
+    let shortfalls = t
+        .shortfalls
+        .iter()
+        .map(|s| pb::Shortfall { group_index: s.group as u32, missing: s.missing, reason: s.reason as i32 })
+        .collect();
+    (members, shortfalls)
 }
 
 fn incident_of(m: &Machine, incident_id: &str) -> Option<pb::Incident> {

@@ -7,6 +7,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::rank::Query;
 use crate::state::Machine;
 use crate::store::LocationReport;
+use crate::team;
 use crate::types::{Agency, Grade, IncidentStatus, Status};
 use crate::wire::decode::{groups, message};
 use crate::wire::limits::{DEFAULT_K, MAX_K};
@@ -114,6 +115,7 @@ fn recommend_one(m: &Machine, r: &pb::RecommendUnitsRequest, now_ms: i64) -> Cor
             statuses: statuses.clone(),
             unit_types: g.unit_types.clone(),
             area: (!area.is_empty()).then(|| area.clone()),
+            by_eta: false,
         };
         let ranked = m.units().rank(&query).map_err(|e| e.within(&format!("requirements[{i}].")))?;
         out.groups.push(pb::GroupRecommendation {
@@ -122,6 +124,23 @@ fn recommend_one(m: &Machine, r: &pb::RecommendUnitsRequest, now_ms: i64) -> Cor
             candidates: ranked.iter().map(encode::candidate).collect(),
         });
     }
+    // Every group's filters were accepted above, so the team's queries cannot fail on them.
+    let base = Query {
+        lat,
+        lon,
+        now_ms,
+        k: 1,
+        grade,
+        required: Vec::new(),
+        agencies: Vec::new(),
+        statuses,
+        unit_types: Vec::new(),
+        area: (!area.is_empty()).then_some(area),
+        by_eta: true,
+    };
+    let team = team::recommend(m.units(), &base, &plan, r.max_eta_seconds)?;
+    out.team_eta_seconds = team.eta_seconds();
+    (out.team, out.shortfalls) = encode::team(&team, r.explain);
     Ok(out)
 }
 

@@ -413,6 +413,11 @@ fn recommend(v: &mut Violations, at: &str, r: &pb::RecommendUnitsRequest, vocab:
         push(v, format!("{at}k"), format!("{} is outside [1, {MAX_K}] (0 for the default)", r.k));
     }
     enum_values(v, &format!("{at}eligible_statuses"), &r.eligible_statuses, Kind::UnitStatus);
+    if let Some(limit) = r.max_eta_seconds {
+        if !(limit.is_finite() && limit > 0.0) {
+            push(v, format!("{at}max_eta_seconds"), format!("{limit} must be finite and above 0"));
+        }
+    }
 }
 
 pub fn recommend_units(r: &pb::RecommendUnitsRequest, vocab: &Vocabulary) -> Violations {
