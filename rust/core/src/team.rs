@@ -237,18 +237,21 @@ fn place_smallest_ids_first(
 
 /// The recommended team for `groups` at the query's place and time. `base` gives the
 /// location, now, grade, area and allowed statuses; each group adds its own filters.
-/// Units with an ETA above `max_eta_seconds` are not put in the team.
+/// Units with an ETA above `max_eta_seconds` are not put in the team. `explain` reads one
+/// more candidate per group, so that a full group still names the unit it passed over.
 pub fn recommend(
     store: &UnitStore,
     base: &Query,
     groups: &[RequirementGroup],
     max_eta_seconds: Option<f64>,
+    explain: bool,
 ) -> CoreResult<Team> {
     let places: usize = groups.iter().map(|g| g.count as usize).sum();
     let mut pools = Vec::with_capacity(groups.len());
     let mut beyond_limit = Vec::with_capacity(groups.len());
     for g in groups {
-        let q = group_query(base, g, pool_size(g.count as usize, places));
+        let k = (pool_size(g.count as usize, places) + usize::from(explain)).min(MAX_K);
+        let q = group_query(base, g, k);
         let mut candidates = store.rank(&q)?;
         let all = candidates.len();
         if let Some(limit) = max_eta_seconds {

@@ -221,11 +221,12 @@ proptest! {
         groups in prop::collection::vec(group_gen(), 1..9),
         statuses in prop::sample::select(vec![vec![], vec![Status::Available, Status::EnRoute]]),
         limit in prop::option::weighted(0.3, 60.0f64..400.0),
+        explain in any::<bool>(),
     ) {
         let store = build(&units);
         let plan = plan(&groups);
         let base = base(NOW, statuses);
-        let team = team::recommend(&store, &base, &plan, limit).unwrap();
+        let team = team::recommend(&store, &base, &plan, limit, explain).unwrap();
         let eligible = eligible(&store, &base, &plan, limit);
         prop_assert_eq!(by_group(&team, plan.len()), oracle(&plan, &eligible));
         for m in &team.members {
@@ -261,7 +262,7 @@ fn add(store: &mut UnitStore, id: &str, unit_type: &str, caps: &[&str], status: 
 }
 
 fn reasons(store: &UnitStore, plan: &[RequirementGroup], limit: Option<f64>) -> Vec<(usize, u32, ShortfallReason)> {
-    let team = team::recommend(store, &base(NOW, vec![]), plan, limit).unwrap();
+    let team = team::recommend(store, &base(NOW, vec![]), plan, limit, false).unwrap();
     team.shortfalls.iter().map(|s| (s.group, s.missing, s.reason)).collect()
 }
 
@@ -296,7 +297,7 @@ fn explanations_name_the_group_a_passed_over_unit_fills() {
     add(&mut store, "IRV-NEAR", "irv", &[], Status::Available, 51.505, 0);
     add(&mut store, "IRV-FAR", "irv", &[], Status::Available, 51.52, 0);
     let plan = [group(Agency::Police, &[], &[], 1), group(Agency::Police, &[], &["firearms"], 1)];
-    let team = team::recommend(&store, &base(NOW, vec![]), &plan, None).unwrap();
+    let team = team::recommend(&store, &base(NOW, vec![]), &plan, None, true).unwrap();
     let got: Vec<(&str, usize, Option<(&str, Option<usize>)>)> = team
         .members
         .iter()

@@ -138,7 +138,7 @@ fn recommend_one(m: &Machine, r: &pb::RecommendUnitsRequest, now_ms: i64) -> Cor
         area: (!area.is_empty()).then_some(area),
         by_eta: true,
     };
-    let team = team::recommend(m.units(), &base, &plan, r.max_eta_seconds)?;
+    let team = team::recommend(m.units(), &base, &plan, r.max_eta_seconds, r.explain)?;
     out.team_eta_seconds = team.eta_seconds();
     (out.team, out.shortfalls) = encode::team(&team, r.explain);
     Ok(out)

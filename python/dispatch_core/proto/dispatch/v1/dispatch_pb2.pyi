@@ -43,6 +43,21 @@ class IncidentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INCIDENT_STATUS_DISPATCHED: _ClassVar[IncidentStatus]
     INCIDENT_STATUS_ATTENDED: _ClassVar[IncidentStatus]
     INCIDENT_STATUS_CLOSED: _ClassVar[IncidentStatus]
+
+class ShortfallReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SHORTFALL_REASON_UNSPECIFIED: _ClassVar[ShortfallReason]
+    SHORTFALL_REASON_NONE_ON_DUTY: _ClassVar[ShortfallReason]
+    SHORTFALL_REASON_ALL_COMMITTED: _ClassVar[ShortfallReason]
+    SHORTFALL_REASON_POSITIONS_STALE: _ClassVar[ShortfallReason]
+    SHORTFALL_REASON_BEYOND_LIMIT: _ClassVar[ShortfallReason]
+    SHORTFALL_REASON_NEEDED_BY_OTHER_GROUP: _ClassVar[ShortfallReason]
+
+class PassedOverReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PASSED_OVER_REASON_UNSPECIFIED: _ClassVar[PassedOverReason]
+    PASSED_OVER_REASON_IN_OTHER_GROUP: _ClassVar[PassedOverReason]
+    PASSED_OVER_REASON_LATER_ARRIVAL: _ClassVar[PassedOverReason]
 AGENCY_UNSPECIFIED: Agency
 AGENCY_POLICE: Agency
 AGENCY_FIRE: Agency
@@ -65,6 +80,15 @@ INCIDENT_STATUS_OPEN: IncidentStatus
 INCIDENT_STATUS_DISPATCHED: IncidentStatus
 INCIDENT_STATUS_ATTENDED: IncidentStatus
 INCIDENT_STATUS_CLOSED: IncidentStatus
+SHORTFALL_REASON_UNSPECIFIED: ShortfallReason
+SHORTFALL_REASON_NONE_ON_DUTY: ShortfallReason
+SHORTFALL_REASON_ALL_COMMITTED: ShortfallReason
+SHORTFALL_REASON_POSITIONS_STALE: ShortfallReason
+SHORTFALL_REASON_BEYOND_LIMIT: ShortfallReason
+SHORTFALL_REASON_NEEDED_BY_OTHER_GROUP: ShortfallReason
+PASSED_OVER_REASON_UNSPECIFIED: PassedOverReason
+PASSED_OVER_REASON_IN_OTHER_GROUP: PassedOverReason
+PASSED_OVER_REASON_LATER_ARRIVAL: PassedOverReason
 
 class PingRequest(_message.Message):
     __slots__ = ()
@@ -411,44 +435,94 @@ class AdHocTarget(_message.Message):
     def __init__(self, location: _Optional[_Union[Location, _Mapping]] = ..., grade: _Optional[_Union[Grade, str]] = ..., area: _Optional[str] = ..., requirements: _Optional[_Iterable[_Union[RequirementGroup, _Mapping]]] = ...) -> None: ...
 
 class RecommendUnitsRequest(_message.Message):
-    __slots__ = ("incident_id", "ad_hoc", "k", "eligible_statuses")
+    __slots__ = ("incident_id", "ad_hoc", "k", "eligible_statuses", "max_eta_seconds", "explain")
     INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
     AD_HOC_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     ELIGIBLE_STATUSES_FIELD_NUMBER: _ClassVar[int]
+    MAX_ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     incident_id: str
     ad_hoc: AdHocTarget
     k: int
     eligible_statuses: _containers.RepeatedScalarFieldContainer[UnitStatus]
-    def __init__(self, incident_id: _Optional[str] = ..., ad_hoc: _Optional[_Union[AdHocTarget, _Mapping]] = ..., k: _Optional[int] = ..., eligible_statuses: _Optional[_Iterable[_Union[UnitStatus, str]]] = ...) -> None: ...
+    max_eta_seconds: float
+    explain: bool
+    def __init__(self, incident_id: _Optional[str] = ..., ad_hoc: _Optional[_Union[AdHocTarget, _Mapping]] = ..., k: _Optional[int] = ..., eligible_statuses: _Optional[_Iterable[_Union[UnitStatus, str]]] = ..., max_eta_seconds: _Optional[float] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class ScoreBreakdown(_message.Message):
-    __slots__ = ("mobilisation_seconds", "travel_seconds", "cross_area_cost_seconds", "shift_overrun_cost_seconds", "specialist_cost_seconds")
+    __slots__ = ("mobilisation_seconds", "travel_seconds", "cross_area_cost_seconds", "shift_overrun_cost_seconds", "specialist_cost_seconds", "stale_position_cost_seconds")
     MOBILISATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TRAVEL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CROSS_AREA_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SHIFT_OVERRUN_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SPECIALIST_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STALE_POSITION_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
     mobilisation_seconds: float
     travel_seconds: float
     cross_area_cost_seconds: float
     shift_overrun_cost_seconds: float
     specialist_cost_seconds: float
-    def __init__(self, mobilisation_seconds: _Optional[float] = ..., travel_seconds: _Optional[float] = ..., cross_area_cost_seconds: _Optional[float] = ..., shift_overrun_cost_seconds: _Optional[float] = ..., specialist_cost_seconds: _Optional[float] = ...) -> None: ...
+    stale_position_cost_seconds: float
+    def __init__(self, mobilisation_seconds: _Optional[float] = ..., travel_seconds: _Optional[float] = ..., cross_area_cost_seconds: _Optional[float] = ..., shift_overrun_cost_seconds: _Optional[float] = ..., specialist_cost_seconds: _Optional[float] = ..., stale_position_cost_seconds: _Optional[float] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("unit_id", "eta_seconds", "distance_m", "score", "breakdown")
+    __slots__ = ("unit_id", "eta_seconds", "distance_m", "score", "breakdown", "position_age_seconds")
     UNIT_ID_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     BREAKDOWN_FIELD_NUMBER: _ClassVar[int]
+    POSITION_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     unit_id: str
     eta_seconds: float
     distance_m: float
     score: float
     breakdown: ScoreBreakdown
-    def __init__(self, unit_id: _Optional[str] = ..., eta_seconds: _Optional[float] = ..., distance_m: _Optional[float] = ..., score: _Optional[float] = ..., breakdown: _Optional[_Union[ScoreBreakdown, _Mapping]] = ...) -> None: ...
+    position_age_seconds: float
+    def __init__(self, unit_id: _Optional[str] = ..., eta_seconds: _Optional[float] = ..., distance_m: _Optional[float] = ..., score: _Optional[float] = ..., breakdown: _Optional[_Union[ScoreBreakdown, _Mapping]] = ..., position_age_seconds: _Optional[float] = ...) -> None: ...
+
+class PassedOver(_message.Message):
+    __slots__ = ("unit_id", "eta_seconds", "reason", "other_group_index")
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OTHER_GROUP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    unit_id: str
+    eta_seconds: float
+    reason: PassedOverReason
+    other_group_index: int
+    def __init__(self, unit_id: _Optional[str] = ..., eta_seconds: _Optional[float] = ..., reason: _Optional[_Union[PassedOverReason, str]] = ..., other_group_index: _Optional[int] = ...) -> None: ...
+
+class TeamMember(_message.Message):
+    __slots__ = ("unit_id", "group_index", "eta_seconds", "score", "distance_m", "breakdown", "position_age_seconds", "next_best")
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
+    BREAKDOWN_FIELD_NUMBER: _ClassVar[int]
+    POSITION_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_BEST_FIELD_NUMBER: _ClassVar[int]
+    unit_id: str
+    group_index: int
+    eta_seconds: float
+    score: float
+    distance_m: float
+    breakdown: ScoreBreakdown
+    position_age_seconds: float
+    next_best: PassedOver
+    def __init__(self, unit_id: _Optional[str] = ..., group_index: _Optional[int] = ..., eta_seconds: _Optional[float] = ..., score: _Optional[float] = ..., distance_m: _Optional[float] = ..., breakdown: _Optional[_Union[ScoreBreakdown, _Mapping]] = ..., position_age_seconds: _Optional[float] = ..., next_best: _Optional[_Union[PassedOver, _Mapping]] = ...) -> None: ...
+
+class Shortfall(_message.Message):
+    __slots__ = ("group_index", "missing", "reason")
+    GROUP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    group_index: int
+    missing: int
+    reason: ShortfallReason
+    def __init__(self, group_index: _Optional[int] = ..., missing: _Optional[int] = ..., reason: _Optional[_Union[ShortfallReason, str]] = ...) -> None: ...
 
 class GroupRecommendation(_message.Message):
     __slots__ = ("group_index", "group", "candidates")
@@ -461,12 +535,18 @@ class GroupRecommendation(_message.Message):
     def __init__(self, group_index: _Optional[int] = ..., group: _Optional[_Union[RequirementGroup, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ...) -> None: ...
 
 class RecommendUnitsResponse(_message.Message):
-    __slots__ = ("groups", "incident_id")
+    __slots__ = ("groups", "incident_id", "team", "shortfalls", "team_eta_seconds")
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    SHORTFALLS_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
     groups: _containers.RepeatedCompositeFieldContainer[GroupRecommendation]
     incident_id: str
-    def __init__(self, groups: _Optional[_Iterable[_Union[GroupRecommendation, _Mapping]]] = ..., incident_id: _Optional[str] = ...) -> None: ...
+    team: _containers.RepeatedCompositeFieldContainer[TeamMember]
+    shortfalls: _containers.RepeatedCompositeFieldContainer[Shortfall]
+    team_eta_seconds: float
+    def __init__(self, groups: _Optional[_Iterable[_Union[GroupRecommendation, _Mapping]]] = ..., incident_id: _Optional[str] = ..., team: _Optional[_Iterable[_Union[TeamMember, _Mapping]]] = ..., shortfalls: _Optional[_Iterable[_Union[Shortfall, _Mapping]]] = ..., team_eta_seconds: _Optional[float] = ...) -> None: ...
 
 class BatchRecommendUnitsRequest(_message.Message):
     __slots__ = ("queries",)
