@@ -19,6 +19,7 @@ WESTMINSTER = (51.4975, -0.1357)
 #: A fixed valid time (2025-06-15T00:00:00Z) for tests that need exact ping times.
 T0 = 1_750_000_000_000
 
+
 def recent_ms() -> int:
     """A valid ping time a second ago: a test's later pings at "now" are newer, and the
     position is fresh enough that ranking neither penalises nor excludes it (stale AVL

@@ -126,7 +126,9 @@ def test_explain_names_the_passed_over_unit_and_why(tstub: pb_grpc.DispatchServi
     assert first.next_best.reason == pb.PASSED_OVER_REASON_IN_OTHER_GROUP
     assert first.next_best.other_group_index == 1
     assert not second.HasField("next_best")  # the ARV was the only firearms unit
-    solo = tstub.RecommendUnits(ad_hoc(here, [group(Agency.POLICE, 1, unit_types=["irv"])], explain=True))
+    solo = tstub.RecommendUnits(
+        ad_hoc(here, [group(Agency.POLICE, 1, unit_types=["irv"])], explain=True)
+    )
     (only,) = solo.team
     assert (only.unit_id, only.next_best.unit_id) == (near, far)
     assert only.next_best.reason == pb.PASSED_OVER_REASON_LATER_ARRIVAL
@@ -160,9 +162,7 @@ unit_s = st.tuples(
 group_s = st.tuples(st.frozensets(st.sampled_from(CAPS), max_size=1), st.integers(1, 2))
 
 
-def best_team(
-    places: list[int], eligible: list[dict[str, float]]
-) -> list[tuple[int, str]]:
+def best_team(places: list[int], eligible: list[dict[str, float]]) -> list[tuple[int, str]]:
     """Every assignment of eligible units to places (each place: a unit or nobody, no unit
     twice), the best by the documented order: more places filled, smaller largest ETA,
     smaller sum, smaller sorted (ETA, unit_id) pairs, then the smallest ids place by place
@@ -214,7 +214,10 @@ def test_team_matches_every_assignment_oracle(
     try:
         for unit_type, caps, status, offset in units:
             unit_id = upsert(
-                tstub, unit_type=unit_type, capabilities=sorted(caps), at=(centre[0] + offset, centre[1])
+                tstub,
+                unit_type=unit_type,
+                capabilities=sorted(caps),
+                at=(centre[0] + offset, centre[1]),
             )
             ids.append(unit_id)
             if status is not UnitStatus.AVAILABLE:

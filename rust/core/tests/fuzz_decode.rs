@@ -84,6 +84,8 @@ fn requests() -> Vec<(Option<Method>, Vec<u8>)> {
         })),
         k: 3,
         eligible_statuses: vec![1],
+        max_eta_seconds: Some(600.0),
+        explain: true,
     };
     let by_id = pb::RecommendUnitsRequest {
         target: Some(pb::recommend_units_request::Target::IncidentId("INC-000001".into())),

@@ -173,7 +173,9 @@ fn oracle(plan: &[RequirementGroup], eligible: &[Vec<(String, f64)>]) -> Vec<Vec
     let can = |u: usize, g: usize| eligible[g].iter().any(|(id, _)| *id == units[u].0);
     let places: Vec<usize> =
         plan.iter().enumerate().flat_map(|(g, p)| std::iter::repeat_n(g, p.count as usize)).collect();
-    let mut best: Option<(Vec<usize>, Vec<Vec<Option<usize>>>)> = None;
+    // The best set so far and every way of placing it.
+    type Placed = Vec<Vec<Option<usize>>>;
+    let mut best: Option<(Vec<usize>, Placed)> = None;
     for mask in 0u32..(1 << units.len()) {
         if mask.count_ones() as usize > places.len() {
             continue;
@@ -298,7 +300,8 @@ fn explanations_name_the_group_a_passed_over_unit_fills() {
     add(&mut store, "IRV-FAR", "irv", &[], Status::Available, 51.52, 0);
     let plan = [group(Agency::Police, &[], &[], 1), group(Agency::Police, &[], &["firearms"], 1)];
     let team = team::recommend(&store, &base(NOW, vec![]), &plan, None, true).unwrap();
-    let got: Vec<(&str, usize, Option<(&str, Option<usize>)>)> = team
+    type Passed<'a> = Option<(&'a str, Option<usize>)>;
+    let got: Vec<(&str, usize, Passed)> = team
         .members
         .iter()
         .map(|m| {

@@ -505,7 +505,20 @@ mod tests {
             })),
             k,
             eligible_statuses: vec![],
+            max_eta_seconds: None,
+            explain: false,
         }
+    }
+
+    #[test]
+    fn an_eta_limit_must_be_finite_and_positive() {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let r = pb::RecommendUnitsRequest { max_eta_seconds: Some(bad), ..ad_hoc(0) };
+            let v = recommend_units(&r, &vocab());
+            assert_eq!(v.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["max_eta_seconds"], "{bad}");
+        }
+        let r = pb::RecommendUnitsRequest { max_eta_seconds: Some(0.5), ..ad_hoc(0) };
+        assert_eq!(recommend_units(&r, &vocab()), Violations::new());
     }
 
     #[test]
