@@ -383,10 +383,11 @@ mod tests {
     }
 
     #[test]
-    fn the_slowest_arrival_is_minimised_before_the_sum() {
-        // {A, D} sums 110 but D arrives at 100; {B, C} arrives by 60.
-        let pools = [pool(1, &[("A", 10.0), ("B", 50.0)]), pool(1, &[("C", 60.0), ("D", 100.0)])];
-        assert_eq!(ids(&pools, &choose(&pools)), [vec!["B"], vec!["C"]]);
+    fn the_whole_plan_arrives_by_the_earliest_time() {
+        // Nearest-first in plan order would send A to group 0 and D (100 s) to group 1;
+        // B to group 0 and A to group 1 has the plan on scene by 50 s.
+        let pools = [pool(1, &[("A", 10.0), ("B", 50.0)]), pool(1, &[("A", 10.0), ("D", 100.0)])];
+        assert_eq!(ids(&pools, &choose(&pools)), [vec!["B"], vec!["A"]]);
     }
 
     #[test]
