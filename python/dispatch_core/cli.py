@@ -7,6 +7,7 @@ dispatch-core demo [--target HOST:PORT] [--tls-ca F --tls-cert F --tls-key F | -
 dispatch-core certs --out DIR
 dispatch-core audit [--data-dir D] [--journal ...] [--principal P] [--incident I] [--since T]
 dispatch-core loadtest [--scenario NAME] [--duration S] [--scale F] [--target HOST:PORT] ...
+dispatch-core simulate [--scenario NAME] [--seed N] [--days N] [--policies P,Q] [--calls F.csv] ...
 """
 
 from __future__ import annotations
@@ -459,6 +460,13 @@ def _parser() -> argparse.ArgumentParser:
         prefix_chars="+",
     )
     loadtest.add_argument("loadtest_args", nargs=argparse.REMAINDER)
+    simulate = sub.add_parser(
+        "simulate",
+        help="compare dispatch policies on identical seeded demand, in-process (see --help)",
+        add_help=False,
+        prefix_chars="+",
+    )
+    simulate.add_argument("simulate_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -532,6 +540,10 @@ def _main(argv: Sequence[str] | None) -> int:
             return _refuse(exc, exc.exit_code)
     if args.command == "loadtest":
         return _run_loadtest(args.loadtest_args)
+    if args.command == "simulate":
+        from dispatch_core.simulate.main import main as simulate_main  # noqa: PLC0415
+
+        return simulate_main(args.simulate_args)
     if args.command == "audit":
         from dispatch_core.security.audit_cli import run_audit  # noqa: PLC0415
 
