@@ -36,7 +36,8 @@ from dispatch_core.durability.journal.audit import (
 from dispatch_core.durability.pipeline import Pipeline
 from dispatch_core.durability.recovery import JournalConfig, open_pipeline
 from dispatch_core.durability.snapshotter import Snapshotter
-from dispatch_core.security.audit import AuditTrail
+from dispatch_core.security.audit import AuditSettings, AuditTrail
+from dispatch_core.security.audit_reconcile import reconcile
 from dispatch_core.security.tls import SecurityConfig
 from dispatch_core.service.admission import DEFAULT_LIMIT, Admission
 from dispatch_core.service.interceptor import AccessLog, CallInterceptor
@@ -204,6 +205,7 @@ def start(
     metrics_server: MetricsServer | None = None,
     security: SecurityConfig | None = None,
     audit_trail: bool = True,
+    audit_settings: AuditSettings | None = None,
 ) -> Running:
     """Builds, binds and starts the server; raises PortInUseError if it cannot bind.
 
@@ -250,7 +252,17 @@ def start(
                 raise
         else:
             store = MemoryAuditStore()
-        audit = AuditTrail(store)
+        try:
+            # Records a crash lost of acknowledged commands, rebuilt from the journal before
+            # any new call is recorded (security/audit_reconcile.py).
+            reconcile(pipeline.journal, store)
+        except BaseException:
+            store.close()
+            pipeline.journal.close()
+            raise
+        settings = audit_settings or AuditSettings()
+        audit = AuditTrail(store, settings.interval_s, retention_days=settings.retention_days)
+        pipeline.on_applied = audit.begin
         if metrics is not None:
             trail = audit
             Gauge(
@@ -356,6 +368,7 @@ def serve(
     shutdown_delay_s: float = DEFAULT_SHUTDOWN_DELAY_S,
     security: SecurityConfig | None = None,
     audit_trail: bool = True,
+    audit_settings: AuditSettings | None = None,
 ) -> int:
     """Runs until SIGTERM or SIGINT; returns the process exit code.
 
@@ -421,6 +434,7 @@ def serve(
             metrics_server=metrics_server,
             security=security,
             audit_trail=audit_trail,
+            audit_settings=audit_settings,
         )
     except BaseException:
         if metrics_server is not None:
