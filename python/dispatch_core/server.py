@@ -43,6 +43,7 @@ from dispatch_core.service.admission import DEFAULT_LIMIT, Admission
 from dispatch_core.service.interceptor import AccessLog, CallInterceptor
 from dispatch_core.service.servicer import SERVICE_NAME, DispatchServicer
 from dispatch_core.service.sizes import MAX_REQUEST_BYTES, InFlight
+from dispatch_core.service.urgency import Urgency
 from dispatch_core.startup import (
     EXIT_JOURNAL_FATAL,
     EXIT_OK,
@@ -279,6 +280,7 @@ def start(
         authenticator=security.authenticator() if security is not None else None,
         in_flight=InFlight(),
         audit=audit,
+        urgency=Urgency(pipeline.core),
     )
     server = grpc.server(
         # No maximum_concurrent_rpcs: grpcio's limit refuses before any interceptor runs,
