@@ -1,6 +1,7 @@
 """The gRPC server: DispatchService plus health checking and reflection.
 
-`serve()` blocks until SIGTERM or SIGINT, then shuts down in two steps: health flips to
+`serve()` blocks until SIGTERM or SIGINT (a SIGHUP re-reads the policy and JWKS files:
+`reload.py`), then shuts down in two steps: health flips to
 NOT_SERVING while the server still accepts and serves for `shutdown_delay` seconds (load
 balancers see NOT_SERVING and move traffic away before any connection is refused), then
 it drains: in-flight RPCs get `grace` seconds, and it returns 0.
@@ -8,6 +9,7 @@ it drains: in-flight RPCs get `grace` seconds, and it returns 0.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -36,6 +38,7 @@ from dispatch_core.durability.journal.audit import (
 from dispatch_core.durability.pipeline import Pipeline
 from dispatch_core.durability.recovery import JournalConfig, open_pipeline
 from dispatch_core.durability.snapshotter import Snapshotter
+from dispatch_core.reload import Reloader
 from dispatch_core.security.audit import AuditSettings, AuditTrail
 from dispatch_core.security.audit_reconcile import reconcile
 from dispatch_core.security.tls import SecurityConfig
@@ -160,6 +163,8 @@ class Running:
     ticker: Ticker | None = None
     admission: Admission | None = None
     audit: AuditTrail | None = None
+    #: What a SIGHUP re-reads (`serve` installs it); register more with `register`.
+    reloader: Reloader | None = None
 
     def stop(
         self, grace_s: float, delay_s: float = 0.0, cut_short: threading.Event | None = None
@@ -273,11 +278,17 @@ def start(
                 registry=metrics.registry,
             ).set_function(lambda: trail.dropped + trail.failed)
     admission = Admission(max_concurrent_rpcs)
+    reloader = Reloader()
+    authenticator = None
+    if security is not None:
+        authenticator = security.authenticator()
+        checker = security
+        reloader.register("policy and JWKS", functools.partial(checker.reload, authenticator))
     interceptor = CallInterceptor(
         metrics,
         admission=admission,
         access=AccessLog(access_log),
-        authenticator=security.authenticator() if security is not None else None,
+        authenticator=authenticator,
         in_flight=InFlight(),
         audit=audit,
         urgency=Urgency(pipeline.core),
@@ -337,6 +348,7 @@ def start(
         ticker=ticker,
         admission=admission,
         audit=audit,
+        reloader=reloader,
     )
 
 
@@ -455,6 +467,8 @@ def serve(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if running.reloader is not None:
+        running.reloader.install()
     # A journal failure ends the serve loop like a signal, from the thread that saw it.
     running.pipeline.on_fatal = lambda exc: stop.set()
     # A bounded wait in a loop: the signal handler runs in this thread between waits.
