@@ -47,6 +47,7 @@ __all__ = [
     "__version__",
     "check_rows",
     "entry_checksum",
+    "identifier_refusal",
     "payload_request",
     "payload_time_ms",
 ]
