@@ -47,6 +47,7 @@ __all__ = [
     "__version__",
     "check_rows",
     "entry_checksum",
+    "identifier_refusal",
     "payload_request",
     "payload_time_ms",
 ]
@@ -112,6 +113,10 @@ def payload_request(payload: bytes) -> bytes:
 
 def payload_time_ms(payload: bytes) -> int:
     """The time inside a journal entry's payload, Unix ms."""
+
+def identifier_refusal(value: str, max_bytes: int = ...) -> str | None:
+    """Why `value` is not an identifier (the core's grammar, at most `max_bytes` long,
+    default MAX_ID_LEN), or None when it is one."""
 
 class Refused(Exception):
     """A command or read the core refused; nothing changed.

@@ -33,6 +33,7 @@ from dispatch_core.durability.snapshotter import (
     DEFAULT_SNAPSHOT_EVERY,
     DEFAULT_SNAPSHOT_INTERVAL_S,
 )
+from dispatch_core.security.audit import DEFAULT_INTERVAL_S, DEFAULT_RETENTION_DAYS, AuditSettings
 from dispatch_core.security.client import ClientCredentials
 from dispatch_core.security.tls import DEFAULT_LOCAL_ROLE, SecurityConfig
 from dispatch_core.server import (
@@ -63,6 +64,23 @@ def _non_negative(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value >= 0:  # NaN fails too
         raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _audit_days(text: str) -> float:
+    """An argparse type: audit retention in days, at least one (a shorter trail could not
+    answer for yesterday) and at most 100 years."""
+    value = _non_negative(text)
+    if not 1 <= value <= 36_500:
+        raise argparse.ArgumentTypeError(f"{text!r} days must be within [1, 36500]")
+    return value
+
+
+def _audit_interval(text: str) -> float:
+    """An argparse type: seconds between audit group commits, within [0.01, 60]."""
+    value = _non_negative(text)
+    if not 0.01 <= value <= 60:
+        raise argparse.ArgumentTypeError(f"{text!r} seconds must be within [0.01, 60]")
     return value
 
 
@@ -224,6 +242,22 @@ def _add_security_args(serve: argparse.ArgumentParser) -> None:
         choices=("on", "off"),
         help="record every RPC in the audit table beside the journal (default on; off is for "
         "benchmarks measuring what it costs)",
+    )
+    serve.add_argument(
+        "--audit-retention-days",
+        type=_audit_days,
+        default=_env("DISPATCH_AUDIT_RETENTION_DAYS", _audit_days, DEFAULT_RETENTION_DAYS),
+        help="days an audit record is kept; older ones are removed in the background, hourly "
+        f"(env DISPATCH_AUDIT_RETENTION_DAYS; default {DEFAULT_RETENTION_DAYS:g}: a year of "
+        "access logs plus the time a complaint about them takes to arrive)",
+    )
+    serve.add_argument(
+        "--audit-interval",
+        type=_audit_interval,
+        default=_env("DISPATCH_AUDIT_INTERVAL", _audit_interval, DEFAULT_INTERVAL_S),
+        help="seconds between group commits of the audit trail: the records of reads a crash "
+        "may lose (commands' are rebuilt from the journal at the next start) (env "
+        f"DISPATCH_AUDIT_INTERVAL; default {DEFAULT_INTERVAL_S:g})",
     )
     serve.add_argument(
         "--insecure",
@@ -525,6 +559,9 @@ def _main(argv: Sequence[str] | None) -> int:
                 shutdown_delay_s=args.shutdown_delay,
                 security=_security_config(args),
                 audit_trail=args.audit_trail == "on",
+                audit_settings=AuditSettings(
+                    interval_s=args.audit_interval, retention_days=args.audit_retention_days
+                ),
             )
         except PortInUseError as exc:
             return _refuse(exc, EXIT_USAGE)

@@ -92,15 +92,11 @@ pub struct UnitStore {
     area_ids: FxHashMap<String, AreaId>,
 }
 
-/// Checks an id's length and emptiness; `field` names it in the error.
+/// Checks an id against the identifier grammar ([`crate::wire::ident::admit`]: the whole
+/// grammar for live requests, length and emptiness only while replaying a journal);
+/// `field` names it in the error.
 pub fn validate_id(field: &str, id: &str) -> CoreResult<()> {
-    if id.is_empty() {
-        return Err(CoreError::invalid(field, "must not be empty"));
-    }
-    if id.len() > MAX_ID_LEN {
-        return Err(CoreError::invalid(field, format!("{} bytes, at most {MAX_ID_LEN}", id.len())));
-    }
-    Ok(())
+    crate::wire::ident::admit(id).map_err(|refusal| CoreError::invalid(field, refusal.to_string()))
 }
 
 impl UnitStore {

@@ -289,8 +289,9 @@ impl Machine {
         }
         // The entry is in the journal because it applied as a new command: a fingerprint
         // left by an evicted answer (or colliding with one) must not send replay to the
-        // journal, which would find this very entry.
-        match self.execute(m, request, time_ms, JournalAnswer::Absent) {
+        // journal, which would find this very entry. Its ids are held to the rules of when
+        // it was written, not to today's grammar (`wire::ident`): it was acknowledged.
+        match crate::wire::ident::replaying(|| self.execute(m, request, time_ms, JournalAnswer::Absent)) {
             Outcome::Applied { response, request_id, .. } => {
                 let same = response == result;
                 if !same && m != Method::Tick {

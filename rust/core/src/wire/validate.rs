@@ -75,7 +75,7 @@ fn push(v: &mut Violations, field: impl Into<String>, reason: impl Into<String>)
 /// An identifier: the grammar of [`ident`]; empty only when not `required` (empty is
 /// "none" there).
 fn id(v: &mut Violations, field: &str, value: &str, required: bool) {
-    match ident::check(value) {
+    match ident::admit(value) {
         Ok(()) => {}
         Err(ident::Refusal::Empty) if !required => {}
         Err(refusal) => push(v, field, refusal.to_string()),
