@@ -42,7 +42,9 @@ MAX_KEPT_REQUEST = 128 * 1024
 
 _SERVICE = "dispatch.v1.DispatchService/"
 #: Methods whose reads are of incident details: their records carry the justification.
-INCIDENT_READS = frozenset({_SERVICE + "GetIncident", _SERVICE + "ListIncidents"})
+INCIDENT_READS = frozenset(
+    {_SERVICE + "GetIncident", _SERVICE + "ListIncidents", _SERVICE + "ListPending"}
+)
 _NOT_RECORDED = ("grpc.health.v1.Health/",)
 LOCATION_BATCHES = frozenset({"UpdateLocations", "StreamLocations"})
 
@@ -83,6 +85,11 @@ def _ids(method: str, request: bytes | None, response: Any) -> tuple[list[str], 
                 answer = None
         if name in ("CreateIncident", "AssignUnits", "UpdateIncident") and answer is not None:
             incidents.append(answer.incident.incident_id)
+            if name == "AssignUnits":
+                # A diversion changes the incident the unit was taken from, too.
+                incidents.extend(d.from_incident_id for d in answer.diversions)
+        elif name == "ListPending" and answer is not None:
+            incidents.extend(p.incident.incident_id for p in answer.incidents)
         elif name == "CloseIncident" and answer is not None:
             units.extend(answer.released_unit_ids)
         elif name in LOCATION_BATCHES and answer is not None:
