@@ -95,6 +95,45 @@ def _count(text: str) -> int:
     return value
 
 
+_GRADES = ("IMMEDIATE", "SIGNIFICANT", "EXTENDED", "REFERRED")
+_NO_ACK_TIMEOUTS: tuple[tuple[str, int], ...] = ()
+_PREEMPTIBLE_BY_DEFAULT: tuple[str, ...] = ("SIGNIFICANT", "EXTENDED", "REFERRED")
+
+
+def _grade_names(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated grade names (empty for none)."""
+    names = tuple(n.strip().upper() for n in text.split(",") if n.strip())
+    for name in names:
+        if name not in _GRADES:
+            raise argparse.ArgumentTypeError(f"{name!r} is not a grade ({', '.join(_GRADES)})")
+    return names
+
+
+def _ack_timeouts(text: str) -> tuple[tuple[str, int], ...]:
+    """An argparse type: GRADE=SECONDS pairs, comma-separated, as (grade, ms) pairs."""
+    out: list[tuple[str, int]] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        grade, sep, seconds = part.partition("=")
+        (name,) = _grade_names(grade) or ("",)
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"{part!r} is not GRADE=SECONDS")
+        value = _non_negative(seconds)
+        if not 0 < value <= 86_400:
+            raise argparse.ArgumentTypeError(f"{part!r}: seconds must be in (0, 86400]")
+        out.append((name, round(value * 1000)))
+    return tuple(out)
+
+
+def _flag(text: str) -> bool:
+    """An environment flag: 1/true/yes or 0/false/no."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes"):
+        return True
+    if lowered in ("0", "false", "no", ""):
+        return False
+    raise argparse.ArgumentTypeError("must be 1/true/yes or 0/false/no")
+
+
 def _env_port(name: str = "DISPATCH_PORT", default: int = DEFAULT_PORT) -> int:
     raw = os.environ.get(name)
     if raw is None:
@@ -404,6 +443,37 @@ def _parser() -> argparse.ArgumentParser:
         f"default {DEFAULT_CLOSED_RETENTION_MS / 3_600_000:g})",
     )
     serve.add_argument(
+        "--ack-timeout",
+        type=_ack_timeouts,
+        default=_env("DISPATCH_ACK_TIMEOUT", _ack_timeouts, _NO_ACK_TIMEOUTS),
+        help="GRADE=SECONDS[,GRADE=SECONDS...]: how long a DISPATCHED unit has to go EN_ROUTE "
+        "before it is flagged (at a clock tick, once per dispatch), e.g. "
+        "IMMEDIATE=60,SIGNIFICANT=180; grades left out have no deadline (env "
+        "DISPATCH_ACK_TIMEOUT; default none)",
+    )
+    serve.add_argument(
+        "--preemptible-grades",
+        type=_grade_names,
+        default=_env("DISPATCH_PREEMPTIBLE_GRADES", _grade_names, _PREEMPTIBLE_BY_DEFAULT),
+        help="grades whose committed units RecommendUnits may offer to IMMEDIATE incidents "
+        "when asked for diversions, comma-separated; empty for none (env "
+        "DISPATCH_PREEMPTIBLE_GRADES; default SIGNIFICANT,EXTENDED,REFERRED)",
+    )
+    serve.add_argument(
+        "--preempt-on-scene",
+        action="store_true",
+        default=_env("DISPATCH_PREEMPT_ON_SCENE", _flag, False),
+        help="offer ON_SCENE units for diversion too, not only DISPATCHED and EN_ROUTE ones "
+        "(env DISPATCH_PREEMPT_ON_SCENE)",
+    )
+    serve.add_argument(
+        "--diversion-cost",
+        type=_non_negative,
+        default=_env("DISPATCH_DIVERSION_COST", _non_negative, 180.0),
+        help="seconds added to a diverted candidate's score (env DISPATCH_DIVERSION_COST; "
+        "default 180)",
+    )
+    serve.add_argument(
         "--closed-retention-count",
         type=_count,
         default=_env("DISPATCH_CLOSED_RETENTION_COUNT", _count, DEFAULT_CLOSED_RETENTION_COUNT),
@@ -553,6 +623,10 @@ def _main(argv: Sequence[str] | None) -> int:
                     max_future_skew_ms=round(args.max_clock_skew * 1000),
                     closed_retention_ms=round(args.closed_retention * 3_600_000),
                     closed_retention_count=args.closed_retention_count,
+                    ack_timeout_ms=args.ack_timeout,
+                    preemptible_grades=args.preemptible_grades,
+                    preempt_on_scene=args.preempt_on_scene,
+                    diversion_cost_seconds=args.diversion_cost,
                 ),
                 tick_interval_s=args.tick_interval,
                 access_log=args.access_log,

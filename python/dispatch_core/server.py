@@ -105,6 +105,15 @@ class CoreConfig:
     #: GetIncident answers them from the journal's archive.
     closed_retention_ms: int = DEFAULT_CLOSED_RETENTION_MS
     closed_retention_count: int = DEFAULT_CLOSED_RETENTION_COUNT
+    #: Milliseconds a DISPATCHED unit has to go EN_ROUTE, by grade name; grades left out
+    #: have no deadline. Like the retention, a replay must use the same values.
+    ack_timeout_ms: tuple[tuple[str, int], ...] = ()
+    #: Grades whose committed units may be diverted to IMMEDIATE incidents.
+    preemptible_grades: tuple[str, ...] = ("SIGNIFICANT", "EXTENDED", "REFERRED")
+    #: Whether ON_SCENE units count for pre-emption too.
+    preempt_on_scene: bool = False
+    #: The diversion cost term, seconds.
+    diversion_cost_seconds: float = 180.0
 
     def build(self) -> DispatchCore:
         return DispatchCore(
@@ -112,6 +121,12 @@ class CoreConfig:
             max_future_skew_ms=self.max_future_skew_ms,
             closed_retention_ms=self.closed_retention_ms,
             closed_retention_count=self.closed_retention_count,
+            ack_timeout_ms=dict(self.ack_timeout_ms),
+            config={
+                "preemptible_grades": list(self.preemptible_grades),
+                "preempt_on_scene": self.preempt_on_scene,
+                "diversion_cost_seconds": self.diversion_cost_seconds,
+            },
         )
 
 

@@ -183,6 +183,10 @@ class Pipeline:
                 self.observer.first_assigned(grade, value / 1000.0)
             elif kind == "first_on_scene":
                 self.observer.first_on_scene(grade, value / 1000.0)
+            elif kind == "ack_overdue":
+                self.observer.ack_overdue(grade)
+            elif kind == "diverted":
+                self.observer.diverted(grade)
 
     # -------------------------------------------------------------------------- pings
 

@@ -58,7 +58,9 @@ MAX_KEPT_REQUEST = 128 * 1024
 
 SERVICE = "dispatch.v1.DispatchService/"
 #: Methods whose reads are of incident details: their records carry the justification.
-INCIDENT_READS = frozenset({SERVICE + "GetIncident", SERVICE + "ListIncidents"})
+INCIDENT_READS = frozenset(
+    {SERVICE + "GetIncident", SERVICE + "ListIncidents", SERVICE + "ListPending"}
+)
 _NOT_RECORDED = ("grpc.health.v1.Health/",)
 LOCATION_BATCHES = frozenset({"UpdateLocations", "StreamLocations"})
 
@@ -101,6 +103,11 @@ def record_ids(
                 answer = None
         if name in ("CreateIncident", "AssignUnits", "UpdateIncident") and answer is not None:
             incidents.append(answer.incident.incident_id)
+            if name == "AssignUnits":
+                # A diversion changes the incident the unit was taken from, too.
+                incidents.extend(d.from_incident_id for d in answer.diversions)
+        elif name == "ListPending" and answer is not None:
+            incidents.extend(p.incident.incident_id for p in answer.incidents)
         elif name == "CloseIncident" and answer is not None:
             units.extend(answer.released_unit_ids)
         elif name in LOCATION_BATCHES and answer is not None:

@@ -80,6 +80,9 @@ PRIORITY: dict[str, int] = {
             "QueryAudit",
         )
     },
+    # The queue a dispatcher works from in a surge: a page of it, not a bulk listing, but
+    # it assigns nothing, so it yields to the dispatch calls themselves.
+    "/dispatch.v1.DispatchService/ListPending": NORMAL,
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": BULK,
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": BULK,
 }

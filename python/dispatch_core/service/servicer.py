@@ -133,6 +133,9 @@ class DispatchServicer:
             "ListUnits": _guarded(lambda request, context: core.list_units(request)),
             "GetIncident": _guarded(lambda request, context: pipeline.get_incident(request)),
             "ListIncidents": _guarded(lambda request, context: core.list_incidents(request)),
+            "ListPending": _guarded(
+                lambda request, context: core.list_pending(request, pipeline.now_ms())
+            ),
             "RecommendUnits": _guarded(self._recommend(core.recommend)),
             "BatchRecommendUnits": _guarded(self._recommend(core.batch_recommend)),
             "UpdateLocations": _guarded(self._update_locations),
