@@ -1,6 +1,7 @@
 """The gRPC server: DispatchService plus health checking and reflection.
 
-`serve()` blocks until SIGTERM or SIGINT, then shuts down in two steps: health flips to
+`serve()` blocks until SIGTERM or SIGINT (a SIGHUP re-reads the policy and JWKS files:
+`reload.py`), then shuts down in two steps: health flips to
 NOT_SERVING while the server still accepts and serves for `shutdown_delay` seconds (load
 balancers see NOT_SERVING and move traffic away before any connection is refused), then
 it drains: in-flight RPCs get `grace` seconds, and it returns 0.
@@ -8,6 +9,7 @@ it drains: in-flight RPCs get `grace` seconds, and it returns 0.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -36,12 +38,15 @@ from dispatch_core.durability.journal.audit import (
 from dispatch_core.durability.pipeline import Pipeline
 from dispatch_core.durability.recovery import JournalConfig, open_pipeline
 from dispatch_core.durability.snapshotter import Snapshotter
-from dispatch_core.security.audit import AuditTrail
+from dispatch_core.reload import Reloader
+from dispatch_core.security.audit import AuditSettings, AuditTrail
+from dispatch_core.security.audit_reconcile import reconcile
 from dispatch_core.security.tls import SecurityConfig
 from dispatch_core.service.admission import DEFAULT_LIMIT, Admission
 from dispatch_core.service.interceptor import AccessLog, CallInterceptor
 from dispatch_core.service.servicer import SERVICE_NAME, DispatchServicer
 from dispatch_core.service.sizes import MAX_REQUEST_BYTES, InFlight
+from dispatch_core.service.urgency import Urgency
 from dispatch_core.startup import (
     EXIT_JOURNAL_FATAL,
     EXIT_OK,
@@ -100,6 +105,15 @@ class CoreConfig:
     #: GetIncident answers them from the journal's archive.
     closed_retention_ms: int = DEFAULT_CLOSED_RETENTION_MS
     closed_retention_count: int = DEFAULT_CLOSED_RETENTION_COUNT
+    #: Milliseconds a DISPATCHED unit has to go EN_ROUTE, by grade name; grades left out
+    #: have no deadline. Like the retention, a replay must use the same values.
+    ack_timeout_ms: tuple[tuple[str, int], ...] = ()
+    #: Grades whose committed units may be diverted to IMMEDIATE incidents.
+    preemptible_grades: tuple[str, ...] = ("SIGNIFICANT", "EXTENDED", "REFERRED")
+    #: Whether ON_SCENE units count for pre-emption too.
+    preempt_on_scene: bool = False
+    #: The diversion cost term, seconds.
+    diversion_cost_seconds: float = 180.0
 
     def build(self) -> DispatchCore:
         return DispatchCore(
@@ -107,6 +121,12 @@ class CoreConfig:
             max_future_skew_ms=self.max_future_skew_ms,
             closed_retention_ms=self.closed_retention_ms,
             closed_retention_count=self.closed_retention_count,
+            ack_timeout_ms=dict(self.ack_timeout_ms),
+            config={
+                "preemptible_grades": list(self.preemptible_grades),
+                "preempt_on_scene": self.preempt_on_scene,
+                "diversion_cost_seconds": self.diversion_cost_seconds,
+            },
         )
 
 
@@ -158,6 +178,8 @@ class Running:
     ticker: Ticker | None = None
     admission: Admission | None = None
     audit: AuditTrail | None = None
+    #: What a SIGHUP re-reads (`serve` installs it); register more with `register`.
+    reloader: Reloader | None = None
 
     def stop(
         self, grace_s: float, delay_s: float = 0.0, cut_short: threading.Event | None = None
@@ -204,6 +226,7 @@ def start(
     metrics_server: MetricsServer | None = None,
     security: SecurityConfig | None = None,
     audit_trail: bool = True,
+    audit_settings: AuditSettings | None = None,
 ) -> Running:
     """Builds, binds and starts the server; raises PortInUseError if it cannot bind.
 
@@ -250,7 +273,17 @@ def start(
                 raise
         else:
             store = MemoryAuditStore()
-        audit = AuditTrail(store)
+        try:
+            # Records a crash lost of acknowledged commands, rebuilt from the journal before
+            # any new call is recorded (security/audit_reconcile.py).
+            reconcile(pipeline.journal, store)
+        except BaseException:
+            store.close()
+            pipeline.journal.close()
+            raise
+        settings = audit_settings or AuditSettings()
+        audit = AuditTrail(store, settings.interval_s, retention_days=settings.retention_days)
+        pipeline.on_applied = audit.begin
         if metrics is not None:
             trail = audit
             Gauge(
@@ -260,13 +293,20 @@ def start(
                 registry=metrics.registry,
             ).set_function(lambda: trail.dropped + trail.failed)
     admission = Admission(max_concurrent_rpcs)
+    reloader = Reloader()
+    authenticator = None
+    if security is not None:
+        authenticator = security.authenticator()
+        checker = security
+        reloader.register("policy and JWKS", functools.partial(checker.reload, authenticator))
     interceptor = CallInterceptor(
         metrics,
         admission=admission,
         access=AccessLog(access_log),
-        authenticator=security.authenticator() if security is not None else None,
+        authenticator=authenticator,
         in_flight=InFlight(),
         audit=audit,
+        urgency=Urgency(pipeline.core),
     )
     server = grpc.server(
         # No maximum_concurrent_rpcs: grpcio's limit refuses before any interceptor runs,
@@ -323,6 +363,7 @@ def start(
         ticker=ticker,
         admission=admission,
         audit=audit,
+        reloader=reloader,
     )
 
 
@@ -356,6 +397,7 @@ def serve(
     shutdown_delay_s: float = DEFAULT_SHUTDOWN_DELAY_S,
     security: SecurityConfig | None = None,
     audit_trail: bool = True,
+    audit_settings: AuditSettings | None = None,
 ) -> int:
     """Runs until SIGTERM or SIGINT; returns the process exit code.
 
@@ -421,6 +463,7 @@ def serve(
             metrics_server=metrics_server,
             security=security,
             audit_trail=audit_trail,
+            audit_settings=audit_settings,
         )
     except BaseException:
         if metrics_server is not None:
@@ -439,6 +482,8 @@ def serve(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if running.reloader is not None:
+        running.reloader.install()
     # A journal failure ends the serve loop like a signal, from the thread that saw it.
     running.pipeline.on_fatal = lambda exc: stop.set()
     # A bounded wait in a loop: the signal handler runs in this thread between waits.

@@ -44,6 +44,17 @@ pub struct RankConfig {
     /// Age of a position, seconds, beyond which the unit is not offered at all: after a
     /// quarter of an hour the fix says nothing about where the unit is.
     pub stale_exclude_after_seconds: f64,
+    /// Cost, in seconds, of taking a unit away from the lower-grade job it is committed to
+    /// (pre-emption): that job goes back to the queue and loses the time already spent
+    /// travelling to it, so a diversion must beat a free unit by this much to be offered
+    /// first.
+    pub diversion_cost_seconds: f64,
+    /// Grades whose units may be diverted to an IMMEDIATE incident (index:
+    /// [`Grade::index`]). IMMEDIATE is never pre-empted, whatever this says.
+    pub preemptible_grades: [bool; N_GRADES],
+    /// Whether a unit already ON_SCENE at a lower-grade job may be diverted (otherwise only
+    /// DISPATCHED and EN_ROUTE units are).
+    pub preempt_on_scene: bool,
 }
 
 impl Default for RankConfig {
@@ -87,6 +98,11 @@ impl Default for RankConfig {
             stale_after_seconds: 120.0,
             stale_position_weight: 1.0,
             stale_exclude_after_seconds: 900.0,
+            // Three minutes: a diverted unit is usually already moving, so it wins only when
+            // a free unit is clearly further away.
+            diversion_cost_seconds: 180.0,
+            preemptible_grades: [false, true, true, true],
+            preempt_on_scene: false,
         }
     }
 }
@@ -104,6 +120,11 @@ impl RankConfig {
 
     pub fn mobilisation(&self, status: Status) -> f64 {
         self.mobilisation_seconds[status.index()]
+    }
+
+    /// Whether units attached to an incident of `grade` may be diverted to an IMMEDIATE one.
+    pub fn preemptible(&self, grade: Grade) -> bool {
+        grade != Grade::Immediate && self.preemptible_grades[grade.index()]
     }
 
     pub fn blue_light(&self, grade: Grade) -> f64 {
@@ -166,6 +187,10 @@ impl RankConfig {
                     ),
                 )
             })?;
+        check("diversion_cost_seconds", self.diversion_cost_seconds, 0.0, false)?;
+        if self.preemptible_grades[Grade::Immediate.index()] {
+            return Err(CoreError::invalid("preemptible_grades", "IMMEDIATE incidents are never pre-empted"));
+        }
         Ok(())
     }
 }

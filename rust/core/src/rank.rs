@@ -13,7 +13,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::eta::RankConfig;
 use crate::geo::{self, chord2, chord2_of_distance, haversine_m, unit_vector, EARTH_RADIUS_M};
 use crate::index::{cell_key, partition_of, Entry, Grid, N_PARTITIONS};
-use crate::types::{Agency, Grade, Status, N_STATUSES};
+use crate::types::{Agency, Grade, Status, N_GRADES, N_STATUSES};
 use crate::units::{AreaId, TypeId, UnitTable};
 
 /// Largest K a query may ask for: more is a client bug, not a dispatch question.
@@ -40,6 +40,10 @@ pub struct Query {
     pub area: Option<String>,
     /// Rank by ETA instead of score ([`crate::team`]'s candidate pools).
     pub by_eta: bool,
+    /// Pre-emption: for an IMMEDIATE query, also offer units committed (DISPATCHED,
+    /// EN_ROUTE, and ON_SCENE if configured) to incidents of a pre-emptible grade, each with
+    /// the diversion cost. Ignored for any other grade.
+    pub diversions: bool,
 }
 
 impl Query {
@@ -57,6 +61,7 @@ impl Query {
             unit_types: Vec::new(),
             area: None,
             by_eta: false,
+            diversions: false,
         }
     }
 }
@@ -71,6 +76,8 @@ pub struct Breakdown {
     pub specialist_cost: f64,
     /// The position's age beyond the trusted age, weighted ([`RankConfig::stale_cost`]).
     pub stale_position_cost: f64,
+    /// Cost of taking the unit from the job it is committed to (pre-emption only).
+    pub diversion_cost: f64,
 }
 
 /// One ranked unit.
@@ -85,6 +92,8 @@ pub struct Candidate {
     /// Seconds between the unit's last position and the query's now (0 for a position
     /// dated after it).
     pub position_age_seconds: f64,
+    /// The incident the unit would be diverted from (pre-emption only).
+    pub diverted_from: Option<String>,
 }
 
 /// A query with names resolved to ids and the pruning bounds precomputed; resolve once and
@@ -114,6 +123,9 @@ pub struct Resolved {
     /// Rank by ETA instead of score (what a whole-team recommendation needs: see
     /// [`crate::team`]); ties still break on unit_id.
     pub by_eta: bool,
+    /// Pre-emption in force: the grades (index: [`Grade::index`]) whose committed units may
+    /// be offered. `None`: no diversion, and a unit is judged by its status alone.
+    pub diversion: Option<[bool; N_GRADES]>,
 }
 
 /// What the scorer needs beside the table: the model and per-type speeds.
@@ -147,11 +159,15 @@ pub fn eligible(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
 }
 
 /// The tests that depend on the moment rather than on the unit's place in the index: on
-/// shift now, and a position no older than the exclusion age (a position exactly that old
-/// is still offered). Ring-fencing and pre-emption will add theirs here.
+/// shift now; a position no older than the exclusion age (a position exactly that old is
+/// still offered); and under pre-emption, committed only to an incident of a grade that may
+/// be pre-empted (the grade column the state machine keeps on assignment and release).
+/// Ring-fencing will add its test here.
 #[inline]
 pub fn eligible_now(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
-    table.on_shift(slot, q.now_ms) && position_age_ms(table, slot, q.now_ms) <= q.stale_exclude_ms
+    table.on_shift(slot, q.now_ms)
+        && position_age_ms(table, slot, q.now_ms) <= q.stale_exclude_ms
+        && divertible(table, slot, q)
 }
 
 /// Milliseconds since the unit's last position, 0 when it is dated after `now_ms` (a ping
@@ -159,6 +175,23 @@ pub fn eligible_now(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
 #[inline]
 pub fn position_age_ms(table: &UnitTable, slot: u32, now_ms: i64) -> f64 {
     now_ms.saturating_sub(table.location_ms[slot as usize]).max(0) as f64
+}
+
+/// Under pre-emption, a unit attached to an incident may be offered only when that
+/// incident's grade may be pre-empted; a free unit always may. Without pre-emption, true.
+#[inline]
+pub fn divertible(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
+    match (&q.diversion, table.attached_grade(slot)) {
+        (Some(grades), Some(grade)) => grades[grade.index()],
+        _ => true,
+    }
+}
+
+/// The incident a candidate would be diverted from: under pre-emption, the one it is
+/// attached to.
+fn diverted_from(table: &UnitTable, slot: u32, q: &Resolved) -> Option<String> {
+    q.diversion.as_ref()?;
+    table.incident[slot as usize].as_deref().map(str::to_owned)
 }
 
 /// A candidate without its id, so the search can score many units without copying ids.
@@ -194,6 +227,7 @@ pub fn score(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lon: f64
         score: s.score,
         breakdown: s.breakdown,
         position_age_seconds: s.position_age_seconds,
+        diverted_from: diverted_from(table, slot, q),
     }
 }
 
@@ -225,6 +259,8 @@ pub fn score_terms(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lo
     let specialist_cost = f64::from(unneeded_specialisms) * cfg.specialist_cost_seconds;
     let position_age_seconds = position_age_ms(table, slot, q.now_ms) / 1000.0;
     let stale_position_cost = cfg.stale_cost(position_age_seconds);
+    let diverted = q.diversion.is_some() && table.incident_grade[s] != 0;
+    let diversion_cost = if diverted { cfg.diversion_cost_seconds } else { 0.0 };
     let breakdown = Breakdown {
         mobilisation_seconds,
         travel_seconds,
@@ -232,11 +268,17 @@ pub fn score_terms(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lo
         shift_overrun_cost,
         specialist_cost,
         stale_position_cost,
+        diversion_cost,
     };
     Scored {
         eta_seconds,
         distance_m,
-        score: eta_seconds + cross_area_cost + shift_overrun_cost + specialist_cost + stale_position_cost,
+        score: eta_seconds
+            + cross_area_cost
+            + shift_overrun_cost
+            + specialist_cost
+            + stale_position_cost
+            + diversion_cost,
         breakdown,
         position_age_seconds,
     }

@@ -60,6 +60,14 @@ struct SnapshotMsg {
     evicted_times: Vec<i64>,
     #[prost(fixed64, repeated, tag = "14")]
     evicted_fingerprints: Vec<u64>,
+    /// Running acknowledgement deadlines: unit slots and their deadlines, slot order.
+    #[prost(uint32, repeated, tag = "15")]
+    ack_slots: Vec<u32>,
+    #[prost(sfixed64, repeated, tag = "16")]
+    ack_deadlines: Vec<i64>,
+    /// Units flagged overdue that have not acknowledged yet, slot order.
+    #[prost(uint32, repeated, tag = "17")]
+    ack_overdue: Vec<u32>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -143,6 +151,9 @@ struct IncidentRow {
     first_on_scene_ms: Option<i64>,
     #[prost(int64, optional, tag = "14")]
     closed_ms: Option<i64>,
+    /// Units that attended and left (they still count towards the plan).
+    #[prost(uint32, tag = "15")]
+    cleared: u32,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -242,6 +253,8 @@ pub struct Captured {
     units: UnitsCopy,
     incidents: OrdMap<String, Incident>,
     requests: RequestTable,
+    /// Units waiting to acknowledge (a few per open incident): copied whole.
+    acks: crate::state::AckDeadlines,
 }
 
 impl Captured {
@@ -278,6 +291,7 @@ impl Captured {
                 first_assigned_ms: i.first_assigned_ms,
                 first_on_scene_ms: i.first_on_scene_ms,
                 closed_ms: i.closed_ms,
+                cleared: i.cleared,
             });
         }
         let requests = self
@@ -308,6 +322,9 @@ impl Captured {
             requests,
             evicted_times,
             evicted_fingerprints,
+            ack_slots: self.acks.deadlines().map(|(slot, _)| slot).collect(),
+            ack_deadlines: self.acks.deadlines().map(|(_, due)| due).collect(),
+            ack_overdue: self.acks.overdue().collect(),
         }
         .encode_to_vec()
     }
@@ -331,6 +348,7 @@ pub fn capture(m: &Machine) -> Captured {
         units: UnitsCopy::of(store),
         incidents: m.incidents().shared(),
         requests: m.requests().clone(),
+        acks: m.acks().clone(),
     }
 }
 
@@ -442,6 +460,7 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
             first_assigned_ms: row.first_assigned_ms,
             first_on_scene_ms: row.first_on_scene_ms,
             closed_ms: row.closed_ms,
+            cleared: row.cleared,
         });
     }
     incidents.next_number = s.next_incident_number;
@@ -462,8 +481,26 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
     for (t, f) in s.evicted_times.into_iter().zip(s.evicted_fingerprints) {
         requests.restore_evicted(t, f);
     }
+    // The grade column of attached units is derived: rebuilt from their incidents.
+    for i in incidents.iter().filter(|i| i.is_open()) {
+        store.regrade(&i.attached, i.grade);
+    }
+    if s.ack_slots.len() != s.ack_deadlines.len() {
+        return Err(bad("acknowledgement deadline columns differ in length"));
+    }
+    let mut acks = crate::state::AckDeadlines::default();
+    for (&slot, &due) in s.ack_slots.iter().zip(&s.ack_deadlines) {
+        acks.start(slot, due);
+    }
+    for &slot in &s.ack_overdue {
+        acks.restore_overdue(slot);
+    }
+    if s.ack_slots.iter().chain(&s.ack_overdue).any(|&x| x as usize >= n) {
+        return Err(bad("an acknowledgement deadline refers to an unknown unit"));
+    }
     let mut m = Machine::new(store, request_capacity);
     m.incidents = incidents;
+    m.acks = acks;
     m.requests = requests;
     m.clock_ms = s.clock_ms;
     m.sequence = s.sequence;

@@ -359,6 +359,7 @@ mod tests {
             score: eta,
             breakdown: Breakdown::default(),
             position_age_seconds: 0.0,
+            diverted_from: None,
         }
     }
 

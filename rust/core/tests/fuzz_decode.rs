@@ -53,6 +53,7 @@ fn seeded() -> Machine {
         request_id: "seed-a".into(),
         incident_id: "INC-000001".into(),
         unit_ids: vec!["U2".into()],
+        ..Default::default()
     };
     apply(&mut m, Method::AssignUnits, &assign.encode_to_vec());
     m
@@ -86,6 +87,7 @@ fn requests() -> Vec<(Option<Method>, Vec<u8>)> {
         eligible_statuses: vec![1],
         max_eta_seconds: Some(600.0),
         explain: true,
+        include_diversions: true,
     };
     let by_id = pb::RecommendUnitsRequest {
         target: Some(pb::recommend_units_request::Target::IncidentId("INC-000001".into())),
@@ -135,6 +137,7 @@ fn requests() -> Vec<(Option<Method>, Vec<u8>)> {
                 request_id: "a1".into(),
                 incident_id: "INC-000001".into(),
                 unit_ids: vec!["U1".into(), "U3".into()],
+                allow_diversion: true,
             }
             .encode_to_vec(),
         ),
@@ -174,6 +177,17 @@ fn requests() -> Vec<(Option<Method>, Vec<u8>)> {
             }
             .encode_to_vec(),
         ),
+        (
+            None,
+            pb::ListPendingRequest {
+                grades: vec![1, 2],
+                area: "Westminster".into(),
+                page_size: 1,
+                page_token: token::encode(token::Listing::Pending, "1:0:I"),
+                include_diversions: true,
+            }
+            .encode_to_vec(),
+        ),
     ]
 }
 
@@ -202,7 +216,8 @@ fn exercise(m: &mut Machine, which: usize, bytes: &[u8]) -> Result<(), TestCaseE
         9 => drop(reads::list_incidents(m, bytes)),
         10 | 11 => drop(reads::recommend(m, bytes, T0 + 5_000)),
         12 => drop(reads::batch_recommend(m, bytes, T0 + 5_000)),
-        _ => drop(reads::update_locations(m, bytes, 0, T0 + 5_000)),
+        13 => drop(reads::update_locations(m, bytes, 0, T0 + 5_000)),
+        _ => drop(reads::list_pending(m, bytes, T0 + 5_000)),
     }
     if which >= 6 && which != 13 {
         prop_assert_eq!(snapshot::digest(m), before, "a read changed the state");
@@ -232,7 +247,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         (any::<Index>(), 1usize..8).prop_map(|(i, n)| Edit::Delete(i, n)),
         (any::<Index>(), 1usize..16).prop_map(|(i, n)| Edit::Duplicate(i, n)),
         any::<Index>().prop_map(Edit::Truncate),
-        (any::<Index>(), 0usize..14, any::<Index>()).prop_map(|(i, t, j)| Edit::Splice(i, t, j)),
+        (any::<Index>(), 0usize..15, any::<Index>()).prop_map(|(i, t, j)| Edit::Splice(i, t, j)),
     ]
 }
 
@@ -291,7 +306,7 @@ proptest! {
     /// state machine's checks with near-valid commands.
     #[test]
     fn edited_valid_requests(
-        steps in proptest::collection::vec((0usize..14, proptest::collection::vec(edit(), 0..4)), 1..8)
+        steps in proptest::collection::vec((0usize..15, proptest::collection::vec(edit(), 0..4)), 1..8)
     ) {
         let templates = requests();
         let mut m = seeded();
@@ -318,7 +333,8 @@ fn the_templates_are_valid() {
             9 => reads::list_incidents(&m, bytes).is_ok(),
             10 | 11 => reads::recommend(&m, bytes, T0).is_ok(),
             12 => reads::batch_recommend(&m, bytes, T0).is_ok(),
-            _ => reads::update_locations(&mut m, bytes, 0, T0 + 5_000).is_ok(),
+            13 => reads::update_locations(&mut m, bytes, 0, T0 + 5_000).is_ok(),
+            _ => reads::list_pending(&m, bytes, T0).is_ok(),
         };
         assert!(ok, "template {which} is refused");
     }

@@ -37,6 +37,10 @@ pub fn config_to_dict<'py>(py: Python<'py>, c: &RankConfig, scarce: &[String]) -
     d.set_item("stale_after_seconds", c.stale_after_seconds)?;
     d.set_item("stale_position_weight", c.stale_position_weight)?;
     d.set_item("stale_exclude_after_seconds", c.stale_exclude_after_seconds)?;
+    d.set_item("diversion_cost_seconds", c.diversion_cost_seconds)?;
+    let preemptible: Vec<&str> = Grade::ALL.iter().filter(|g| c.preemptible(**g)).map(|g| g.name()).collect();
+    d.set_item("preemptible_grades", preemptible)?;
+    d.set_item("preempt_on_scene", c.preempt_on_scene)?;
     d.set_item("scarce_capabilities", scarce.to_vec())?;
     d.set_item("earth_radius_m", EARTH_RADIUS_M)?;
     Ok(d)
@@ -69,6 +73,20 @@ pub fn apply_overrides(c: &mut RankConfig, overrides: &Bound<'_, PyMapping>) -> 
             "stale_after_seconds" => c.stale_after_seconds = float(&value, &key)?,
             "stale_position_weight" => c.stale_position_weight = float(&value, &key)?,
             "stale_exclude_after_seconds" => c.stale_exclude_after_seconds = float(&value, &key)?,
+            "diversion_cost_seconds" => c.diversion_cost_seconds = float(&value, &key)?,
+            "preempt_on_scene" => {
+                c.preempt_on_scene = value.extract::<bool>().map_err(|_| bad(key.clone(), "must be a bool".into()))?;
+            }
+            "preemptible_grades" => {
+                let names: Vec<String> =
+                    value.extract().map_err(|_| bad(key.clone(), "must be a list of grade names".into()))?;
+                let mut grades = [false; dispatch_engine::types::N_GRADES];
+                for (i, name) in names.iter().enumerate() {
+                    let g = Grade::from_name(name, &format!("{key}[{i}]")).map_err(|e| to_py(py, e))?;
+                    grades[g.index()] = true;
+                }
+                c.preemptible_grades = grades;
+            }
             "mobilisation_seconds" => {
                 for (k, v) in table(&value)? {
                     c.mobilisation_seconds[Status::from_name(&k, &field(&k)).map_err(|e| to_py(py, e))?.index()] = v;

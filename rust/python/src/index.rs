@@ -77,6 +77,7 @@ pub fn build_query(
         unit_types: unit_types.unwrap_or_default(),
         area,
         by_eta: false,
+        diversions: false,
     })
 }
 
