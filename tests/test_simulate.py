@@ -214,20 +214,26 @@ class RecordingWorld(World):
         super().__init__(*args, **kwargs)
         self.answers: list[pb.RecommendUnitsResponse] = []
 
-    def recommend(self, incident: Any, k: int) -> pb.RecommendUnitsResponse:
-        answer = super().recommend(incident, k)
+    def recommend(
+        self, incident: Any, k: int, *, diversions: bool = False
+    ) -> pb.RecommendUnitsResponse:
+        answer = super().recommend(incident, k, diversions=diversions)
         self.answers.append(answer)
         return answer
 
 
-def test_the_engine_never_ranks_on_a_stale_position(tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", [EngineGreedy, EnginePreempt])
+def test_the_engine_never_ranks_on_a_stale_position(
+    tmp_path: Path, policy: type[EngineGreedy]
+) -> None:
     # Units stand for hours between jobs and on scene; AVL still reports them, so no
     # candidate carries a stale-position cost and none is left out for want of a report
     # (a unit freed after a long job is offered at once: the waiting-call test above).
     sc = load_scenario(str(small_scenario(tmp_path, hours=2, units=80)))
     world = RecordingWorld(scenario_fleet(sc), scenario_calls(sc, days=1, seed=3), seed=3)
-    world.run(EngineGreedy())
-    trusted = float(world.core.config()["stale_after_seconds"])
+    world.run(policy())
+    config: dict[str, Any] = world.core.config()
+    trusted = float(config["stale_after_seconds"])
     candidates = [c for a in world.answers for g in a.groups for c in g.candidates]
     assert len(candidates) > 100
     assert max(c.position_age_seconds for c in candidates) <= trusted
