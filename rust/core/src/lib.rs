@@ -6,7 +6,8 @@
 //! - [`eta`]: the travel-time model and the cost weights ([`eta::RankConfig`]);
 //! - [`rank`]: eligibility, scoring and exact top-K, plus the brute-force oracle;
 //! - [`coverage`]: which places some eligible unit can reach within a target time;
-//! - [`store`]: the table and the grid kept in step, with the status lifecycle.
+//! - [`store`]: the table and the grid kept in step, with the status lifecycle;
+//! - [`plans`]: response plans (run cards) and which one is in force for an incident.
 //!
 //! No PyO3 here: the crate tests and benches without Python; `rust/python` binds it.
 //!
@@ -28,6 +29,7 @@ pub mod error;
 pub mod eta;
 pub mod geo;
 pub mod index;
+pub mod plans;
 pub mod rank;
 pub mod record;
 pub mod snapshot;

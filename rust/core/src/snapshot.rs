@@ -21,12 +21,17 @@ use prost::Message;
 use crate::caps::CapSet;
 use crate::command::{Method, RequirementGroup};
 use crate::error::{CoreError, CoreResult};
+use crate::plans::{PlanBook, ResponsePlan, TimeWindow};
 use crate::state::{Incident, Incidents, Machine, Remembered, RequestTable};
 use crate::store::{RestoredUnit, UnitStore};
 use crate::types::{Agency, Grade, IncidentStatus, Status};
 
-/// The layout version written by this build. Version 1 was the JSON of the Python engine.
-pub const FORMAT: u32 = 2;
+/// The layout version written by this build. Version 1 was the JSON of the Python engine;
+/// version 2 had no response plans (fields 15-17) and is still read, as a state with none.
+pub const FORMAT: u32 = 3;
+
+/// The oldest layout version this build still reads.
+pub const OLDEST_FORMAT: u32 = 2;
 
 #[derive(Clone, PartialEq, Message)]
 struct SnapshotMsg {
@@ -60,6 +65,32 @@ struct SnapshotMsg {
     evicted_times: Vec<i64>,
     #[prost(fixed64, repeated, tag = "14")]
     evicted_fingerprints: Vec<u64>,
+    /// The response plans in force (format 3), in installation order.
+    #[prost(message, repeated, tag = "15")]
+    response_plans: Vec<ResponsePlanRow>,
+    #[prost(string, tag = "16")]
+    plans_source: String,
+    #[prost(int64, optional, tag = "17")]
+    plans_installed_ms: Option<i64>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ResponsePlanRow {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "2")]
+    incident_type: String,
+    /// 0 for any grade.
+    #[prost(int32, tag = "3")]
+    grade: i32,
+    #[prost(string, optional, tag = "4")]
+    area: Option<String>,
+    #[prost(uint32, optional, tag = "5")]
+    window_start_minute: Option<u32>,
+    #[prost(uint32, optional, tag = "6")]
+    window_end_minute: Option<u32>,
+    #[prost(message, repeated, tag = "7")]
+    groups: Vec<GroupRow>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -105,6 +136,8 @@ struct GroupRow {
     capabilities: Vec<String>,
     #[prost(uint32, tag = "4")]
     count: u32,
+    #[prost(bool, tag = "5")]
+    arrive_together: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -143,6 +176,9 @@ struct IncidentRow {
     first_on_scene_ms: Option<i64>,
     #[prost(int64, optional, tag = "14")]
     closed_ms: Option<i64>,
+    /// The response plan the requirements came from; empty when the client sent them.
+    #[prost(string, tag = "15")]
+    response_plan: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -225,7 +261,47 @@ fn group_row(g: &RequirementGroup) -> GroupRow {
         unit_types: g.unit_types.clone(),
         capabilities: g.capabilities.clone(),
         count: g.count,
+        arrive_together: g.arrive_together,
     }
+}
+
+fn group_of(g: &GroupRow) -> CoreResult<RequirementGroup> {
+    Ok(RequirementGroup {
+        agency: Agency::from_i32(g.agency, "snapshot")?,
+        unit_types: g.unit_types.clone(),
+        capabilities: g.capabilities.clone(),
+        count: g.count,
+        arrive_together: g.arrive_together,
+    })
+}
+
+fn plan_row(p: &ResponsePlan) -> ResponsePlanRow {
+    ResponsePlanRow {
+        name: p.name.clone(),
+        incident_type: p.incident_type.clone(),
+        grade: p.grade.map_or(0, |g| g as i32),
+        area: p.area.clone(),
+        window_start_minute: p.window.map(|w| u32::from(w.start_minute)),
+        window_end_minute: p.window.map(|w| u32::from(w.end_minute)),
+        groups: p.groups.iter().map(group_row).collect(),
+    }
+}
+
+fn plan_of(row: &ResponsePlanRow) -> CoreResult<ResponsePlan> {
+    let minute = |m: u32| u16::try_from(m).map_err(|_| bad(format!("plan {:?} has a window minute {m}", row.name)));
+    let window = match (row.window_start_minute, row.window_end_minute) {
+        (Some(s), Some(e)) => Some(TimeWindow { start_minute: minute(s)?, end_minute: minute(e)? }),
+        (None, None) => None,
+        _ => return Err(bad(format!("plan {:?} has half a time window", row.name))),
+    };
+    Ok(ResponsePlan {
+        name: row.name.clone(),
+        incident_type: row.incident_type.clone(),
+        grade: (row.grade != 0).then(|| Grade::from_i32(row.grade, "snapshot")).transpose()?,
+        area: row.area.clone(),
+        window,
+        groups: row.groups.iter().map(group_of).collect::<CoreResult<Vec<_>>>()?.into(),
+    })
 }
 
 /// A copy of the whole state, taken under the state's read lock and encoded after it is
@@ -242,6 +318,7 @@ pub struct Captured {
     units: UnitsCopy,
     incidents: OrdMap<String, Incident>,
     requests: RequestTable,
+    plans: PlanBook,
 }
 
 impl Captured {
@@ -278,6 +355,7 @@ impl Captured {
                 first_assigned_ms: i.first_assigned_ms,
                 first_on_scene_ms: i.first_on_scene_ms,
                 closed_ms: i.closed_ms,
+                response_plan: i.response_plan.clone(),
             });
         }
         let requests = self
@@ -308,6 +386,9 @@ impl Captured {
             requests,
             evicted_times,
             evicted_fingerprints,
+            response_plans: self.plans.plans().iter().map(plan_row).collect(),
+            plans_source: self.plans.source.clone(),
+            plans_installed_ms: self.plans.installed_ms,
         }
         .encode_to_vec()
     }
@@ -331,6 +412,7 @@ pub fn capture(m: &Machine) -> Captured {
         units: UnitsCopy::of(store),
         incidents: m.incidents().shared(),
         requests: m.requests().clone(),
+        plans: m.response_plans().clone(),
     }
 }
 
@@ -355,8 +437,8 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
         )));
     }
     let s = SnapshotMsg::decode(data).map_err(|e| bad(format!("unreadable: {e}")))?;
-    if s.format != FORMAT {
-        return Err(bad(format!("has format {}; this build reads format {FORMAT}", s.format)));
+    if !(OLDEST_FORMAT..=FORMAT).contains(&s.format) {
+        return Err(bad(format!("has format {}; this build reads formats {OLDEST_FORMAT} to {FORMAT}", s.format)));
     }
     let mut store = empty;
     // Capability bits are positions in the snapshot's vocabulary: map them by name onto the
@@ -406,20 +488,7 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
     let plans: Vec<Arc<[RequirementGroup]>> = s
         .plans
         .iter()
-        .map(|p| {
-            p.groups
-                .iter()
-                .map(|g| {
-                    Ok(RequirementGroup {
-                        agency: Agency::from_i32(g.agency, "snapshot")?,
-                        unit_types: g.unit_types.clone(),
-                        capabilities: g.capabilities.clone(),
-                        count: g.count,
-                    })
-                })
-                .collect::<CoreResult<Vec<_>>>()
-                .map(Arc::from)
-        })
+        .map(|p| p.groups.iter().map(group_of).collect::<CoreResult<Vec<_>>>().map(Arc::from))
         .collect::<CoreResult<_>>()?;
     let mut incidents = Incidents::new();
     for row in s.incidents {
@@ -442,6 +511,7 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
             first_assigned_ms: row.first_assigned_ms,
             first_on_scene_ms: row.first_on_scene_ms,
             closed_ms: row.closed_ms,
+            response_plan: row.response_plan,
         });
     }
     incidents.next_number = s.next_incident_number;
@@ -465,6 +535,13 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
     let mut m = Machine::new(store, request_capacity);
     m.incidents = incidents;
     m.requests = requests;
+    let plans = s.response_plans.iter().map(plan_of).collect::<CoreResult<Vec<_>>>()?;
+    // Checked as an install would be: a snapshot must not bring in plans the configured
+    // vocabulary cannot serve, nor a tie the resolution could not settle.
+    if let Some(p) = PlanBook::problems(&plans, m.vocabulary()).first() {
+        return Err(bad(format!("response plan {} is refused now: {} {}", p.plan, p.field, p.reason)));
+    }
+    m.plans = PlanBook::trusted(plans, s.plans_source, s.plans_installed_ms);
     m.clock_ms = s.clock_ms;
     m.sequence = s.sequence;
     m.check_invariants().map_err(|e| bad(format!("is inconsistent: {e}")))?;
@@ -475,4 +552,74 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
 /// have equal digests, and the simulator prints it to show two runs agree.
 pub fn digest(m: &Machine) -> u64 {
     encode(m).iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eta::RankConfig;
+    use crate::plans::TimeWindow;
+    use crate::state::JournalAnswer;
+    use crate::wire::pb;
+
+    fn store() -> UnitStore {
+        UnitStore::new(RankConfig::default(), 0.01).unwrap()
+    }
+
+    fn with_plans() -> Machine {
+        let mut m = Machine::new(store(), 100);
+        let plan = pb::ResponsePlan {
+            name: "night".into(),
+            incident_type: "burglary".into(),
+            grade: 2,
+            area: "Camden".into(),
+            time_window: Some(pb::TimeOfDayWindow { start_minute: 1320, end_minute: 360 }),
+            groups: vec![pb::RequirementGroup { agency: 1, count: 2, arrive_together: true, ..Default::default() }],
+        };
+        let request =
+            pb::ReplaceResponsePlansRequest { request_id: "p".into(), plans: vec![plan], source: "f.toml".into() };
+        let outcome = m.execute(
+            Method::ReplaceResponsePlans,
+            &request.encode_to_vec(),
+            1_750_000_000_000,
+            JournalAnswer::Unchecked,
+        );
+        assert!(matches!(outcome, crate::state::Outcome::Applied { .. }), "{outcome:?}");
+        m
+    }
+
+    #[test]
+    fn plans_survive_a_snapshot() {
+        let m = with_plans();
+        let restored = decode(&encode(&m), store(), 100).unwrap();
+        assert_eq!(restored.response_plans(), m.response_plans());
+        let p = &restored.response_plans().plans()[0];
+        assert_eq!(p.window, Some(TimeWindow { start_minute: 1320, end_minute: 360 }));
+        assert!(p.groups[0].arrive_together);
+        assert_eq!(encode(&restored), encode(&m));
+    }
+
+    #[test]
+    fn a_format_2_snapshot_loads_with_no_plans_and_other_formats_are_refused_by_number() {
+        // A format 2 snapshot is this layout without fields 15-17: what an older build wrote.
+        let mut old = SnapshotMsg::decode(encode(&Machine::new(store(), 100)).as_slice()).unwrap();
+        old.format = 2;
+        let m = decode(&old.encode_to_vec(), store(), 100).unwrap();
+        assert!(m.response_plans().plans().is_empty() && m.response_plans().installed_ms.is_none());
+        for format in [1, 4] {
+            old.format = format;
+            let e = decode(&old.encode_to_vec(), store(), 100).unwrap_err();
+            assert!(e.to_string().contains(&format!("has format {format}; this build reads formats 2 to 3")), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_whose_plans_the_vocabulary_lacks_is_refused() {
+        let m = with_plans();
+        let mut msg = SnapshotMsg::decode(encode(&m).as_slice()).unwrap();
+        msg.response_plans[0].groups[0].capabilities = vec!["tazer".into()];
+        let e = decode(&msg.encode_to_vec(), store(), 100).unwrap_err();
+        assert!(e.to_string().contains("response plan 0 is refused"), "{e}");
+        m.check_invariants().unwrap();
+    }
 }

@@ -93,6 +93,30 @@ pub struct Group {
     pub count: u32,
 }
 
+/// A response plan as the server sends it in ReplaceResponsePlans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanSpec {
+    pub name: String,
+    pub incident_type: String,
+    pub grade: i32,
+    pub area: String,
+    pub window: Option<(u32, u32)>,
+    pub groups: Vec<Group>,
+}
+
+impl PlanSpec {
+    pub fn pb(&self) -> pb::ResponsePlan {
+        pb::ResponsePlan {
+            name: self.name.clone(),
+            incident_type: self.incident_type.clone(),
+            grade: self.grade,
+            area: self.area.clone(),
+            time_window: self.window.map(|(s, e)| pb::TimeOfDayWindow { start_minute: s, end_minute: e }),
+            groups: self.groups.iter().map(Group::pb).collect(),
+        }
+    }
+}
+
 impl Group {
     pub fn pb(&self) -> pb::RequirementGroup {
         pb::RequirementGroup {
@@ -100,6 +124,7 @@ impl Group {
             unit_types: self.unit_types.clone(),
             capabilities: self.capabilities.clone(),
             count: self.count,
+            arrive_together: false,
         }
     }
 }
@@ -150,6 +175,11 @@ pub enum Cmd {
         unit_ids: Vec<String>,
     },
     Tick,
+    /// Installs response plans.
+    Plans {
+        rid: String,
+        plans: Vec<PlanSpec>,
+    },
     /// Bytes that are not (or not only) a well-formed request of `method`.
     Raw {
         method: Method,
@@ -178,6 +208,7 @@ impl Cmd {
             Cmd::Close { .. } => Method::CloseIncident,
             Cmd::Assign { .. } => Method::AssignUnits,
             Cmd::Tick => Method::Tick,
+            Cmd::Plans { .. } => Method::ReplaceResponsePlans,
             Cmd::Raw { method, .. } => *method,
         }
     }
@@ -189,7 +220,8 @@ impl Cmd {
             | Cmd::Create { rid, .. }
             | Cmd::Update { rid, .. }
             | Cmd::Close { rid, .. }
-            | Cmd::Assign { rid, .. } => Some(rid),
+            | Cmd::Assign { rid, .. }
+            | Cmd::Plans { rid, .. } => Some(rid),
             Cmd::Tick | Cmd::Raw { .. } => None,
         }
     }
@@ -201,7 +233,8 @@ impl Cmd {
             | Cmd::Create { rid, .. }
             | Cmd::Update { rid, .. }
             | Cmd::Close { rid, .. }
-            | Cmd::Assign { rid, .. } => *rid = id.to_owned(),
+            | Cmd::Assign { rid, .. }
+            | Cmd::Plans { rid, .. } => *rid = id.to_owned(),
             Cmd::Tick | Cmd::Raw { .. } => {}
         }
         self
@@ -259,6 +292,12 @@ impl Cmd {
                 pb::AssignUnitsRequest { request_id: rid, incident_id, unit_ids }.encode_to_vec()
             }
             Cmd::Tick => Vec::new(),
+            Cmd::Plans { rid, plans } => pb::ReplaceResponsePlansRequest {
+                request_id: rid,
+                plans: plans.iter().map(PlanSpec::pb).collect(),
+                source: "plans.toml".into(),
+            }
+            .encode_to_vec(),
             Cmd::Raw { bytes, .. } => bytes,
         }
     }
@@ -315,6 +354,18 @@ impl Cmd {
                     unit_ids.reverse();
                 } else {
                     *incident_id = other(INCIDENT_IDS, incident_id);
+                }
+            }
+            Cmd::Plans { plans, .. } => {
+                if plans.pop().is_none() {
+                    plans.push(PlanSpec {
+                        name: "p".into(),
+                        incident_type: "rtc".into(),
+                        grade: 0,
+                        area: String::new(),
+                        window: None,
+                        groups: vec![Group { agency: 1, unit_types: vec![], capabilities: vec![], count: 1 }],
+                    });
                 }
             }
             Cmd::Tick | Cmd::Raw { .. } => {}
