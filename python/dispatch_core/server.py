@@ -36,6 +36,8 @@ from dispatch_core.durability.journal.audit import (
 from dispatch_core.durability.pipeline import Pipeline
 from dispatch_core.durability.recovery import JournalConfig, open_pipeline
 from dispatch_core.durability.snapshotter import Snapshotter
+from dispatch_core.errors import PlanFileError
+from dispatch_core.response_plans import ResponsePlans, default_path, read_plans
 from dispatch_core.security.audit import AuditTrail
 from dispatch_core.security.tls import SecurityConfig
 from dispatch_core.service.admission import DEFAULT_LIMIT, Admission
@@ -45,6 +47,8 @@ from dispatch_core.service.sizes import MAX_REQUEST_BYTES, InFlight
 from dispatch_core.startup import (
     EXIT_JOURNAL_FATAL,
     EXIT_OK,
+    EXIT_USAGE,
+    StartupError,
     check_data_dir,
     check_journal_spec,
     check_port_free,
@@ -158,6 +162,16 @@ class Running:
     ticker: Ticker | None = None
     admission: Admission | None = None
     audit: AuditTrail | None = None
+    response_plans: ResponsePlans | None = None
+
+    def reload_response_plans(self) -> bool:
+        """Re-reads the response-plan file and installs it if it changed (the method a
+        SIGHUP handler calls). A file that does not validate is logged, problem by problem,
+        and the plans in force stay. Returns whether the plans changed."""
+        if self.response_plans is None:
+            log.warning("no response-plan file to reload: the server was started without one")
+            return False
+        return self.response_plans.reload()
 
     def stop(
         self, grace_s: float, delay_s: float = 0.0, cut_short: threading.Event | None = None
@@ -204,6 +218,7 @@ def start(
     metrics_server: MetricsServer | None = None,
     security: SecurityConfig | None = None,
     audit_trail: bool = True,
+    response_plans: Path | None = None,
 ) -> Running:
     """Builds, binds and starts the server; raises PortInUseError if it cannot bind.
 
@@ -221,6 +236,10 @@ def start(
     With `security` (checked already: `SecurityConfig.check`), the server listens with TLS
     when it says so and every call is authenticated and authorized by its policy before
     its handler runs; without, it listens in plaintext and checks nobody (in-process tests).
+
+    With `response_plans` (a plan file), its plans are installed through the journaled
+    command when they differ from the recovered state's, before the port opens (raising
+    PlanFileError if the file does not validate), and ReloadResponsePlans re-reads it.
     """
     if not isinstance(journal, JournalConfig) or journal.spec == "sqlite":
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -237,6 +256,14 @@ def start(
         )
     else:
         pipeline = Pipeline(state)
+    plans: ResponsePlans | None = None
+    if response_plans is not None:
+        plans = ResponsePlans(pipeline, response_plans)
+        try:
+            plans.install()
+        except BaseException:
+            pipeline.journal.close()
+            raise
     if metrics is not None:
         metrics.watch(pipeline)
     # The trail beside the journal, opened once the journal is ours (its lock taken).
@@ -275,7 +302,7 @@ def start(
         options=SERVER_OPTIONS,
         interceptors=[interceptor],
     )
-    server.add_generic_rpc_handlers((DispatchServicer(pipeline, audit).handler(),))
+    server.add_generic_rpc_handlers((DispatchServicer(pipeline, audit, plans).handler(),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -323,7 +350,24 @@ def start(
         ticker=ticker,
         admission=admission,
         audit=audit,
+        response_plans=plans,
     )
+
+
+def check_response_plans(path: Path, core: CoreConfig) -> None:
+    """The plan file validates against the vocabulary and unit types this server will
+    run with; checked before the journal is opened, so a typo costs no recovery. Every
+    problem is logged; the StartupError names the first and how many more."""
+    try:
+        read_plans(core.build(), path)
+    except PlanFileError as exc:
+        for problem in exc.problems[1:]:
+            log.error("response plans: %s", problem)
+        raise StartupError(
+            EXIT_USAGE,
+            str(exc),
+            f"fix the file (check it with `dispatch-core plans check {path}`)",
+        ) from exc
 
 
 def _serve_metrics(
@@ -356,6 +400,7 @@ def serve(
     shutdown_delay_s: float = DEFAULT_SHUTDOWN_DELAY_S,
     security: SecurityConfig | None = None,
     audit_trail: bool = True,
+    response_plans: Path | None = None,
 ) -> int:
     """Runs until SIGTERM or SIGINT; returns the process exit code.
 
@@ -368,6 +413,9 @@ def serve(
 
     At the first SIGTERM/SIGINT health goes NOT_SERVING and the server goes on serving
     for `shutdown_delay_s` (a second signal cuts that short), then drains for `grace_s`.
+
+    `response_plans` is the plan file (the shipped one when None), checked with the other
+    start-up checks and installed once the state is recovered.
     """
     if journal is None:
         journal = JournalConfig(data_dir=data_dir)
@@ -377,6 +425,8 @@ def serve(
     if journal.spec == "sqlite":
         check_data_dir(data_dir)
     check_port_free(host, port, "listen on", "--port")
+    response_plans = response_plans if response_plans is not None else default_path()
+    check_response_plans(response_plans, core or CoreConfig())
     if metrics_port > 0:
         check_port_free(host, metrics_port, "serve metrics on", "--metrics-port")
     metrics: Metrics | None = None
@@ -421,6 +471,7 @@ def serve(
             metrics_server=metrics_server,
             security=security,
             audit_trail=audit_trail,
+            response_plans=response_plans,
         )
     except BaseException:
         if metrics_server is not None:

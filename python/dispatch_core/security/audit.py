@@ -50,6 +50,8 @@ LOCATION_BATCHES = frozenset({"UpdateLocations", "StreamLocations"})
 def _ids(method: str, request: bytes | None, response: Any) -> tuple[list[str], list[str], int]:
     """(incident ids, unit ids, location count) a call named: from its request and, where
     the server chose or reported them, its answer."""
+    # GetResponsePlans and ReloadResponsePlans name no incident or unit: their record is
+    # the method, principal and outcome (a reload's new plans are in the journal's entry).
     name = method.removeprefix(_SERVICE)
     incidents: list[str] = []
     units: list[str] = []

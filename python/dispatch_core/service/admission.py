@@ -69,6 +69,8 @@ PRIORITY: dict[str, int] = {
             "StreamLocations",
             "BatchRecommendUnits",
             "QueryAudit",
+            # Re-reads and validates a file: rare, and never more urgent than dispatch.
+            "ReloadResponsePlans",
         )
     },
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": BULK,

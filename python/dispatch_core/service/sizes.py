@@ -35,6 +35,8 @@ PER_RPC: dict[str, int] = {
     "ListIncidents": 4 * KIB,
     "WatchEvents": 4 * KIB,
     "QueryAudit": 4 * KIB,
+    "GetResponsePlans": 1 * KIB,  # empty
+    "ReloadResponsePlans": 1 * KIB,  # empty: the server reads its own file
     "SetUnitStatus": 4 * KIB,
     "CloseIncident": 16 * KIB,
     "AssignUnits": 16 * KIB,  # 100 unit ids of 64 bytes: 6.6 kB

@@ -60,6 +60,17 @@ pub fn plan_set(book: &PlanBook) -> pb::ResponsePlanSet {
     }
 }
 
+/// The command installing `plans` read from `source`, without its request_id (the caller
+/// chooses one).
+pub fn replace_plans_request(plans: &[ResponsePlan], source: &str) -> Vec<u8> {
+    pb::ReplaceResponsePlansRequest {
+        request_id: String::new(),
+        plans: plans.iter().map(plan).collect(),
+        source: source.to_owned(),
+    }
+    .encode_to_vec()
+}
+
 pub fn plan(p: &ResponsePlan) -> pb::ResponsePlan {
     pb::ResponsePlan {
         name: p.name.clone(),
