@@ -213,7 +213,7 @@ def test_the_shipped_plans_load_and_cover_the_documented_incidents(tmp_path: Pat
         check=False,
     )
     assert check.returncode == 0, check.stderr
-    server = launch(_backend(tmp_path), tmp_path)
+    server = launch(_backend(tmp_path), tmp_path, "--response-plans", str(default_path()))
     try:
         channel, api = stub(server)
         with channel:

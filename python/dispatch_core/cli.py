@@ -383,7 +383,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="response-plan file (TOML): what CreateIncident without requirements sends; "
         "checked at start, installed when it differs from the state's, re-read by "
-        "ReloadResponsePlans (env DISPATCH_RESPONSE_PLANS; default the shipped plans)",
+        "ReloadResponsePlans; `none` for no file (env DISPATCH_RESPONSE_PLANS; default the "
+        "shipped plans)",
     )
     serve.add_argument(
         "--request-memory",

@@ -354,6 +354,10 @@ def start(
     )
 
 
+#: `--response-plans none`: no plan file; the plans in the state (if any) stay as they are.
+NO_RESPONSE_PLANS = "none"
+
+
 def check_response_plans(path: Path, core: CoreConfig) -> None:
     """The plan file validates against the vocabulary and unit types this server will
     run with; checked before the journal is opened, so a typo costs no recovery. Every
@@ -414,8 +418,9 @@ def serve(
     At the first SIGTERM/SIGINT health goes NOT_SERVING and the server goes on serving
     for `shutdown_delay_s` (a second signal cuts that short), then drains for `grace_s`.
 
-    `response_plans` is the plan file (the shipped one when None), checked with the other
-    start-up checks and installed once the state is recovered.
+    `response_plans` is the plan file (the shipped one when None; `none` for no file:
+    clients always send requirements), checked with the other start-up checks and
+    installed once the state is recovered.
     """
     if journal is None:
         journal = JournalConfig(data_dir=data_dir)
@@ -425,8 +430,12 @@ def serve(
     if journal.spec == "sqlite":
         check_data_dir(data_dir)
     check_port_free(host, port, "listen on", "--port")
-    response_plans = response_plans if response_plans is not None else default_path()
-    check_response_plans(response_plans, core or CoreConfig())
+    plans_path: Path | None = response_plans if response_plans is not None else default_path()
+    if str(plans_path) == NO_RESPONSE_PLANS:
+        # Every client sends its requirements; nothing is installed or journaled.
+        plans_path = None
+    else:
+        check_response_plans(plans_path, core or CoreConfig())
     if metrics_port > 0:
         check_port_free(host, metrics_port, "serve metrics on", "--metrics-port")
     metrics: Metrics | None = None
@@ -471,7 +480,7 @@ def serve(
             metrics_server=metrics_server,
             security=security,
             audit_trail=audit_trail,
-            response_plans=response_plans,
+            response_plans=plans_path,
         )
     except BaseException:
         if metrics_server is not None:
