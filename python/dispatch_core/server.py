@@ -430,11 +430,10 @@ def serve(
     if journal.spec == "sqlite":
         check_data_dir(data_dir)
     check_port_free(host, port, "listen on", "--port")
-    plans_path: Path | None = response_plans if response_plans is not None else default_path()
-    if str(plans_path) == NO_RESPONSE_PLANS:
-        # Every client sends its requirements; nothing is installed or journaled.
-        plans_path = None
-    else:
+    chosen = response_plans if response_plans is not None else default_path()
+    # `none`: every client sends its requirements; nothing is installed or journaled.
+    plans_path = None if str(chosen) == NO_RESPONSE_PLANS else chosen
+    if plans_path is not None:
         check_response_plans(plans_path, core or CoreConfig())
     if metrics_port > 0:
         check_port_free(host, metrics_port, "serve metrics on", "--metrics-port")

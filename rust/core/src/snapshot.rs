@@ -12,7 +12,7 @@
 //! exactly when their snapshots are byte-equal: the replay tests compare snapshots, and
 //! [`digest`] hashes one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use imbl::OrdMap;
@@ -329,16 +329,20 @@ impl Captured {
 
     /// The snapshot bytes (canonical).
     pub fn encode(&self) -> Vec<u8> {
-        let mut plan_index: BTreeMap<*const [RequirementGroup], u32> = BTreeMap::new();
+        // Equal plans are written once, found by value: which incidents happen to share
+        // one allocation depends on history (a restore, a plan reinstalled), and the bytes
+        // must not. The pointer map makes that a value comparison per distinct allocation,
+        // not per incident.
+        let mut by_ptr: BTreeMap<*const [RequirementGroup], u32> = BTreeMap::new();
+        let mut by_value: HashMap<&[RequirementGroup], u32> = HashMap::new();
         let mut plans = Vec::new();
         let mut incidents = Vec::with_capacity(self.incidents.len());
         for i in self.incidents.values() {
-            // Shared plans are written once. Keyed by pointer: equal plans that are not
-            // shared are written twice, which keeps encoding a lookup, not a comparison.
-            let key = Arc::as_ptr(&i.requirements);
-            let plan = *plan_index.entry(key).or_insert_with(|| {
-                plans.push(PlanRow { groups: i.requirements.iter().map(group_row).collect() });
-                (plans.len() - 1) as u32
+            let plan = *by_ptr.entry(Arc::as_ptr(&i.requirements)).or_insert_with(|| {
+                *by_value.entry(&i.requirements).or_insert_with(|| {
+                    plans.push(PlanRow { groups: i.requirements.iter().map(group_row).collect() });
+                    (plans.len() - 1) as u32
+                })
             });
             incidents.push(IncidentRow {
                 incident_id: i.incident_id.clone(),
