@@ -91,6 +91,7 @@ WEIGHTS: dict[str, float] = {
     "ListUnits": 0.7,
     "GetIncident": 1.0,
     "ListIncidents": 0.7,
+    "ListPending": 0.7,
     "UpdateLocations": 1.5,
     "RecommendUnits": 1.0,
     "BatchRecommendUnits": 0.5,
@@ -229,6 +230,8 @@ class Pool:
             self._keep(self.tokens, pb.ListUnitsResponse.FromString(response).next_page_token)
         elif method == "ListIncidents":
             self._keep(self.tokens, pb.ListIncidentsResponse.FromString(response).next_page_token)
+        elif method == "ListPending":
+            self._keep(self.tokens, pb.ListPendingResponse.FromString(response).next_page_token)
 
     @staticmethod
     def _keep(values: list[str], value: str, limit: int = 64) -> None:

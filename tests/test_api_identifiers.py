@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
@@ -21,6 +21,7 @@ from dispatch_core.boroughs import boroughs
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2_grpc as pb_grpc
 from tests.apihelp import bad_fields, create_incident, group, rid, uid, upsert
+from tests.conftest import start_server
 from tests.test_api_validation import ad_hoc, incident, snapshot, spec
 
 #: Each bad form, by name (the test ids), with a suffix so that no two cases collide.
@@ -89,6 +90,9 @@ FIELDS: list[tuple[str, str, Make]] = [
     ("BatchRecommendUnits", "queries[1].incident_id",
      lambda bad: ("BatchRecommendUnits", pb.BatchRecommendUnitsRequest(
          queries=[ad_hoc(), pb.RecommendUnitsRequest(incident_id=bad)]))),
+    ("GetOperatingPicture.unit_types", "coverage.unit_types[1]",
+     lambda bad: ("GetOperatingPicture", pb.GetOperatingPictureRequest(
+         coverage=pb.CoverageQuery(unit_types=["irv", bad])))),
 ]  # fmt: skip
 
 
@@ -259,3 +263,52 @@ def test_issued_tokens_page_through_both_listings(stub: pb_grpc.DispatchServiceS
         if not (token := ipage.next_page_token):
             break
     assert ids == sorted(set(ids)) and len(ids) >= 3
+
+
+#: The forms gRPC metadata can carry at all (printable ASCII): the rest never arrive.
+METADATA_FORMS = ("blank", "leading-space", "trailing-space")
+
+
+@pytest.mark.parametrize("form", METADATA_FORMS)
+def test_a_bad_actor_claim_is_invalid_argument_and_journals_nothing(
+    stub: pb_grpc.DispatchServiceStub, populated: None, form: str
+) -> None:
+    before = snapshot(stub)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.UpsertUnit(
+            pb.UpsertUnitRequest(request_id=rid(), unit=spec(unit_id=uid())),
+            metadata=[("x-dispatch-actor", BAD_FORMS[form])],
+        )
+    assert bad_fields(err.value) == ["x-dispatch-actor"]
+    assert snapshot(stub) == before
+    long = "a" * 129
+    with pytest.raises(grpc.RpcError) as err:
+        stub.UpsertUnit(
+            pb.UpsertUnitRequest(request_id=rid(), unit=spec(unit_id=uid())),
+            metadata=[("x-dispatch-actor", long)],
+        )
+    assert bad_fields(err.value) == ["x-dispatch-actor"]
+
+
+@pytest.fixture(scope="module")
+def auditor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.DispatchServiceStub]:
+    """A development server whose `local` caller is an auditor (QueryAudit is theirs)."""
+    server = start_server(
+        tmp_path_factory.mktemp("auditor"), extra_args=["--local-role", "auditor"]
+    )
+    with grpc.insecure_channel(server.target) as channel:
+        yield pb_grpc.DispatchServiceStub(channel)
+    assert server.stop() == 0, server.log()
+
+
+@pytest.mark.parametrize("form", list(BAD_FORMS), ids=list(BAD_FORMS))
+@pytest.mark.parametrize("field", ["principal", "incident_id", "unit_id"])
+def test_query_audit_filters_follow_the_grammar(
+    auditor: pb_grpc.DispatchServiceStub, form: str, field: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        auditor.QueryAudit(pb.QueryAuditRequest(**{field: BAD_FORMS[form]}))
+    assert bad_fields(err.value) == [field]
+    # Empty is "any", and a well-formed name is a filter.
+    auditor.QueryAudit(pb.QueryAuditRequest(**{field: "MD21"}))
+    auditor.QueryAudit(pb.QueryAuditRequest())

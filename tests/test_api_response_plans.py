@@ -1,11 +1,13 @@
 """Response plans through the real server: `--response-plans`, CreateIncident without
-requirements, ReloadResponsePlans and GetResponsePlans, restarts, and plan files that do
-not validate (at start-up and on reload), each naming file, line and key."""
+requirements, ReloadResponsePlans, SIGHUP and GetResponsePlans, restarts, and plan files
+that do not validate (at start-up and on reload), each naming file, line and key."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -16,7 +18,7 @@ from grpc_status import rpc_status
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.response_plans import default_path
 from dispatch_core.startup import EXIT_USAGE
-from tests.durable import Backend, launch, stub
+from tests.durable import Backend, Server, launch, stub
 
 FIREARMS = """
 [[plan]]
@@ -149,6 +151,73 @@ def test_incidents_take_the_plan_and_a_reload_changes_what_new_ones_get(tmp_path
         with channel:
             assert _groups(_create(api, "c5"))[0][2] == 3
             # Unchanged at start: nothing new journaled for the plans.
+            assert len(_installs(api)) == 2
+    finally:
+        assert server.stop() == 0
+
+
+RELOADED = "reloaded the response plans"
+FAILED = "reload of the response plans failed; the previous one stays"
+
+
+def _hangup(server: Server, marker: str) -> list[str]:
+    """SIGHUP, then wait for one more `marker` line; returns the log lines it added."""
+    before = server.log().splitlines()
+    server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while server.log().count(marker) == "\n".join(before).count(marker):
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.02)
+    return server.log().splitlines()[len(before) :]
+
+
+def test_sighup_reloads_the_plan_file_and_a_bad_one_keeps_the_plans_in_force(
+    tmp_path: Path,
+) -> None:
+    plans = tmp_path / "plans.toml"
+    plans.write_text(FIREARMS)
+    backend = _backend(tmp_path)
+    server = launch(backend, tmp_path, "--response-plans", str(plans))
+    try:
+        # The start-up install is the server's own command, no call: the audit trail's
+        # reconciliation (run after it) finds no record missing, or it would say so.
+        assert "records were missing" not in server.log()
+        channel, api = stub(server)
+        with channel:
+            assert _groups(_create(api, "c1"))[0][2] == 2
+            # Unchanged: nothing installed, nothing journaled.
+            _hangup(server, RELOADED)
+            assert _installs(api) == ["server:response-plans"]
+
+            # Two mistakes: one error line naming the first, file, line and key, and how
+            # many more; the plans in force stay and nothing is journaled.
+            broken = FIREARMS.replace('["firearms"]', '["tazer"]').replace('["irv"]', '["pump"]')
+            plans.write_text(broken)
+            added = _hangup(server, FAILED)
+            errors = [line for line in added if " ERROR " in line]
+            assert len(errors) == 1, added
+            assert f"{plans}:8" in errors[0] and "plan[0].group[0].capabilities[0]" in errors[0]
+            assert "(and 1 more)" in errors[0]
+            assert "Traceback" not in server.log()
+            assert _groups(_create(api, "c2"))[0][2] == 2
+            assert len(_installs(api)) == 1
+
+            plans.write_text(FIREARMS.replace("count = 2", "count = 3"))
+            _hangup(server, RELOADED)
+            in_force = api.GetResponsePlans(pb.GetResponsePlansRequest(), timeout=10)
+            assert in_force.response_plans.plans[0].groups[0].count == 3
+            assert _installs(api) == ["server:response-plans", "server:response-plans"]
+    finally:
+        assert server.stop() == 0
+
+    # The SIGHUP install was the last command and no call: the restart finds no audit
+    # record missing after it, and its plans are in force (from the snapshot of the stop).
+    server = launch(backend, tmp_path, "--response-plans", str(plans))
+    try:
+        assert "records were missing" not in server.log()
+        channel, api = stub(server)
+        with channel:
+            assert _groups(_create(api, "c3"))[0][2] == 3
             assert len(_installs(api)) == 2
     finally:
         assert server.stop() == 0

@@ -46,6 +46,8 @@ SMOKE: dict[str, tuple[float, bool]] = {
     "nye-surge": (0.01, True),
     "riot": (0.005, True),
     "national-stress": (0.005, False),
+    # A whole day compressed 144x: jobs of 20-120 simulated minutes outlast a smoke run.
+    "london-day": (0.05, False),
 }
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "__version__",
     "check_rows",
     "entry_checksum",
+    "identifier_refusal",
     "payload_request",
     "payload_time_ms",
 ]
@@ -113,6 +114,10 @@ def payload_request(payload: bytes) -> bytes:
 
 def payload_time_ms(payload: bytes) -> int:
     """The time inside a journal entry's payload, Unix ms."""
+
+def identifier_refusal(value: str, max_bytes: int = ...) -> str | None:
+    """Why `value` is not an identifier (the core's grammar, at most `max_bytes` long,
+    default MAX_ID_LEN), or None when it is one."""
 
 class Refused(Exception):
     """A command or read the core refused; nothing changed.
@@ -430,6 +435,7 @@ class DispatchCore:
         max_future_skew_ms: int = ...,
         closed_retention_ms: int = ...,
         closed_retention_count: int = ...,
+        ack_timeout_ms: dict[str, int] | None = None,
     ) -> DispatchCore: ...
     def execute(
         self,
@@ -466,6 +472,9 @@ class DispatchCore:
     def list_incidents(self, request: bytes) -> bytes: ...
     def recommend(self, request: bytes, now_ms: int) -> bytes: ...
     def batch_recommend(self, request: bytes, now_ms: int) -> bytes: ...
+    def list_pending(self, request: bytes, now_ms: int) -> bytes: ...
+    def ack_timeouts(self) -> dict[str, int]: ...
+    def overdue_ack_positions(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
     def update_locations(self, request: bytes, now_ms: int, batch: int = 0) -> LocationReport: ...
     def coverage(
         self,

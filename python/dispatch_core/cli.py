@@ -7,6 +7,7 @@ dispatch-core demo [--target HOST:PORT] [--tls-ca F --tls-cert F --tls-key F | -
 dispatch-core certs --out DIR
 dispatch-core audit [--data-dir D] [--journal ...] [--principal P] [--incident I] [--since T]
 dispatch-core loadtest [--scenario NAME] [--duration S] [--scale F] [--target HOST:PORT] ...
+dispatch-core simulate [--scenario NAME] [--seed N] [--days N] [--policies P,Q] [--calls F.csv] ...
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dispatch_core.durability.snapshotter import (
     DEFAULT_SNAPSHOT_EVERY,
     DEFAULT_SNAPSHOT_INTERVAL_S,
 )
+from dispatch_core.security.audit import DEFAULT_INTERVAL_S, DEFAULT_RETENTION_DAYS, AuditSettings
 from dispatch_core.security.client import ClientCredentials
 from dispatch_core.security.tls import DEFAULT_LOCAL_ROLE, SecurityConfig
 from dispatch_core.server import (
@@ -65,6 +67,23 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _audit_days(text: str) -> float:
+    """An argparse type: audit retention in days, at least one (a shorter trail could not
+    answer for yesterday) and at most 100 years."""
+    value = _non_negative(text)
+    if not 1 <= value <= 36_500:
+        raise argparse.ArgumentTypeError(f"{text!r} days must be within [1, 36500]")
+    return value
+
+
+def _audit_interval(text: str) -> float:
+    """An argparse type: seconds between audit group commits, within [0.01, 60]."""
+    value = _non_negative(text)
+    if not 0.01 <= value <= 60:
+        raise argparse.ArgumentTypeError(f"{text!r} seconds must be within [0.01, 60]")
+    return value
+
+
 def _count(text: str) -> int:
     """An argparse type: a whole number >= 1."""
     try:
@@ -74,6 +93,45 @@ def _count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
     return value
+
+
+_GRADES = ("IMMEDIATE", "SIGNIFICANT", "EXTENDED", "REFERRED")
+_NO_ACK_TIMEOUTS: tuple[tuple[str, int], ...] = ()
+_PREEMPTIBLE_BY_DEFAULT: tuple[str, ...] = ("SIGNIFICANT", "EXTENDED", "REFERRED")
+
+
+def _grade_names(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated grade names (empty for none)."""
+    names = tuple(n.strip().upper() for n in text.split(",") if n.strip())
+    for name in names:
+        if name not in _GRADES:
+            raise argparse.ArgumentTypeError(f"{name!r} is not a grade ({', '.join(_GRADES)})")
+    return names
+
+
+def _ack_timeouts(text: str) -> tuple[tuple[str, int], ...]:
+    """An argparse type: GRADE=SECONDS pairs, comma-separated, as (grade, ms) pairs."""
+    out: list[tuple[str, int]] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        grade, sep, seconds = part.partition("=")
+        (name,) = _grade_names(grade) or ("",)
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"{part!r} is not GRADE=SECONDS")
+        value = _non_negative(seconds)
+        if not 0 < value <= 86_400:
+            raise argparse.ArgumentTypeError(f"{part!r}: seconds must be in (0, 86400]")
+        out.append((name, round(value * 1000)))
+    return tuple(out)
+
+
+def _flag(text: str) -> bool:
+    """An environment flag: 1/true/yes or 0/false/no."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes"):
+        return True
+    if lowered in ("0", "false", "no", ""):
+        return False
+    raise argparse.ArgumentTypeError("must be 1/true/yes or 0/false/no")
 
 
 def _env_port(name: str = "DISPATCH_PORT", default: int = DEFAULT_PORT) -> int:
@@ -225,6 +283,22 @@ def _add_security_args(serve: argparse.ArgumentParser) -> None:
         "benchmarks measuring what it costs)",
     )
     serve.add_argument(
+        "--audit-retention-days",
+        type=_audit_days,
+        default=_env("DISPATCH_AUDIT_RETENTION_DAYS", _audit_days, DEFAULT_RETENTION_DAYS),
+        help="days an audit record is kept; older ones are removed in the background, hourly "
+        f"(env DISPATCH_AUDIT_RETENTION_DAYS; default {DEFAULT_RETENTION_DAYS:g}: a year of "
+        "access logs plus the time a complaint about them takes to arrive)",
+    )
+    serve.add_argument(
+        "--audit-interval",
+        type=_audit_interval,
+        default=_env("DISPATCH_AUDIT_INTERVAL", _audit_interval, DEFAULT_INTERVAL_S),
+        help="seconds between group commits of the audit trail: the records of reads a crash "
+        "may lose (commands' are rebuilt from the journal at the next start) (env "
+        f"DISPATCH_AUDIT_INTERVAL; default {DEFAULT_INTERVAL_S:g})",
+    )
+    serve.add_argument(
         "--insecure",
         action="store_true",
         default=os.environ.get("DISPATCH_INSECURE", "") == "1",
@@ -369,6 +443,37 @@ def _parser() -> argparse.ArgumentParser:
         f"default {DEFAULT_CLOSED_RETENTION_MS / 3_600_000:g})",
     )
     serve.add_argument(
+        "--ack-timeout",
+        type=_ack_timeouts,
+        default=_env("DISPATCH_ACK_TIMEOUT", _ack_timeouts, _NO_ACK_TIMEOUTS),
+        help="GRADE=SECONDS[,GRADE=SECONDS...]: how long a DISPATCHED unit has to go EN_ROUTE "
+        "before it is flagged (at a clock tick, once per dispatch), e.g. "
+        "IMMEDIATE=60,SIGNIFICANT=180; grades left out have no deadline (env "
+        "DISPATCH_ACK_TIMEOUT; default none)",
+    )
+    serve.add_argument(
+        "--preemptible-grades",
+        type=_grade_names,
+        default=_env("DISPATCH_PREEMPTIBLE_GRADES", _grade_names, _PREEMPTIBLE_BY_DEFAULT),
+        help="grades whose committed units RecommendUnits may offer to IMMEDIATE incidents "
+        "when asked for diversions, comma-separated; empty for none (env "
+        "DISPATCH_PREEMPTIBLE_GRADES; default SIGNIFICANT,EXTENDED,REFERRED)",
+    )
+    serve.add_argument(
+        "--preempt-on-scene",
+        action="store_true",
+        default=_env("DISPATCH_PREEMPT_ON_SCENE", _flag, False),
+        help="offer ON_SCENE units for diversion too, not only DISPATCHED and EN_ROUTE ones "
+        "(env DISPATCH_PREEMPT_ON_SCENE)",
+    )
+    serve.add_argument(
+        "--diversion-cost",
+        type=_non_negative,
+        default=_env("DISPATCH_DIVERSION_COST", _non_negative, 180.0),
+        help="seconds added to a diverted candidate's score (env DISPATCH_DIVERSION_COST; "
+        "default 180)",
+    )
+    serve.add_argument(
         "--closed-retention-count",
         type=_count,
         default=_env("DISPATCH_CLOSED_RETENTION_COUNT", _count, DEFAULT_CLOSED_RETENTION_COUNT),
@@ -483,6 +588,13 @@ def _parser() -> argparse.ArgumentParser:
         prefix_chars="+",
     )
     loadtest.add_argument("loadtest_args", nargs=argparse.REMAINDER)
+    simulate = sub.add_parser(
+        "simulate",
+        help="compare dispatch policies on identical seeded demand, in-process (see --help)",
+        add_help=False,
+        prefix_chars="+",
+    )
+    simulate.add_argument("simulate_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -554,6 +666,10 @@ def _main(argv: Sequence[str] | None) -> int:
                     max_future_skew_ms=round(args.max_clock_skew * 1000),
                     closed_retention_ms=round(args.closed_retention * 3_600_000),
                     closed_retention_count=args.closed_retention_count,
+                    ack_timeout_ms=args.ack_timeout,
+                    preemptible_grades=args.preemptible_grades,
+                    preempt_on_scene=args.preempt_on_scene,
+                    diversion_cost_seconds=args.diversion_cost,
                 ),
                 tick_interval_s=args.tick_interval,
                 access_log=args.access_log,
@@ -561,6 +677,9 @@ def _main(argv: Sequence[str] | None) -> int:
                 security=_security_config(args),
                 audit_trail=args.audit_trail == "on",
                 response_plans=args.response_plans,
+                audit_settings=AuditSettings(
+                    interval_s=args.audit_interval, retention_days=args.audit_retention_days
+                ),
             )
         except PortInUseError as exc:
             return _refuse(exc, EXIT_USAGE)
@@ -578,6 +697,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return _run_loadtest(args.loadtest_args)
     if args.command == "plans":
         return _run_plans(args)
+    if args.command == "simulate":
+        from dispatch_core.simulate.main import main as simulate_main  # noqa: PLC0415
+
+        return simulate_main(args.simulate_args)
     if args.command == "audit":
         from dispatch_core.security.audit_cli import run_audit  # noqa: PLC0415
 

@@ -5,8 +5,8 @@ ReplaceResponsePlans, so replay and snapshots see exactly the plans each inciden
 created under. This module reads the file (`--response-plans`; the shipped
 `data/response_plans.toml` by default) with the extension's reader, which names the file,
 line and key of every mistake, and sends the command when the file's plans differ from
-those in force: at start-up, on ReloadResponsePlans, and from `ResponsePlans.reload`, the
-plain method a signal handler can call.
+those in force: at start-up, on ReloadResponsePlans, and on SIGHUP (`ResponsePlans.reload`,
+registered with `reload.Reloader`).
 
 A file that does not validate changes nothing: the previous plans stay in force.
 """
@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dispatch_core.durability.pipeline import SERVER_ACTOR_PREFIX
 from dispatch_core.errors import PlanFileError, PlanProblem
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: The journal's actor for an install the server made itself (start-up, a signal).
-SERVER_ACTOR = "server:response-plans"
+SERVER_ACTOR = SERVER_ACTOR_PREFIX + "response-plans"
 
 #: The journaled method that installs plans.
 METHOD = "ReplaceResponsePlans"
@@ -83,14 +84,13 @@ class ResponsePlans:
             log.info("response plans installed from %s: %d plans", self.path, len(request.plans))
             return True, answer.response_plans
 
-    def reload(self) -> bool:
-        """Re-reads the file and installs it (for a SIGHUP handler). Returns whether the
-        plans changed; a file that does not validate is logged with every problem and
-        leaves the previous plans in force."""
-        try:
-            changed, _ = self.install()
-        except PlanFileError as exc:
-            for problem in exc.problems:
-                log.error("response plans not reloaded: %s", problem)
-            return False
-        return changed
+    def reload(self) -> None:
+        """Re-reads the file and installs it if it changed: what a SIGHUP runs (registered
+        with `reload.Reloader` as "response plans"). Raises PlanFileError when the file
+        does not validate, the previous plans staying in force; the Reloader logs that as
+        one error line naming the first problem and how many more."""
+        changed, in_force = self.install()
+        if not changed:
+            log.info(
+                "response plans unchanged: %s has the %d in force", self.path, len(in_force.plans)
+            )

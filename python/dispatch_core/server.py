@@ -1,6 +1,7 @@
 """The gRPC server: DispatchService plus health checking and reflection.
 
-`serve()` blocks until SIGTERM or SIGINT, then shuts down in two steps: health flips to
+`serve()` blocks until SIGTERM or SIGINT (a SIGHUP re-reads the policy, the JWKS and the
+response-plan files: `reload.py`), then shuts down in two steps: health flips to
 NOT_SERVING while the server still accepts and serves for `shutdown_delay` seconds (load
 balancers see NOT_SERVING and move traffic away before any connection is refused), then
 it drains: in-flight RPCs get `grace` seconds, and it returns 0.
@@ -8,6 +9,7 @@ it drains: in-flight RPCs get `grace` seconds, and it returns 0.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -37,13 +39,16 @@ from dispatch_core.durability.pipeline import Pipeline
 from dispatch_core.durability.recovery import JournalConfig, open_pipeline
 from dispatch_core.durability.snapshotter import Snapshotter
 from dispatch_core.errors import PlanFileError
+from dispatch_core.reload import Reloader
 from dispatch_core.response_plans import ResponsePlans, default_path, read_plans
-from dispatch_core.security.audit import AuditTrail
+from dispatch_core.security.audit import AuditSettings, AuditTrail
+from dispatch_core.security.audit_reconcile import reconcile
 from dispatch_core.security.tls import SecurityConfig
 from dispatch_core.service.admission import DEFAULT_LIMIT, Admission
 from dispatch_core.service.interceptor import AccessLog, CallInterceptor
 from dispatch_core.service.servicer import SERVICE_NAME, DispatchServicer
 from dispatch_core.service.sizes import MAX_REQUEST_BYTES, InFlight
+from dispatch_core.service.urgency import Urgency
 from dispatch_core.startup import (
     EXIT_JOURNAL_FATAL,
     EXIT_OK,
@@ -104,6 +109,15 @@ class CoreConfig:
     #: GetIncident answers them from the journal's archive.
     closed_retention_ms: int = DEFAULT_CLOSED_RETENTION_MS
     closed_retention_count: int = DEFAULT_CLOSED_RETENTION_COUNT
+    #: Milliseconds a DISPATCHED unit has to go EN_ROUTE, by grade name; grades left out
+    #: have no deadline. Like the retention, a replay must use the same values.
+    ack_timeout_ms: tuple[tuple[str, int], ...] = ()
+    #: Grades whose committed units may be diverted to IMMEDIATE incidents.
+    preemptible_grades: tuple[str, ...] = ("SIGNIFICANT", "EXTENDED", "REFERRED")
+    #: Whether ON_SCENE units count for pre-emption too.
+    preempt_on_scene: bool = False
+    #: The diversion cost term, seconds.
+    diversion_cost_seconds: float = 180.0
 
     def build(self) -> DispatchCore:
         return DispatchCore(
@@ -111,6 +125,12 @@ class CoreConfig:
             max_future_skew_ms=self.max_future_skew_ms,
             closed_retention_ms=self.closed_retention_ms,
             closed_retention_count=self.closed_retention_count,
+            ack_timeout_ms=dict(self.ack_timeout_ms),
+            config={
+                "preemptible_grades": list(self.preemptible_grades),
+                "preempt_on_scene": self.preempt_on_scene,
+                "diversion_cost_seconds": self.diversion_cost_seconds,
+            },
         )
 
 
@@ -162,16 +182,10 @@ class Running:
     ticker: Ticker | None = None
     admission: Admission | None = None
     audit: AuditTrail | None = None
+    #: The plan file and its installs (None: `--response-plans none`).
     response_plans: ResponsePlans | None = None
-
-    def reload_response_plans(self) -> bool:
-        """Re-reads the response-plan file and installs it if it changed (the method a
-        SIGHUP handler calls). A file that does not validate is logged, problem by problem,
-        and the plans in force stay. Returns whether the plans changed."""
-        if self.response_plans is None:
-            log.warning("no response-plan file to reload: the server was started without one")
-            return False
-        return self.response_plans.reload()
+    #: What a SIGHUP re-reads (`serve` installs it); register more with `register`.
+    reloader: Reloader | None = None
 
     def stop(
         self, grace_s: float, delay_s: float = 0.0, cut_short: threading.Event | None = None
@@ -219,6 +233,7 @@ def start(
     security: SecurityConfig | None = None,
     audit_trail: bool = True,
     response_plans: Path | None = None,
+    audit_settings: AuditSettings | None = None,
 ) -> Running:
     """Builds, binds and starts the server; raises PortInUseError if it cannot bind.
 
@@ -239,7 +254,8 @@ def start(
 
     With `response_plans` (a plan file), its plans are installed through the journaled
     command when they differ from the recovered state's, before the port opens (raising
-    PlanFileError if the file does not validate), and ReloadResponsePlans re-reads it.
+    PlanFileError if the file does not validate), and ReloadResponsePlans and a SIGHUP
+    (the `reloader`'s "response plans") re-read it.
     """
     if not isinstance(journal, JournalConfig) or journal.spec == "sqlite":
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -277,7 +293,17 @@ def start(
                 raise
         else:
             store = MemoryAuditStore()
-        audit = AuditTrail(store)
+        try:
+            # Records a crash lost of acknowledged commands, rebuilt from the journal before
+            # any new call is recorded (security/audit_reconcile.py).
+            reconcile(pipeline.journal, store)
+        except BaseException:
+            store.close()
+            pipeline.journal.close()
+            raise
+        settings = audit_settings or AuditSettings()
+        audit = AuditTrail(store, settings.interval_s, retention_days=settings.retention_days)
+        pipeline.on_applied = audit.begin
         if metrics is not None:
             trail = audit
             Gauge(
@@ -287,13 +313,22 @@ def start(
                 registry=metrics.registry,
             ).set_function(lambda: trail.dropped + trail.failed)
     admission = Admission(max_concurrent_rpcs)
+    reloader = Reloader()
+    authenticator = None
+    if security is not None:
+        authenticator = security.authenticator()
+        checker = security
+        reloader.register("policy and JWKS", functools.partial(checker.reload, authenticator))
+    if plans is not None:
+        reloader.register("response plans", plans.reload)
     interceptor = CallInterceptor(
         metrics,
         admission=admission,
         access=AccessLog(access_log),
-        authenticator=security.authenticator() if security is not None else None,
+        authenticator=authenticator,
         in_flight=InFlight(),
         audit=audit,
+        urgency=Urgency(pipeline.core),
     )
     server = grpc.server(
         # No maximum_concurrent_rpcs: grpcio's limit refuses before any interceptor runs,
@@ -351,6 +386,7 @@ def start(
         admission=admission,
         audit=audit,
         response_plans=plans,
+        reloader=reloader,
     )
 
 
@@ -405,6 +441,7 @@ def serve(
     security: SecurityConfig | None = None,
     audit_trail: bool = True,
     response_plans: Path | None = None,
+    audit_settings: AuditSettings | None = None,
 ) -> int:
     """Runs until SIGTERM or SIGINT; returns the process exit code.
 
@@ -480,6 +517,7 @@ def serve(
             security=security,
             audit_trail=audit_trail,
             response_plans=plans_path,
+            audit_settings=audit_settings,
         )
     except BaseException:
         if metrics_server is not None:
@@ -498,6 +536,8 @@ def serve(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if running.reloader is not None:
+        running.reloader.install()
     # A journal failure ends the serve loop like a signal, from the thread that saw it.
     running.pipeline.on_fatal = lambda exc: stop.set()
     # A bounded wait in a loop: the signal handler runs in this thread between waits.

@@ -31,6 +31,13 @@ class Observer:
     def first_on_scene(self, grade: int, response_s: float) -> None:
         """An incident of `grade` had its first unit arrive `response_s` after creation."""
 
+    def ack_overdue(self, grade: int) -> None:
+        """A unit dispatched to an incident of `grade` was flagged at a tick for not
+        acknowledging (going EN_ROUTE) by its deadline."""
+
+    def diverted(self, from_grade: int) -> None:
+        """A unit was taken from an incident of `from_grade` for an IMMEDIATE one."""
+
     def journal_durable(self, seconds: float) -> None:
         """A command waited `seconds` from queueing its journal entry to its being durable
         (group-commit queueing included). Called outside the writer lock."""

@@ -61,8 +61,11 @@ log = logging.getLogger(__name__)
 
 #: The actor journaled when a request names none.
 ANONYMOUS = "anonymous"
+#: How the actor of every command the server sends itself begins (no caller's actor can:
+#: theirs are `mtls:`, `jwt:` or `unauthenticated:`).
+SERVER_ACTOR_PREFIX = "server:"
 #: The actor of the server's own clock commands.
-CLOCK_ACTOR = "server:clock"
+CLOCK_ACTOR = SERVER_ACTOR_PREFIX + "clock"
 
 
 class ReplayError(Exception):
@@ -111,6 +114,10 @@ class Pipeline:
         #: Called once, from whichever thread saw it, when the journal fails; the server
         #: sets it to stop and exit non-zero. Must be quick and must not raise.
         self.on_fatal: Callable[[BaseException], None] = lambda exc: None
+        #: Told the sequence of each command applied, under the writer lock (so in sequence
+        #: order), on the thread of the call that sent it: the audit trail's `begin`. Must
+        #: be quick and must not raise.
+        self.on_applied: Callable[[int], None] | None = None
         self._fatal: BaseException | None = None
         self._clock_ms = clock_ms
         self._write_lock = threading.Lock()
@@ -135,6 +142,8 @@ class Pipeline:
                 if outcome.kind == "applied":
                     durable = self._submit(method, outcome.request_id, outcome, actor, now)
                     submitted = time.perf_counter()
+                    if self.on_applied is not None:
+                        self.on_applied(outcome.sequence)
             if outcome.kind != "check_journal" or checked:
                 break
             # The request_id was answered before the in-memory window: its entry is in the
@@ -177,6 +186,10 @@ class Pipeline:
                 self.observer.first_assigned(grade, value / 1000.0)
             elif kind == "first_on_scene":
                 self.observer.first_on_scene(grade, value / 1000.0)
+            elif kind == "ack_overdue":
+                self.observer.ack_overdue(grade)
+            elif kind == "diverted":
+                self.observer.diverted(grade)
 
     # -------------------------------------------------------------------------- pings
 

@@ -69,7 +69,10 @@ def summary(entry: Entry) -> str:
         return text
     if isinstance(response, pb.AssignUnitsResponse):
         units = ", ".join(a.unit_id for a in entry.assign)
-        return f"incident {response.incident.incident_id} <- {units}"
+        text = f"incident {response.incident.incident_id} <- {units}"
+        for d in response.diversions:
+            text += f" ({d.unit_id} diverted from {d.from_incident_id})"
+        return text
     if isinstance(response, pb.CloseIncidentResponse):
         released = ", ".join(response.released_unit_ids) or "none"
         return f"incident {response.incident.incident_id} closed (released: {released})"
@@ -84,5 +87,9 @@ def summary(entry: Entry) -> str:
         return (
             f"clock tick: {response.expired_request_ids} request_ids past retention forgotten,"
             f" {response.archived_incidents} closed incidents archived"
+            + "".join(
+                f", {o.unit_id} overdue acknowledging {o.incident_id}"
+                for o in response.overdue_acknowledgements
+            )
         )
     return entry.method

@@ -13,7 +13,9 @@ Order, per call:
    expired, not yet valid or from another CA.
 3. On a plaintext server (loopback, or `--insecure`) without `--jwks`: `local`, with the
    role `--local-role`. Development only.
-Otherwise the call is UNAUTHENTICATED.
+Otherwise the call is UNAUTHENTICATED, as is a call whose certificate serial or principal
+the policy revokes (`[revoked]`). `replace` swaps the policy and the JWKS while serving
+(SIGHUP): calls already past the check finish under the old ones.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import grpc
 import jwt
+from cryptography import x509
 
 from dispatch_core.security.identity import LOCAL_PRINCIPAL, Identity
 from dispatch_core.security.policy import Grant, Policy
@@ -110,20 +113,32 @@ class Authenticator:
         jwt_verifier: JwtVerifier | None = None,
         local_role: str | None = None,
     ) -> None:
-        self.policy = policy
         self._client_certs = client_certs
-        self._jwt = jwt_verifier
-        self._local: tuple[Identity, Grant] | None = None
-        if local_role is not None:
-            grant = policy.grant_roles((local_role,))
-            self._local = (Identity(LOCAL_PRINCIPAL, (local_role,), "local"), grant)
-        # Certificate principal -> identity: a connection's calls share a certificate.
-        self._known: dict[tuple[str, str], tuple[Identity, Grant]] = {}
+        self._local_role = local_role
+        # Certificate PEM -> serial number: a connection's calls share a certificate.
+        self._serials: dict[bytes, int] = {}
+        self.replace(policy, jwt_verifier)
+
+    def replace(self, policy: Policy, jwt_verifier: JwtVerifier | None) -> None:
+        """Serves later calls under `policy` and `jwt_verifier` (a reload)."""
+        local: tuple[Identity, Grant] | None = None
+        if self._local_role is not None:
+            grant = policy.grant_roles((self._local_role,))
+            local = (Identity(LOCAL_PRINCIPAL, (self._local_role,), "local"), grant)
+        # Principal -> identity under this policy: a connection's calls share a certificate.
+        # Swapped as a whole with the policy, so no call mixes the old and the new.
+        known: dict[tuple[str, str], tuple[Identity, Grant]] = {}
+        self._state = (policy, jwt_verifier, local, known)
+
+    @property
+    def policy(self) -> Policy:
+        return self._state[0]
 
     def identify(
         self, context: grpc.ServicerContext, metadata: Any = None
     ) -> tuple[Identity, Grant]:
-        if self._jwt is not None:
+        policy, verifier, local, known = self._state
+        if verifier is not None:
             for key, value in (
                 metadata if metadata is not None else (context.invocation_metadata() or ())
             ):
@@ -131,23 +146,44 @@ class Authenticator:
                     scheme, _, token = value.partition(" ")
                     if scheme.lower() != "bearer" or not token:
                         raise UnauthenticatedError("authorization metadata is not 'Bearer <JWT>'")
-                    return self._known_as("jwt", self._jwt.principal(token.strip()))
+                    principal = verifier.principal(token.strip())
+                    return _known_as(policy, known, "jwt", principal)
         if self._client_certs:
             auth = context.auth_context()
             names = auth.get("peer_uri") or auth.get("x509_common_name")
             if names:
-                return self._known_as("mtls", names[0].decode("utf-8", "replace"))
-        if self._local is not None:
-            return self._local
+                if policy.revoked_serials:
+                    self._check_serial(policy, auth.get("x509_pem_cert"))
+                return _known_as(policy, known, "mtls", names[0].decode("utf-8", "replace"))
+        if local is not None:
+            return local
         raise UnauthenticatedError(
             "no credentials: present a client certificate or an 'authorization: Bearer' JWT"
         )
 
-    def _known_as(self, via: str, principal: str) -> tuple[Identity, Grant]:
-        found = self._known.get((via, principal))
-        if found is None:
-            grant = self.policy.grant(principal)
-            found = (Identity(principal, grant.roles, via), grant)
-            if len(self._known) < TOKEN_CACHE:
-                self._known[(via, principal)] = found
-        return found
+    def _check_serial(self, policy: Policy, pems: list[bytes] | None) -> None:
+        if not pems:
+            raise UnauthenticatedError("client certificate not available to check revocation")
+        pem = pems[0]
+        serial = self._serials.get(pem)
+        if serial is None:
+            serial = x509.load_pem_x509_certificate(pem).serial_number
+            if len(self._serials) < TOKEN_CACHE:
+                self._serials[pem] = serial
+        if serial in policy.revoked_serials:
+            raise UnauthenticatedError(f"client certificate serial {serial:X} is revoked")
+
+
+def _known_as(
+    policy: Policy, known: dict[tuple[str, str], tuple[Identity, Grant]], via: str, principal: str
+) -> tuple[Identity, Grant]:
+    """The identity of `principal` under `policy`; UnauthenticatedError when revoked."""
+    if principal in policy.revoked_principals:
+        raise UnauthenticatedError(f"principal {principal!r} is revoked")
+    found = known.get((via, principal))
+    if found is None:
+        grant = policy.grant(principal)
+        found = (Identity(principal, grant.roles, via), grant)
+        if len(known) < TOKEN_CACHE:
+            known[(via, principal)] = found
+    return found

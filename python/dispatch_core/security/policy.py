@@ -10,14 +10,20 @@ is TOML (`default_policy.toml` ships with the package; `--policy FILE` replaces 
     burst = 200                             # ... and at once
     [principals]
     "dev-dispatcher" = ["dispatcher"]
+    [revoked]
+    serials = ["4F:1A:9C"]                  # client certificates, by serial number (hex)
+    principals = ["dev-partner"]            # principals, however they authenticate
 
 A role or RPC the server does not know is refused when the file is loaded, naming the key
-and its line: a typo must not silently grant (or withhold) access.
+and its line: a typo must not silently grant (or withhold) access. A revoked certificate or
+principal is refused UNAUTHENTICATED before anything else is looked at; SIGHUP reloads the
+file (`reload.py`), so a revocation takes effect without a restart.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -93,9 +99,20 @@ NO_GRANT = Grant((), frozenset(), 0.0, 0.0)
 class Policy:
     """Roles and principals, loaded and checked."""
 
-    def __init__(self, roles: dict[str, Role], principals: dict[str, tuple[str, ...]]) -> None:
+    def __init__(
+        self,
+        roles: dict[str, Role],
+        principals: dict[str, tuple[str, ...]],
+        *,
+        revoked_serials: frozenset[int] = frozenset(),
+        revoked_principals: frozenset[str] = frozenset(),
+    ) -> None:
         self.roles = roles
         self.principals = principals
+        #: Client certificate serial numbers refused whatever they name.
+        self.revoked_serials = revoked_serials
+        #: Principals refused however they authenticate.
+        self.revoked_principals = revoked_principals
         self._grants = {p: self.grant_roles(r) for p, r in principals.items()}
 
     def grant(self, principal: str) -> Grant:
@@ -137,9 +154,13 @@ class Policy:
         def fail(key: str, problem: str, needle: str) -> PolicyError:
             return PolicyError(f"{where}, {key} (line {_line_of(text, needle)}): {problem}")
 
-        unknown = sorted(set(data) - {"roles", "principals"})
+        unknown = sorted(set(data) - {"roles", "principals", "revoked"})
         if unknown:
-            raise fail(unknown[0], "unknown table; expected [roles.*] and [principals]", unknown[0])
+            raise fail(
+                unknown[0],
+                "unknown table; expected [roles.*], [principals] and [revoked]",
+                unknown[0],
+            )
         roles: dict[str, Role] = {}
         for name, spec in data.get("roles", {}).items():
             key = f"roles.{name}"
@@ -180,7 +201,41 @@ class Policy:
                         key, f"unknown role {role!r}; roles are {', '.join(ROLES)}", principal
                     )
             principals[principal] = tuple(held)
-        return cls(roles, principals)
+        serials, revoked_principals = _revoked(data.get("revoked", {}), fail)
+        return cls(
+            roles,
+            principals,
+            revoked_serials=serials,
+            revoked_principals=revoked_principals,
+        )
+
+
+def _revoked(
+    table: object, fail: Callable[[str, str, str], PolicyError]
+) -> tuple[frozenset[int], frozenset[str]]:
+    """The [revoked] table: certificate serials (hex, with or without colons or 0x, as
+    `openssl x509 -serial` and browsers print them) and principals."""
+    if not isinstance(table, dict):
+        raise fail("revoked", "must be a table", "[revoked]")
+    extra = sorted(set(table) - {"serials", "principals"})
+    if extra:
+        raise fail(f"revoked.{extra[0]}", "unknown key; expected serials, principals", extra[0])
+    lists: dict[str, list[str]] = {}
+    for key in ("serials", "principals"):
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise fail(f"revoked.{key}", "must be a list of strings", key)
+        lists[key] = value
+    serials: set[int] = set()
+    for i, text in enumerate(lists["serials"]):
+        digits = text.strip().lower().removeprefix("0x").replace(":", "")
+        try:
+            serials.add(int(digits, 16))
+        except ValueError:
+            raise fail(
+                f"revoked.serials[{i}]", f"{text!r} is not a hexadecimal serial number", text
+            ) from None
+    return frozenset(serials), frozenset(lists["principals"])
 
 
 def check_role(role: str) -> str:

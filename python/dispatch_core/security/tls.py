@@ -118,12 +118,10 @@ class SecurityConfig:
             raise StartupError(EXIT_USAGE, str(exc), "fix the policy file (--policy)") from None
 
     def authenticator(self) -> Authenticator:
-        verifier = None
-        if self.jwks is not None and self.jwt_audience is not None:
-            try:
-                verifier = JwtVerifier(self.jwks, self.jwt_audience)
-            except ValueError as exc:
-                raise StartupError(EXIT_USAGE, str(exc), "fix --jwks") from None
+        try:
+            verifier = self._jwt_verifier()
+        except ValueError as exc:
+            raise StartupError(EXIT_USAGE, str(exc), "fix --jwks") from None
         return Authenticator(
             self.load_policy(),
             client_certs=self.client_ca is not None,
@@ -131,6 +129,17 @@ class SecurityConfig:
             # `local` only where nothing can be proved: plaintext and no bearer tokens.
             local_role=self.local_role if not self.tls and verifier is None else None,
         )
+
+    def reload(self, authenticator: Authenticator) -> None:
+        """Re-reads the policy file and the JWKS file into `authenticator` (SIGHUP): both
+        or, when either fails (PolicyError, ValueError naming the file), neither."""
+        policy = Policy.load(self.policy)
+        authenticator.replace(policy, self._jwt_verifier())
+
+    def _jwt_verifier(self) -> JwtVerifier | None:
+        if self.jwks is None or self.jwt_audience is None:
+            return None
+        return JwtVerifier(self.jwks, self.jwt_audience)
 
     def server_credentials(self) -> grpc.ServerCredentials:
         assert self.tls_cert is not None and self.tls_key is not None

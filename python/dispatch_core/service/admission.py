@@ -14,11 +14,17 @@ So the count is "admitted and not finished", queued calls included, as grpcio's 
 Priorities: `admit` is the one place that decides who is shed first when the server
 fills. Each method has a priority (`PRIORITY`): bulk work (lists, pictures, event
 streams, location batches, batch recommendations) is admitted only while under 3/4 of
-the limit, ordinary calls under 7/8, and the calls an IMMEDIATE dispatch is made of
-(CreateIncident, RecommendUnits, AssignUnits) up to the whole limit. The grade is in the
-request, which has not been read when a call is admitted, so priority goes by method: a
-dispatch call of any grade is never shed to make room for bulk work, and the last
-eighth of the server is theirs alone. (With a limit under 8 there is no reserve.)
+the limit, ordinary calls under 7/8. The calls an IMMEDIATE dispatch is made of
+(CreateIncident, RecommendUnits, AssignUnits) are admitted beyond that, through the last
+eighth of the limit and a reserve of a quarter more beyond it (`reserve`), but the grade
+is in the request, which has not been read when a call is admitted. So `admit` says
+`RESERVE` for a dispatch call admitted at or above the ordinary ceiling, and once the
+request is in hand the interceptor keeps it only if it is for an IMMEDIATE incident
+(`service/urgency.py`): any other grade is refused there, RESOURCE_EXHAUSTED with a retry
+delay, as an ordinary call would have been. An IMMEDIATE dispatch is refused only when the
+reserve itself is full, which takes a quarter of the limit of IMMEDIATE calls at once
+(a force sees a few a minute), since every other call in it leaves as soon as its grade is
+read.
 
 Rate limits: `RateLimits` keeps a token bucket per principal, sized by the policy
 (`security/policy.py`: each role's `rate` and `burst`); the interceptor asks it once the
@@ -50,6 +56,9 @@ ADMISSION_RETRY_S = 0.1
 
 #: Priorities: lower is shed first.
 BULK, NORMAL, DISPATCH = 0, 1, 2
+#: What `admit` answers: refused (falsy), admitted, or admitted into the dispatch reserve
+#: (kept only if the call turns out to be for an IMMEDIATE incident).
+REFUSED, ADMITTED, RESERVE = 0, 1, 2
 #: By method name; any other method (health, reflection, the rest of dispatch.v1) is
 #: NORMAL.
 PRIORITY: dict[str, int] = {
@@ -73,6 +82,9 @@ PRIORITY: dict[str, int] = {
             "ReloadResponsePlans",
         )
     },
+    # The queue a dispatcher works from in a surge: a page of it, not a bulk listing, but
+    # it assigns nothing, so it yields to the dispatch calls themselves.
+    "/dispatch.v1.DispatchService/ListPending": NORMAL,
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": BULK,
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": BULK,
 }
@@ -98,8 +110,14 @@ class Admission:
         if limit < 1:
             raise ValueError(f"admission limit must be >= 1, not {limit}")
         self.limit = limit
+        #: Slots beyond the limit that only IMMEDIATE dispatch calls keep.
+        self.reserve = max(1, limit // 4)
         #: Admitted calls beyond which each priority is refused.
-        self.ceilings = {BULK: limit - limit // 4, NORMAL: limit - limit // 8, DISPATCH: limit}
+        self.ceilings = {
+            BULK: limit - limit // 4,
+            NORMAL: limit - limit // 8,
+            DISPATCH: limit + self.reserve,
+        }
         self._admitted = 0
         self._lock = threading.Lock()
 
@@ -108,17 +126,22 @@ class Admission:
         """Calls admitted and not yet finished."""
         return self._admitted
 
-    def admit(self, method: str, metadata: Sequence[tuple[str, Any]] | None = None) -> bool:
-        """Takes a slot for a call of `method` (True), or refuses it (False) when the
-        server holds as many calls as `method`'s priority may find there.
+    def admit(self, method: str, metadata: Sequence[tuple[str, Any]] | None = None) -> int:
+        """Takes a slot for a call of `method` (ADMITTED, or RESERVE for a dispatch call
+        beyond the ordinary ceiling), or refuses it (REFUSED) when the server holds as many
+        calls as `method`'s priority may find there.
 
         `metadata` is unused: priority goes by method (see the module's docstring)."""
-        ceiling = self.ceilings[PRIORITY.get(method, NORMAL)]
+        priority = PRIORITY.get(method, NORMAL)
+        ceiling = self.ceilings[priority]
         with self._lock:
-            if self._admitted >= ceiling:
-                return False
-            self._admitted += 1
-            return True
+            admitted = self._admitted
+            if admitted >= ceiling:
+                return REFUSED
+            self._admitted = admitted + 1
+        if priority == DISPATCH and admitted >= self.ceilings[NORMAL]:
+            return RESERVE
+        return ADMITTED
 
     def release(self) -> None:
         with self._lock:

@@ -57,7 +57,16 @@ def method_name(full_method: str) -> str:
 class Call:
     """One RPC, as logs and the audit trail see it."""
 
-    __slots__ = ("_context", "_peer", "_request", "_request_id", "identity", "method", "response")
+    __slots__ = (
+        "_context",
+        "_peer",
+        "_request",
+        "_request_id",
+        "identity",
+        "method",
+        "response",
+        "sequence",
+    )
 
     def __init__(self, method: str, context: grpc.ServicerContext, request: Any = None) -> None:
         #: The method as `method_name` spells it.
@@ -71,6 +80,8 @@ class Call:
         self.identity: Identity | None = None
         #: What the handler returned (bytes for most methods), for the audit trail.
         self.response: Any = None
+        #: The journal sequence of the command the call applied (0: none), for the trail.
+        self.sequence = 0
 
     @property
     def request_id(self) -> str:

@@ -65,7 +65,9 @@ from dispatch_core.security.identity import current_identity
 from dispatch_core.security.policy import is_open
 from dispatch_core.service.admission import (
     ADMISSION_RETRY_S,
+    ADMITTED,
     IN_FLIGHT_RETRY_S,
+    RESERVE,
     Admission,
     RateLimits,
     overloaded,
@@ -74,6 +76,7 @@ from dispatch_core.service.calls import Call, current_call, method_name
 from dispatch_core.service.servicer import SERVICE_NAME
 from dispatch_core.service.sizes import InFlight, limit_of
 from dispatch_core.service.status import to_status
+from dispatch_core.service.urgency import DISPATCH_METHODS, Urgency
 from dispatch_core.views.metrics import Metrics
 
 #: Handler = (request or request iterator, context) -> response or response iterator.
@@ -233,16 +236,21 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         authenticator: Authenticator | None = None,
         in_flight: InFlight | None = None,
         audit: AuditTrail | None = None,
+        urgency: Urgency | None = None,
     ) -> None:
         self._metrics = metrics
         self._audit = audit
+        #: Tells IMMEDIATE dispatch calls from the rest, for the reserve and rate limits
+        #: (None: no call is told apart; the reserve then serves any dispatch call).
+        self._urgency = urgency
         self._in_flight = in_flight
         self._admission = admission
         self._access = access
         self._authenticator = authenticator
         self._rate_limits = RateLimits()
-        # full method -> (the handler grpcio gave us, our wrapper of it, our refusal)
-        self._wrapped: dict[str, tuple[Any, Any, Any]] = {}
+        # full method -> (the handler grpcio gave us, our wrapper of it, our refusal, our
+        # wrapper for a call admitted into the dispatch reserve)
+        self._wrapped: dict[str, tuple[Any, Any, Any, Any]] = {}
         self._lock = threading.Lock()
         self._refusals = futures.ThreadPoolExecutor(
             max_workers=REFUSAL_WORKERS, thread_name_prefix="refuse"
@@ -270,13 +278,22 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             )
             m.intake = _Intake(handler, method, self._in_flight)
             m.audit = self._audit
-            cached = (handler, self._wrap(handler, m), self._refusal(handler, m))
+            wrapped = self._wrap(handler, m)
+            cached = (
+                handler,
+                wrapped,
+                self._refusal(handler, m),
+                self._reserved(handler, m, wrapped),
+            )
             with self._lock:
                 self._wrapped[method] = cached
         admission = self._admission
-        if admission is None or admission.admit(method, handler_call_details.invocation_metadata):
+        if admission is None:
             return cached[1]
-        return cached[2]
+        slot = admission.admit(method, handler_call_details.invocation_metadata)
+        if slot == ADMITTED:
+            return cached[1]
+        return cached[3] if slot == RESERVE else cached[2]
 
     def _gate(self, full_method: str) -> Gate | None:
         """The check of `full_method`'s callers: who they are (UNAUTHENTICATED when
@@ -288,6 +305,7 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             return None
         name = method_label(full_method)
         buckets = self._rate_limits
+        urgency = self._urgency if full_method in DISPATCH_METHODS else None
 
         def gate(call: Call, context: grpc.ServicerContext) -> None:
             try:
@@ -304,7 +322,9 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             # `local` is every caller of a development server at once: no bucket.
             if identity.authenticated:
                 wait = buckets.take(identity.principal, grant.rate, grant.burst)
-                if wait:
+                # An IMMEDIATE dispatch is never refused for its caller's rate: it uses its
+                # token when there is one and goes through when there is not.
+                if wait and (urgency is None or not urgency.immediate(full_method, call.request)):
                     context.abort_with_status(
                         overloaded(
                             f"rate limit: {identity.principal} may make {grant.rate:g} calls/s"
@@ -314,6 +334,28 @@ class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                     )
 
         return gate
+
+    def _reserved(self, handler: Any, m: _MethodMetrics, wrapped: Any) -> Any:
+        """The handler of a dispatch call admitted into the reserve (`admission.RESERVE`):
+        served when it is for an IMMEDIATE incident, else RESOURCE_EXHAUSTED with a retry
+        delay, after authentication and before anything is applied."""
+        urgency = self._urgency
+        inner = handler.unary_unary
+        full_method = "/" + m.method
+        if urgency is None or inner is None or full_method not in DISPATCH_METHODS:
+            return wrapped  # the reserve is only ever given to dispatch calls
+        status = overloaded(
+            "server overloaded: its last slots are kept for IMMEDIATE dispatches; retry with"
+            " backoff (same request_id for commands)",
+            ADMISSION_RETRY_S,
+        )
+
+        def behavior(request: Any, context: grpc.ServicerContext) -> Any:
+            if not urgency.immediate(full_method, request):
+                context.abort_with_status(status)
+            return inner(request, context)
+
+        return _handler_like(handler, _unary(behavior, m))
 
     def _refusal(self, handler: Any, m: _MethodMetrics) -> Any:
         """The handler of a call refused admission: RESOURCE_EXHAUSTED, counted and logged."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from dispatch_core._core import Refused
+from dispatch_core._core import Refused, identifier_refusal
 from dispatch_core.durability.journal import JournalCompactedError
 from dispatch_core.durability.journal.audit import MAX_PAGE, AuditQuery
 from dispatch_core.durability.pipeline import ANONYMOUS, Pipeline
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from dispatch_core.response_plans import ResponsePlans
     from dispatch_core.security.audit import AuditTrail
 from dispatch_core.service.status import internal, to_status
-from dispatch_core.service.validation import coverage_spec, watch_interval
+from dispatch_core.service.validation import coverage_spec, optional_ids, watch_interval
 from dispatch_core.views.events import SubscriberOverflowError
 from dispatch_core.views.picture import (
     CoverageSpec,
@@ -100,10 +100,11 @@ def actor_of(context: grpc.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == ACTOR_METADATA and isinstance(value, str) and value:
             claimed = value
-    if len(claimed) > MAX_ACTOR_LEN or not claimed.isprintable():
-        raise InvalidArgumentError.one(
-            ACTOR_METADATA, f"must be printable and at most {MAX_ACTOR_LEN} characters"
-        )
+    # The claim is journaled and logged: held to the identifier grammar, so it cannot
+    # forge a line or read as another name.
+    refusal = identifier_refusal(claimed, MAX_ACTOR_LEN)
+    if refusal is not None:
+        raise InvalidArgumentError.one(ACTOR_METADATA, refusal)
     return f"unauthenticated:{claimed}"
 
 
@@ -139,6 +140,9 @@ class DispatchServicer:
             "ListUnits": _guarded(lambda request, context: core.list_units(request)),
             "GetIncident": _guarded(lambda request, context: pipeline.get_incident(request)),
             "ListIncidents": _guarded(lambda request, context: core.list_incidents(request)),
+            "ListPending": _guarded(
+                lambda request, context: core.list_pending(request, pipeline.now_ms())
+            ),
             "RecommendUnits": _guarded(self._recommend(core.recommend)),
             "BatchRecommendUnits": _guarded(self._recommend(core.batch_recommend)),
             "UpdateLocations": _guarded(self._update_locations),
@@ -340,6 +344,8 @@ class DispatchServicer:
             raise InvalidArgumentError.one("page_size", f"must be 0 to {MAX_PAGE}")
         if request.page_token and not request.page_token.isdigit():
             raise InvalidArgumentError.one("page_token", "is not a token this server gave")
+        optional_ids((("incident_id", request.incident_id), ("unit_id", request.unit_id)))
+        optional_ids((("principal", request.principal),), MAX_ACTOR_LEN)
         rows = audit.query(
             AuditQuery(
                 principal=request.principal,

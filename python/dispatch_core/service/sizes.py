@@ -33,6 +33,7 @@ PER_RPC: dict[str, int] = {
     "GetIncident": 4 * KIB,
     "ListUnits": 4 * KIB,
     "ListIncidents": 4 * KIB,
+    "ListPending": 4 * KIB,  # a page token (~170 bytes), an area and a few grades
     "WatchEvents": 4 * KIB,
     "QueryAudit": 4 * KIB,
     "GetResponsePlans": 1 * KIB,  # empty

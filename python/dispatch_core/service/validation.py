@@ -1,5 +1,6 @@
 """Validation of the requests Python still answers itself: the operating picture's
-coverage question and WatchOperatingPicture's interval. Every command and read that the
+coverage question, WatchOperatingPicture's interval and QueryAudit's filters; names are
+held to the core's identifier grammar. Every command and read that the
 core answers is validated there (`rust/core/src/wire/validate.rs`), with the limits of
 `rust/core/src/wire/limits.rs`.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeAlias
 
-from dispatch_core._core import MAX_ID_LEN
+from dispatch_core._core import MAX_ID_LEN, identifier_refusal
 from dispatch_core.errors import InvalidArgumentError
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.types import Agency, Grade
@@ -27,10 +28,22 @@ def _raise_if(violations: Violations) -> None:
 
 
 def _id(v: Violations, field: str, value: str) -> None:
-    if not value:
-        v.append((field, "must not be empty"))
-    elif len(value.encode()) > MAX_ID_LEN:
-        v.append((field, f"is {len(value.encode())} bytes long; the limit is {MAX_ID_LEN}"))
+    """An identifier, by the core's grammar (`rust/core/src/wire/ident.rs`)."""
+    refusal = identifier_refusal(value)
+    if refusal is not None:
+        v.append((field, refusal))
+
+
+def optional_ids(fields: Sequence[tuple[str, str]], max_bytes: int = MAX_ID_LEN) -> None:
+    """Filters that may be empty ("any") but otherwise name something by the grammar:
+    INVALID_ARGUMENT naming each bad one."""
+    v: Violations = []
+    for field, value in fields:
+        if value:
+            refusal = identifier_refusal(value, max_bytes)
+            if refusal is not None:
+                v.append((field, refusal))
+    _raise_if(v)
 
 
 def _enum(v: Violations, field: str, value: int, valid: frozenset[int], name: str) -> None:

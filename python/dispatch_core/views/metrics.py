@@ -238,6 +238,20 @@ class Metrics:
             ("grade", "met"),
             registry=r,
         )
+        self.ack_overdue = Counter(
+            "dispatch_ack_overdue",
+            "Units DISPATCHED that did not go EN_ROUTE by their acknowledgement deadline, by "
+            "the grade of their incident; each dispatch counts once.",
+            ("grade",),
+            registry=r,
+        )
+        self.diversions = Counter(
+            "dispatch_diversions",
+            "Units taken from an incident for an IMMEDIATE one (pre-emption), by the grade "
+            "they were taken from.",
+            ("grade",),
+            registry=r,
+        )
         # Every series exists from the start at 0: a rate over a series that appears only
         # at its first event would miss that event, and alerts see 0 rather than nothing.
         for result in PING_RESULTS:
@@ -245,6 +259,8 @@ class Metrics:
         for grade in Grade:
             self.time_to_assign.labels(grade.name)
             self.time_to_on_scene.labels(grade.name)
+            self.ack_overdue.labels(grade.name)
+            self.diversions.labels(grade.name)
         for grade in RESPONSE_TARGET_S:
             for met in ("true", "false"):
                 self.response_target.labels(grade.name, met)
@@ -340,6 +356,8 @@ class PipelineMetrics(Observer):
             for met in (True, False)
         }
         self._target_s = {int(g): s for g, s in RESPONSE_TARGET_S.items()}
+        self._ack_overdue = {int(g): metrics.ack_overdue.labels(g.name).inc for g in Grade}
+        self._diverted = {int(g): metrics.diversions.labels(g.name).inc for g in Grade}
 
     def ranked(self, seconds: float) -> None:
         self._rank(seconds)
@@ -372,6 +390,12 @@ class PipelineMetrics(Observer):
 
     def journal_durable(self, seconds: float) -> None:
         self._metrics.journal_appended(seconds)
+
+    def ack_overdue(self, grade: int) -> None:
+        self._ack_overdue[grade]()
+
+    def diverted(self, from_grade: int) -> None:
+        self._diverted[from_grade]()
 
 
 _PLANS_HELP = "Response plans in force (CreateIncident without requirements uses them)"

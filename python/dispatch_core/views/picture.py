@@ -77,6 +77,8 @@ class AreaPicture:
     unassigned_incidents: int = 0
     oldest_unassigned_age_seconds: float = 0.0
     oldest_unassigned_immediate_age_seconds: float = 0.0
+    #: Units flagged for not acknowledging their dispatch in time that still have not.
+    overdue_acknowledgements: int = 0
     cells_total: int = 0
     cells_covered: int = 0
 
@@ -206,6 +208,7 @@ def compute_picture(
     pictures = [AreaPicture(area) for area in areas.areas]
     _count_units(core, areas, pictures)
     _count_incidents(core, areas, pictures, now_ms)
+    _count_overdue(core, areas, pictures)
     cell_lat, cell_lon, cell_area = areas.cells(spec.cell_m)
     covered = core.coverage(
         cell_lat,
@@ -285,6 +288,16 @@ def _count_incidents(
                 )
 
 
+def _count_overdue(core: DispatchCore, areas: AreaMap, pictures: list[AreaPicture]) -> None:
+    # The core keeps the flagged units (few); each is placed by its last position.
+    lat, lon = core.overdue_ack_positions()
+    if len(lat) == 0:
+        return
+    where = areas.nearest(lat, lon)
+    for a in where[where >= 0].tolist():
+        pictures[a].overdue_acknowledgements += 1
+
+
 def picture_to_proto(picture: Picture, include_cells: bool) -> pb.OperatingPicture:
     spec = picture.spec
     out = pb.OperatingPicture(compute_seconds=picture.compute_seconds)
@@ -307,6 +320,7 @@ def picture_to_proto(picture: Picture, include_cells: bool) -> pb.OperatingPictu
             unassigned_incidents=a.unassigned_incidents,
             oldest_unassigned_age_seconds=a.oldest_unassigned_age_seconds,
             oldest_unassigned_immediate_age_seconds=a.oldest_unassigned_immediate_age_seconds,
+            overdue_acknowledgements=a.overdue_acknowledgements,
             cells_total=a.cells_total,
             cells_covered=a.cells_covered,
             coverage_ratio=a.coverage_ratio,

@@ -113,12 +113,32 @@ pub struct IncidentChange {
 /// A decoded, validated command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    UpsertUnit { unit_id: String, spec: UnitSpec },
-    SetUnitStatus { unit_id: String, status: Status },
+    UpsertUnit {
+        unit_id: String,
+        spec: UnitSpec,
+    },
+    SetUnitStatus {
+        unit_id: String,
+        status: Status,
+    },
     CreateIncident(NewIncident),
-    UpdateIncident { incident_id: String, change: IncidentChange },
-    CloseIncident { incident_id: String },
-    AssignUnits { incident_id: String, unit_ids: Vec<String> },
+    UpdateIncident {
+        incident_id: String,
+        change: IncidentChange,
+    },
+    CloseIncident {
+        incident_id: String,
+    },
+    /// `allow_diversion`: units attached to lower-grade incidents may be taken for an
+    /// IMMEDIATE one (pre-emption).
+    AssignUnits {
+        incident_id: String,
+        unit_ids: Vec<String>,
+        allow_diversion: bool,
+    },
     Tick,
-    ReplaceResponsePlans { plans: Vec<ResponsePlan>, source: String },
+    ReplaceResponsePlans {
+        plans: Vec<ResponsePlan>,
+        source: String,
+    },
 }

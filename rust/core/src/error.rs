@@ -16,6 +16,9 @@ pub enum CoreError {
     InvalidTransition { unit_id: String, reason: String },
     /// A unit that cannot be assigned (taken, wrong status).
     NotAssignable { unit_id: String, reason: String },
+    /// A unit that cannot be diverted from its incident to another (pre-emption): the
+    /// target is not IMMEDIATE, or the unit's incident is not of a lower grade.
+    DiversionRefused { unit_id: String, from_incident: String, to_incident: String, reason: String },
     /// Several malformed fields of one request, each with what is wrong with it: a client
     /// fixing its input sees them all at once.
     InvalidFields(Vec<(String, String)>),
@@ -64,6 +67,10 @@ impl fmt::Display for CoreError {
             Self::NotAssignable { unit_id, reason } => {
                 write!(f, "unit {unit_id:?} is not assignable: {reason}")
             }
+            Self::DiversionRefused { unit_id, from_incident, to_incident, reason } => write!(
+                f,
+                "unit {unit_id:?} cannot be diverted from incident/{from_incident} to incident/{to_incident}: {reason}"
+            ),
             Self::InvalidFields(violations) => {
                 let parts: Vec<String> = violations.iter().map(|(field, what)| format!("{field}: {what}")).collect();
                 write!(f, "{}", parts.join("; "))

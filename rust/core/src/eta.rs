@@ -33,6 +33,17 @@ pub struct RankConfig {
     /// Cost, in seconds, per scarce capability a unit holds that the requirement does not
     /// ask for: keep the dog van free for the job that needs a dog.
     pub specialist_cost_seconds: f64,
+    /// Cost, in seconds, of taking a unit away from the lower-grade job it is committed to
+    /// (pre-emption): that job goes back to the queue and loses the time already spent
+    /// travelling to it, so a diversion must beat a free unit by this much to be offered
+    /// first.
+    pub diversion_cost_seconds: f64,
+    /// Grades whose units may be diverted to an IMMEDIATE incident (index:
+    /// [`Grade::index`]). IMMEDIATE is never pre-empted, whatever this says.
+    pub preemptible_grades: [bool; N_GRADES],
+    /// Whether a unit already ON_SCENE at a lower-grade job may be diverted (otherwise only
+    /// DISPATCHED and EN_ROUTE units are).
+    pub preempt_on_scene: bool,
 }
 
 impl Default for RankConfig {
@@ -73,6 +84,11 @@ impl Default for RankConfig {
             shift_overrun_weight: [0.0, 0.5, 1.0, 1.0],
             expected_job_seconds: [5400.0, 3600.0, 3600.0, 1800.0],
             specialist_cost_seconds: 120.0,
+            // Three minutes: a diverted unit is usually already moving, so it wins only when
+            // a free unit is clearly further away.
+            diversion_cost_seconds: 180.0,
+            preemptible_grades: [false, true, true, true],
+            preempt_on_scene: false,
         }
     }
 }
@@ -90,6 +106,11 @@ impl RankConfig {
 
     pub fn mobilisation(&self, status: Status) -> f64 {
         self.mobilisation_seconds[status.index()]
+    }
+
+    /// Whether units attached to an incident of `grade` may be diverted to an IMMEDIATE one.
+    pub fn preemptible(&self, grade: Grade) -> bool {
+        grade != Grade::Immediate && self.preemptible_grades[grade.index()]
     }
 
     pub fn blue_light(&self, grade: Grade) -> f64 {
@@ -129,6 +150,10 @@ impl RankConfig {
         }
         check("cross_area_cost_seconds", self.cross_area_cost_seconds, 0.0, false)?;
         check("specialist_cost_seconds", self.specialist_cost_seconds, 0.0, false)?;
+        check("diversion_cost_seconds", self.diversion_cost_seconds, 0.0, false)?;
+        if self.preemptible_grades[Grade::Immediate.index()] {
+            return Err(CoreError::invalid("preemptible_grades", "IMMEDIATE incidents are never pre-empted"));
+        }
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 //! - [`eta`]: the travel-time model and the cost weights ([`eta::RankConfig`]);
 //! - [`rank`]: eligibility, scoring and exact top-K, plus the brute-force oracle;
 //! - [`coverage`]: which places some eligible unit can reach within a target time;
+//! - [`batch`]: many waiting places × candidate units assigned at once (min-cost flow);
 //! - [`store`]: the table and the grid kept in step, with the status lifecycle;
 //! - [`plans`]: response plans (run cards) and which one is in force for an incident.
 //!
@@ -22,6 +23,7 @@
 //! assert_eq!(top[0].unit_id, "MD21");
 //! ```
 
+pub mod batch;
 pub mod caps;
 pub mod command;
 pub mod coverage;

@@ -13,7 +13,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::eta::RankConfig;
 use crate::geo::{self, chord2, chord2_of_distance, haversine_m, unit_vector, EARTH_RADIUS_M};
 use crate::index::{cell_key, partition_of, Entry, Grid, N_PARTITIONS};
-use crate::types::{Agency, Grade, Status, N_STATUSES};
+use crate::types::{Agency, Grade, Status, N_GRADES, N_STATUSES};
 use crate::units::{AreaId, TypeId, UnitTable};
 
 /// Largest K a query may ask for: more is a client bug, not a dispatch question.
@@ -38,6 +38,10 @@ pub struct Query {
     pub unit_types: Vec<String>,
     /// The area (BCU) of the incident, for the cross-area cost; `None` disables it.
     pub area: Option<String>,
+    /// Pre-emption: for an IMMEDIATE query, also offer units committed (DISPATCHED,
+    /// EN_ROUTE, and ON_SCENE if configured) to incidents of a pre-emptible grade, each with
+    /// the diversion cost. Ignored for any other grade.
+    pub diversions: bool,
 }
 
 impl Query {
@@ -54,6 +58,7 @@ impl Query {
             statuses: Vec::new(),
             unit_types: Vec::new(),
             area: None,
+            diversions: false,
         }
     }
 }
@@ -66,6 +71,8 @@ pub struct Breakdown {
     pub cross_area_cost: f64,
     pub shift_overrun_cost: f64,
     pub specialist_cost: f64,
+    /// Cost of taking the unit from the job it is committed to (pre-emption only).
+    pub diversion_cost: f64,
 }
 
 /// One ranked unit.
@@ -77,6 +84,8 @@ pub struct Candidate {
     pub distance_m: f64,
     pub score: f64,
     pub breakdown: Breakdown,
+    /// The incident the unit would be diverted from (pre-emption only).
+    pub diverted_from: Option<String>,
 }
 
 /// A query with names resolved to ids and the pruning bounds precomputed; resolve once and
@@ -101,6 +110,9 @@ pub struct Resolved {
     pub min_pace: f64,
     /// Seconds per metre of straight line for each type id, blue lights included.
     pub pace_by_type: Vec<f64>,
+    /// Pre-emption in force: the grades (index: [`Grade::index`]) whose committed units may
+    /// be offered. `None`: no diversion, and a unit is judged by its status alone.
+    pub diversion: Option<[bool; N_GRADES]>,
 }
 
 /// What the scorer needs beside the table: the model and per-type speeds.
@@ -134,10 +146,29 @@ pub fn eligible(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
 }
 
 /// The tests that depend on the moment rather than on the unit's place in the index: on
-/// shift now. Ring-fencing and pre-emption will add theirs here.
+/// shift now, and under pre-emption, committed only to an incident of a grade that may be
+/// pre-empted (the grade column the state machine keeps on assignment and release).
+/// Ring-fencing will add its test here.
 #[inline]
 pub fn eligible_now(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
-    table.on_shift(slot, q.now_ms)
+    table.on_shift(slot, q.now_ms) && divertible(table, slot, q)
+}
+
+/// Under pre-emption, a unit attached to an incident may be offered only when that
+/// incident's grade may be pre-empted; a free unit always may. Without pre-emption, true.
+#[inline]
+pub fn divertible(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
+    match (&q.diversion, table.attached_grade(slot)) {
+        (Some(grades), Some(grade)) => grades[grade.index()],
+        _ => true,
+    }
+}
+
+/// The incident a candidate would be diverted from: under pre-emption, the one it is
+/// attached to.
+fn diverted_from(table: &UnitTable, slot: u32, q: &Resolved) -> Option<String> {
+    q.diversion.as_ref()?;
+    table.incident[slot as usize].as_deref().map(str::to_owned)
 }
 
 /// A candidate without its id, so the search can score many units without copying ids.
@@ -159,6 +190,7 @@ pub fn score(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lon: f64
         distance_m: s.distance_m,
         score: s.score,
         breakdown: s.breakdown,
+        diverted_from: diverted_from(table, slot, q),
     }
 }
 
@@ -188,12 +220,20 @@ pub fn score_terms(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lo
     };
     let unneeded_specialisms = (table.caps[s] & model.scarce & !q.required).count_ones();
     let specialist_cost = f64::from(unneeded_specialisms) * cfg.specialist_cost_seconds;
-    let breakdown =
-        Breakdown { mobilisation_seconds, travel_seconds, cross_area_cost, shift_overrun_cost, specialist_cost };
+    let diverted = q.diversion.is_some() && table.incident_grade[s] != 0;
+    let diversion_cost = if diverted { cfg.diversion_cost_seconds } else { 0.0 };
+    let breakdown = Breakdown {
+        mobilisation_seconds,
+        travel_seconds,
+        cross_area_cost,
+        shift_overrun_cost,
+        specialist_cost,
+        diversion_cost,
+    };
     Scored {
         eta_seconds,
         distance_m,
-        score: eta_seconds + cross_area_cost + shift_overrun_cost + specialist_cost,
+        score: eta_seconds + cross_area_cost + shift_overrun_cost + specialist_cost + diversion_cost,
         breakdown,
     }
 }

@@ -3,7 +3,8 @@
 //! A snapshot holds everything replay cannot rebuild from the entries after it: units
 //! (their slots, live or removed, static attributes, status, incident link and last
 //! position with its time, since pings are not journaled), incidents, the idempotency table,
-//! the clock, the sequence and the counter behind server-chosen incident ids. The encoding
+//! the clock, the sequence, the counter behind server-chosen incident ids, the running
+//! acknowledgement deadlines and the response plans in force. The encoding
 //! is Protocol Buffers (messages declared here with prost), units column by column so that
 //! encoding is a few copies of packed arrays. [`FORMAT`] versions the layout; another
 //! version is refused with a message naming it, never guessed at.
@@ -27,7 +28,9 @@ use crate::store::{RestoredUnit, UnitStore};
 use crate::types::{Agency, Grade, IncidentStatus, Status};
 
 /// The layout version written by this build. Version 1 was the JSON of the Python engine;
-/// version 2 had no response plans (fields 15-17) and is still read, as a state with none.
+/// version 2 had no response plans (snapshot fields 18-20, incident field 16) and is still
+/// read, as a state with none; its acknowledgement deadlines (15-17) and `cleared` counts
+/// (incident field 15) are read as they are, and are simply absent from older writes.
 pub const FORMAT: u32 = 3;
 
 /// The oldest layout version this build still reads.
@@ -65,12 +68,20 @@ struct SnapshotMsg {
     evicted_times: Vec<i64>,
     #[prost(fixed64, repeated, tag = "14")]
     evicted_fingerprints: Vec<u64>,
+    /// Running acknowledgement deadlines: unit slots and their deadlines, slot order.
+    #[prost(uint32, repeated, tag = "15")]
+    ack_slots: Vec<u32>,
+    #[prost(sfixed64, repeated, tag = "16")]
+    ack_deadlines: Vec<i64>,
+    /// Units flagged overdue that have not acknowledged yet, slot order.
+    #[prost(uint32, repeated, tag = "17")]
+    ack_overdue: Vec<u32>,
     /// The response plans in force (format 3), in installation order.
-    #[prost(message, repeated, tag = "15")]
+    #[prost(message, repeated, tag = "18")]
     response_plans: Vec<ResponsePlanRow>,
-    #[prost(string, tag = "16")]
+    #[prost(string, tag = "19")]
     plans_source: String,
-    #[prost(int64, optional, tag = "17")]
+    #[prost(int64, optional, tag = "20")]
     plans_installed_ms: Option<i64>,
 }
 
@@ -176,8 +187,11 @@ struct IncidentRow {
     first_on_scene_ms: Option<i64>,
     #[prost(int64, optional, tag = "14")]
     closed_ms: Option<i64>,
+    /// Units that attended and left (they still count towards the plan).
+    #[prost(uint32, tag = "15")]
+    cleared: u32,
     /// The response plan the requirements came from; empty when the client sent them.
-    #[prost(string, tag = "15")]
+    #[prost(string, tag = "16")]
     response_plan: String,
 }
 
@@ -318,6 +332,8 @@ pub struct Captured {
     units: UnitsCopy,
     incidents: OrdMap<String, Incident>,
     requests: RequestTable,
+    /// Units waiting to acknowledge (a few per open incident): copied whole.
+    acks: crate::state::AckDeadlines,
     plans: PlanBook,
 }
 
@@ -359,6 +375,7 @@ impl Captured {
                 first_assigned_ms: i.first_assigned_ms,
                 first_on_scene_ms: i.first_on_scene_ms,
                 closed_ms: i.closed_ms,
+                cleared: i.cleared,
                 response_plan: i.response_plan.clone(),
             });
         }
@@ -390,6 +407,9 @@ impl Captured {
             requests,
             evicted_times,
             evicted_fingerprints,
+            ack_slots: self.acks.deadlines().map(|(slot, _)| slot).collect(),
+            ack_deadlines: self.acks.deadlines().map(|(_, due)| due).collect(),
+            ack_overdue: self.acks.overdue().collect(),
             response_plans: self.plans.plans().iter().map(plan_row).collect(),
             plans_source: self.plans.source.clone(),
             plans_installed_ms: self.plans.installed_ms,
@@ -416,6 +436,7 @@ pub fn capture(m: &Machine) -> Captured {
         units: UnitsCopy::of(store),
         incidents: m.incidents().shared(),
         requests: m.requests().clone(),
+        acks: m.acks().clone(),
         plans: m.response_plans().clone(),
     }
 }
@@ -515,6 +536,7 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
             first_assigned_ms: row.first_assigned_ms,
             first_on_scene_ms: row.first_on_scene_ms,
             closed_ms: row.closed_ms,
+            cleared: row.cleared,
             response_plan: row.response_plan,
         });
     }
@@ -536,8 +558,26 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
     for (t, f) in s.evicted_times.into_iter().zip(s.evicted_fingerprints) {
         requests.restore_evicted(t, f);
     }
+    // The grade column of attached units is derived: rebuilt from their incidents.
+    for i in incidents.iter().filter(|i| i.is_open()) {
+        store.regrade(&i.attached, i.grade);
+    }
+    if s.ack_slots.len() != s.ack_deadlines.len() {
+        return Err(bad("acknowledgement deadline columns differ in length"));
+    }
+    let mut acks = crate::state::AckDeadlines::default();
+    for (&slot, &due) in s.ack_slots.iter().zip(&s.ack_deadlines) {
+        acks.start(slot, due);
+    }
+    for &slot in &s.ack_overdue {
+        acks.restore_overdue(slot);
+    }
+    if s.ack_slots.iter().chain(&s.ack_overdue).any(|&x| x as usize >= n) {
+        return Err(bad("an acknowledgement deadline refers to an unknown unit"));
+    }
     let mut m = Machine::new(store, request_capacity);
     m.incidents = incidents;
+    m.acks = acks;
     m.requests = requests;
     let plans = s.response_plans.iter().map(plan_of).collect::<CoreResult<Vec<_>>>()?;
     // Checked as an install would be: a snapshot must not bring in plans the configured
@@ -605,7 +645,7 @@ mod tests {
 
     #[test]
     fn a_format_2_snapshot_loads_with_no_plans_and_other_formats_are_refused_by_number() {
-        // A format 2 snapshot is this layout without fields 15-17: what an older build wrote.
+        // A format 2 snapshot is this layout without fields 18-20: what an older build wrote.
         let mut old = SnapshotMsg::decode(encode(&Machine::new(store(), 100)).as_slice()).unwrap();
         old.format = 2;
         let m = decode(&old.encode_to_vec(), store(), 100).unwrap();
@@ -624,6 +664,86 @@ mod tests {
         msg.response_plans[0].groups[0].capabilities = vec!["tazer".into()];
         let e = decode(&msg.encode_to_vec(), store(), 100).unwrap_err();
         assert!(e.to_string().contains("response plan 0 is refused"), "{e}");
+        m.check_invariants().unwrap();
+    }
+
+    /// Plans, acknowledgement deadlines and `cleared` counts side by side in one state.
+    fn with_everything() -> Machine {
+        let mut m = with_plans();
+        m.ack_timeouts = crate::state::AckTimeouts([Some(60_000), Some(60_000), Some(60_000), None]);
+        let t = 1_750_000_000_000;
+        let mut ok = |method: Method, bytes: Vec<u8>, at: i64| {
+            let outcome = m.execute(method, &bytes, at, JournalAnswer::Unchecked);
+            assert!(matches!(outcome, crate::state::Outcome::Applied { .. }), "{method:?}: {outcome:?}");
+        };
+        for id in ["A", "B"] {
+            let unit = pb::UnitSpec { unit_id: id.into(), agency: 1, unit_type: "irv".into(), ..Default::default() };
+            ok(
+                Method::UpsertUnit,
+                pb::UpsertUnitRequest { request_id: format!("u{id}"), unit: Some(unit) }.encode_to_vec(),
+                t,
+            );
+        }
+        let create = pb::CreateIncidentRequest {
+            request_id: "c".into(),
+            incident_id: "I1".into(),
+            grade: 2,
+            incident_type: "burglary".into(),
+            location: Some(pb::Location { lat: 51.5, lon: -0.12 }),
+            requirements: vec![pb::RequirementGroup { agency: 1, count: 2, ..Default::default() }],
+            ..Default::default()
+        };
+        ok(Method::CreateIncident, create.encode_to_vec(), t + 1);
+        let assign = |rid: &str, unit: &str| {
+            pb::AssignUnitsRequest {
+                request_id: rid.into(),
+                incident_id: "I1".into(),
+                unit_ids: vec![unit.into()],
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let status = |rid: &str, unit: &str, to: Status| {
+            pb::SetUnitStatusRequest { request_id: rid.into(), unit_id: unit.into(), status: to as i32 }.encode_to_vec()
+        };
+        // A attends and leaves (cleared 1); B is dispatched and has not acknowledged yet.
+        ok(Method::AssignUnits, assign("a1", "A"), t + 2);
+        ok(Method::SetUnitStatus, status("s1", "A", Status::OnScene), t + 3);
+        ok(Method::SetUnitStatus, status("s2", "A", Status::Available), t + 4);
+        ok(Method::AssignUnits, assign("a2", "B"), t + 5);
+        assert_eq!(m.incidents().get("I1").unwrap().cleared, 1);
+        assert_eq!(m.acks().deadlines().count(), 1);
+        m
+    }
+
+    #[test]
+    fn plans_deadlines_and_cleared_counts_survive_one_snapshot_byte_for_byte() {
+        let m = with_everything();
+        let bytes = encode(&m);
+        assert_eq!(SnapshotMsg::decode(bytes.as_slice()).unwrap().format, FORMAT);
+        let restored = decode(&bytes, store(), 100).unwrap();
+        assert_eq!(restored.response_plans(), m.response_plans());
+        assert_eq!(restored.acks().deadlines().collect::<Vec<_>>(), m.acks().deadlines().collect::<Vec<_>>());
+        assert_eq!(restored.incidents().get("I1").unwrap().cleared, 1);
+        assert_eq!(encode(&restored), bytes);
+        assert_eq!(digest(&restored), digest(&m));
+    }
+
+    #[test]
+    fn a_format_2_snapshot_with_deadlines_keeps_them_and_has_no_plans() {
+        // What the build before response plans wrote: deadlines and `cleared`, no plans.
+        let mut old = SnapshotMsg::decode(encode(&with_everything()).as_slice()).unwrap();
+        old.format = 2;
+        old.response_plans.clear();
+        old.plans_source.clear();
+        old.plans_installed_ms = None;
+        for row in &mut old.incidents {
+            row.response_plan.clear();
+        }
+        let m = decode(&old.encode_to_vec(), store(), 100).unwrap();
+        assert!(m.response_plans().plans().is_empty());
+        assert_eq!(m.acks().deadlines().count(), 1);
+        assert_eq!(m.incidents().get("I1").unwrap().cleared, 1);
         m.check_invariants().unwrap();
     }
 }

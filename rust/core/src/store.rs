@@ -10,7 +10,7 @@ use crate::geo;
 use crate::index::{partition_of, Grid};
 use crate::rank::{self, Candidate, Model, Query, Resolved};
 use crate::status::{self, Transition};
-use crate::types::{Agency, Status};
+use crate::types::{Agency, Grade, Status};
 use crate::units::{AreaId, TypeId, UnitTable, NO_TIME};
 
 /// Longest unit_id, incident_id or name the core accepts, in bytes. Callsigns are short;
@@ -92,15 +92,11 @@ pub struct UnitStore {
     area_ids: FxHashMap<String, AreaId>,
 }
 
-/// Checks an id's length and emptiness; `field` names it in the error.
+/// Checks an id against the identifier grammar ([`crate::wire::ident::admit`]: the whole
+/// grammar for live requests, length and emptiness only while replaying a journal);
+/// `field` names it in the error.
 pub fn validate_id(field: &str, id: &str) -> CoreResult<()> {
-    if id.is_empty() {
-        return Err(CoreError::invalid(field, "must not be empty"));
-    }
-    if id.len() > MAX_ID_LEN {
-        return Err(CoreError::invalid(field, format!("{} bytes, at most {MAX_ID_LEN}", id.len())));
-    }
-    Ok(())
+    crate::wire::ident::admit(id).map_err(|refusal| CoreError::invalid(field, refusal.to_string()))
 }
 
 impl UnitStore {
@@ -389,6 +385,7 @@ impl UnitStore {
             }
             Transition::Release => {
                 self.set_status_at(slot, to);
+                self.table.incident_grade[slot as usize] = 0;
                 Ok(self.table.incident[slot as usize].take().map(String::from))
             }
         }
@@ -397,22 +394,66 @@ impl UnitStore {
     /// Checks that every unit can be assigned (known, AVAILABLE, listed once), naming the
     /// first that cannot.
     pub fn check_assignable<S: AsRef<str>>(&self, unit_ids: &[S]) -> CoreResult<Vec<u32>> {
+        let plan = self.check_assignment(unit_ids, None)?;
+        Ok(plan.into_iter().map(|(slot, _)| slot).collect())
+    }
+
+    /// Checks an assignment without making it: every unit known, listed once, and either
+    /// AVAILABLE or, when `diversion` names the target (pre-emption), attached to another
+    /// incident of a lower grade than an IMMEDIATE target. Returns each unit's slot and the
+    /// incident it would be diverted from; refuses naming the first unit that cannot go.
+    /// The grade rule is fixed here, not configured: an assignment in the journal must
+    /// apply again on replay whatever the ranking configuration then.
+    pub fn check_assignment<S: AsRef<str>>(
+        &self,
+        unit_ids: &[S],
+        diversion: Option<(&str, Grade)>,
+    ) -> CoreResult<Vec<(u32, Option<String>)>> {
         if unit_ids.is_empty() {
             return Err(CoreError::invalid("unit_ids", "must not be empty"));
         }
-        let mut slots = Vec::with_capacity(unit_ids.len());
+        let mut plan: Vec<(u32, Option<String>)> = Vec::with_capacity(unit_ids.len());
         for id in unit_ids {
             let id = id.as_ref();
             let slot = self.slot(id)?;
-            if slots.contains(&slot) {
+            if plan.iter().any(|(s, _)| *s == slot) {
                 return Err(CoreError::invalid("unit_ids", format!("{id:?} listed twice")));
             }
             let s = slot as usize;
             if let Some(incident) = &self.table.incident[s] {
-                return Err(CoreError::NotAssignable {
+                let Some((target, target_grade)) = diversion else {
+                    return Err(CoreError::NotAssignable {
+                        unit_id: id.to_owned(),
+                        reason: format!("already assigned to incident {incident:?}"),
+                    });
+                };
+                if &**incident == target {
+                    return Err(CoreError::NotAssignable {
+                        unit_id: id.to_owned(),
+                        reason: format!("already attached to incident {incident:?}"),
+                    });
+                }
+                let from_grade = self.table.attached_grade(slot).unwrap_or(Grade::Immediate);
+                let refuse = |reason: String| CoreError::DiversionRefused {
                     unit_id: id.to_owned(),
-                    reason: format!("already assigned to incident {incident:?}"),
-                });
+                    from_incident: incident.to_string(),
+                    to_incident: target.to_owned(),
+                    reason,
+                };
+                if target_grade != Grade::Immediate {
+                    return Err(refuse(format!(
+                        "only IMMEDIATE incidents may divert units; it is {}",
+                        target_grade.name()
+                    )));
+                }
+                if from_grade.index() <= target_grade.index() {
+                    return Err(refuse(format!(
+                        "the unit's incident is {}, not of a lower grade than IMMEDIATE",
+                        from_grade.name()
+                    )));
+                }
+                plan.push((slot, Some(incident.to_string())));
+                continue;
             }
             if self.table.status[s] != Status::Available {
                 return Err(CoreError::NotAssignable {
@@ -420,20 +461,37 @@ impl UnitStore {
                     reason: format!("status is {}", self.table.status[s].name()),
                 });
             }
-            slots.push(slot);
+            plan.push((slot, None));
         }
-        Ok(slots)
+        Ok(plan)
     }
 
     /// Assigns all the units to the incident, or none: each becomes DISPATCHED and linked.
+    /// A standalone store knows no grades: its assignments count as IMMEDIATE, which is
+    /// never pre-empted.
     pub fn assign<S: AsRef<str>>(&mut self, incident_id: &str, unit_ids: &[S]) -> CoreResult<()> {
         validate_id("incident_id", incident_id)?;
         let slots = self.check_assignable(unit_ids)?;
-        for slot in slots {
+        self.dispatch_slots(incident_id, Grade::Immediate, &slots);
+        Ok(())
+    }
+
+    /// Makes checked units DISPATCHED to the incident, linked, with its grade: the state
+    /// machine's half of an assignment (a diverted unit moves from its old incident here
+    /// in one step, whatever its status was).
+    pub fn dispatch_slots(&mut self, incident_id: &str, grade: Grade, slots: &[u32]) {
+        for &slot in slots {
             self.set_status_at(slot, Status::Dispatched);
             self.table.incident[slot as usize] = Some(incident_id.into());
+            self.table.incident_grade[slot as usize] = grade as u8;
         }
-        Ok(())
+    }
+
+    /// Records a new grade for the units attached to a re-graded incident.
+    pub fn regrade(&mut self, slots: &[u32], grade: Grade) {
+        for &slot in slots {
+            self.table.incident_grade[slot as usize] = grade as u8;
+        }
     }
 
     /// Releases every listed unit still attached to the incident (closing it): DISPATCHED,
@@ -445,6 +503,7 @@ impl UnitStore {
             let s = slot as usize;
             if self.table.incident[s].as_deref() == Some(incident_id) && status::is_attached(self.table.status[s]) {
                 self.table.incident[s] = None;
+                self.table.incident_grade[s] = 0;
                 self.set_status_at(slot, Status::Available);
                 released.push(id.as_ref().to_owned());
             }
@@ -598,6 +657,16 @@ impl UnitStore {
         for s in &q.statuses {
             status_ok[s.index()] = true;
         }
+        // Pre-emption: committed units join the candidates, filtered by their incident's
+        // grade in `rank::eligible_now`.
+        let diversion = (q.diversions && q.grade == Grade::Immediate).then(|| {
+            status_ok[Status::Dispatched.index()] = true;
+            status_ok[Status::EnRoute.index()] = true;
+            if self.config.preempt_on_scene {
+                status_ok[Status::OnScene.index()] = true;
+            }
+            std::array::from_fn(|g| self.config.preemptible(Grade::ALL[g]))
+        });
         let unit_types = if q.unit_types.is_empty() {
             None
         } else {
@@ -647,6 +716,7 @@ impl UnitStore {
             area,
             min_mobilisation,
             min_pace,
+            diversion,
         })
     }
 

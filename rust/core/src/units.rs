@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::caps::CapSet;
-use crate::types::{Agency, Status, N_AGENCIES, N_STATUSES};
+use crate::types::{Agency, Grade, Status, N_AGENCIES, N_STATUSES};
 
 /// "No value" for the i64 time columns; it keeps the columns plain and the scan cheap.
 pub const NO_TIME: i64 = i64::MIN;
@@ -41,6 +41,10 @@ pub struct UnitTable {
     /// Time of the last position, Unix ms; [`NO_TIME`] when the unit has never reported.
     pub location_ms: Vec<i64>,
     pub incident: Vec<Option<Box<str>>>,
+    /// The grade of the incident each unit is attached to ([`Grade`] as its number), 0 when
+    /// not attached: what pre-emption checks, kept by the state machine on every assignment,
+    /// release and re-grade so that ranking never looks an incident up per unit.
+    pub incident_grade: Vec<u8>,
     live_count: usize,
     /// Live units by id, in id order: ListUnits pages through it instead of sorting.
     ordered: BTreeMap<Box<str>, u32>,
@@ -89,6 +93,7 @@ impl UnitTable {
         self.lon.push(f64::NAN);
         self.location_ms.push(NO_TIME);
         self.incident.push(None);
+        self.incident_grade.push(0);
         self.live_count += 1;
         self.ordered.insert(unit_id.into(), slot);
         self.counts[agency.index()][status.index()] += 1;
@@ -103,6 +108,7 @@ impl UnitTable {
         self.counts[self.agency[s].index()][self.status[s].index()] -= 1;
         self.live[s] = false;
         self.incident[s] = None;
+        self.incident_grade[s] = 0;
         self.live_count -= 1;
     }
 
@@ -156,6 +162,15 @@ impl UnitTable {
         Ok(())
     }
 
+    /// The grade of the incident the unit is attached to, if any.
+    #[inline]
+    pub fn attached_grade(&self, slot: u32) -> Option<Grade> {
+        match self.incident_grade[slot as usize] {
+            0 => None,
+            g => Grade::from_i32(i32::from(g), "incident_grade").ok(),
+        }
+    }
+
     pub fn has_location(&self, slot: u32) -> bool {
         self.location_ms[slot as usize] != NO_TIME
     }
@@ -181,7 +196,8 @@ impl UnitTable {
             + std::mem::size_of::<AreaId>()
             + 3 * std::mem::size_of::<i64>()
             + 2 * std::mem::size_of::<f64>()
-            + std::mem::size_of::<Option<Box<str>>>();
+            + std::mem::size_of::<Option<Box<str>>>()
+            + std::mem::size_of::<u8>();
         let strings: usize = self.ids.iter().map(|s| 2 * s.len()).sum();
         let incidents: usize = self.incident.iter().flatten().map(|s| s.len()).sum();
         let map = self.by_id.capacity() * (std::mem::size_of::<String>() + 4 + 1);

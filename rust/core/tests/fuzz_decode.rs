@@ -59,6 +59,7 @@ fn seeded() -> Machine {
         request_id: "seed-a".into(),
         incident_id: "INC-000001".into(),
         unit_ids: vec!["U2".into()],
+        ..Default::default()
     };
     apply(&mut m, Method::AssignUnits, &assign.encode_to_vec());
     m
@@ -90,6 +91,7 @@ fn requests() -> Vec<(Option<Method>, Vec<u8>)> {
         })),
         k: 3,
         eligible_statuses: vec![1],
+        include_diversions: true,
     };
     let by_id = pb::RecommendUnitsRequest {
         target: Some(pb::recommend_units_request::Target::IncidentId("INC-000001".into())),
@@ -139,6 +141,7 @@ fn requests() -> Vec<(Option<Method>, Vec<u8>)> {
                 request_id: "a1".into(),
                 incident_id: "INC-000001".into(),
                 unit_ids: vec!["U1".into(), "U3".into()],
+                allow_diversion: true,
             }
             .encode_to_vec(),
         ),
@@ -178,6 +181,17 @@ fn requests() -> Vec<(Option<Method>, Vec<u8>)> {
             }
             .encode_to_vec(),
         ),
+        (
+            None,
+            pb::ListPendingRequest {
+                grades: vec![1, 2],
+                area: "Westminster".into(),
+                page_size: 1,
+                page_token: token::encode(token::Listing::Pending, "1:0:I"),
+                include_diversions: true,
+            }
+            .encode_to_vec(),
+        ),
     ]
 }
 
@@ -206,7 +220,8 @@ fn exercise(m: &mut Machine, which: usize, bytes: &[u8]) -> Result<(), TestCaseE
         9 => drop(reads::list_incidents(m, bytes)),
         10 | 11 => drop(reads::recommend(m, bytes, T0 + 5_000)),
         12 => drop(reads::batch_recommend(m, bytes, T0 + 5_000)),
-        _ => drop(reads::update_locations(m, bytes, 0, T0 + 5_000)),
+        13 => drop(reads::update_locations(m, bytes, 0, T0 + 5_000)),
+        _ => drop(reads::list_pending(m, bytes, T0 + 5_000)),
     }
     if which >= 6 && which != 13 {
         prop_assert_eq!(snapshot::digest(m), before, "a read changed the state");
@@ -236,7 +251,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         (any::<Index>(), 1usize..8).prop_map(|(i, n)| Edit::Delete(i, n)),
         (any::<Index>(), 1usize..16).prop_map(|(i, n)| Edit::Duplicate(i, n)),
         any::<Index>().prop_map(Edit::Truncate),
-        (any::<Index>(), 0usize..14, any::<Index>()).prop_map(|(i, t, j)| Edit::Splice(i, t, j)),
+        (any::<Index>(), 0usize..15, any::<Index>()).prop_map(|(i, t, j)| Edit::Splice(i, t, j)),
     ]
 }
 
@@ -295,7 +310,7 @@ proptest! {
     /// state machine's checks with near-valid commands.
     #[test]
     fn edited_valid_requests(
-        steps in proptest::collection::vec((0usize..14, proptest::collection::vec(edit(), 0..4)), 1..8)
+        steps in proptest::collection::vec((0usize..15, proptest::collection::vec(edit(), 0..4)), 1..8)
     ) {
         let templates = requests();
         let mut m = seeded();
@@ -322,7 +337,8 @@ fn the_templates_are_valid() {
             9 => reads::list_incidents(&m, bytes).is_ok(),
             10 | 11 => reads::recommend(&m, bytes, T0).is_ok(),
             12 => reads::batch_recommend(&m, bytes, T0).is_ok(),
-            _ => reads::update_locations(&mut m, bytes, 0, T0 + 5_000).is_ok(),
+            13 => reads::update_locations(&mut m, bytes, 0, T0 + 5_000).is_ok(),
+            _ => reads::list_pending(&m, bytes, T0).is_ok(),
         };
         assert!(ok, "template {which} is refused");
     }

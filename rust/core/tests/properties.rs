@@ -25,6 +25,8 @@ struct UnitGen {
     area: Option<usize>,
     shift: Option<(i64, i64)>,
     pos: Option<(f64, f64)>,
+    /// For a unit in an attached status: the grade of its incident (pre-emption).
+    incident_grade: usize,
 }
 
 fn unit_gen(spread: f64) -> impl Strategy<Value = UnitGen> {
@@ -35,19 +37,27 @@ fn unit_gen(spread: f64) -> impl Strategy<Value = UnitGen> {
         prop::option::of(0..AREAS.len()),
         prop::option::of((0i64..4_000_000, 1i64..8_000_000)),
         prop::option::weighted(0.95, (51.5 - spread..51.5 + spread, -0.1 - spread..-0.1 + spread)),
+        0..4usize,
     )
-        .prop_map(|(type_ix, caps, status, area, shift, pos)| UnitGen {
+        .prop_map(|(type_ix, caps, status, area, shift, pos, incident_grade)| UnitGen {
             type_ix,
             caps,
             status,
             area,
             shift: shift.map(|(s, len)| (s, s + len)),
             pos,
+            incident_grade,
         })
 }
 
 fn build(units: &[UnitGen], cell_deg: f64) -> UnitStore {
-    let mut store = UnitStore::new(RankConfig::default(), cell_deg).unwrap();
+    build_with(units, cell_deg, RankConfig::default())
+}
+
+/// Units in an attached status are dispatched to an incident of their generated grade
+/// (`I<grade>`), then moved on to their status, as the state machine would have them.
+fn build_with(units: &[UnitGen], cell_deg: f64, config: RankConfig) -> UnitStore {
+    let mut store = UnitStore::new(config, cell_deg).unwrap();
     for (i, u) in units.iter().enumerate() {
         let (agency, unit_type) = TYPES[u.type_ix];
         let spec = UnitSpec {
@@ -61,7 +71,17 @@ fn build(units: &[UnitGen], cell_deg: f64) -> UnitStore {
         };
         // Ids with shared prefixes and equal positions exercise the unit_id tie-break.
         let id = format!("U{:03}", i % 7 * 100 + i);
-        store.upsert(&id, &spec).unwrap();
+        let status = Status::ALL[u.status];
+        if matches!(status, Status::Dispatched | Status::EnRoute | Status::OnScene) {
+            let slot = store.upsert(&id, &UnitSpec { status: None, ..spec }).unwrap();
+            let grade = Grade::ALL[u.incident_grade];
+            store.dispatch_slots(&format!("I{}", grade.name()), grade, &[slot]);
+            if status != Status::Dispatched {
+                store.set_status(&id, status).unwrap();
+            }
+        } else {
+            store.upsert(&id, &spec).unwrap();
+        }
         if let Some((lat, lon)) = u.pos {
             store.update_location(&id, lat, lon, 1).unwrap();
         }
@@ -81,6 +101,7 @@ struct QueryGen {
     statuses: Vec<usize>,
     unit_types: Vec<usize>,
     area: Option<usize>,
+    diversions: bool,
 }
 
 fn query_gen(spread: f64) -> impl Strategy<Value = QueryGen> {
@@ -94,18 +115,10 @@ fn query_gen(spread: f64) -> impl Strategy<Value = QueryGen> {
         prop::collection::vec(0..7usize, 0..3),
         prop::collection::vec(0..TYPES.len(), 0..2),
         prop::option::of(0..AREAS.len() + 1),
+        any::<bool>(),
     )
-        .prop_map(|((lat, lon), now_ms, k, grade, required, agencies, statuses, unit_types, area)| QueryGen {
-            lat,
-            lon,
-            now_ms,
-            k,
-            grade,
-            required,
-            agencies,
-            statuses,
-            unit_types,
-            area,
+        .prop_map(|((lat, lon), now_ms, k, grade, required, agencies, statuses, unit_types, area, diversions)| {
+            QueryGen { lat, lon, now_ms, k, grade, required, agencies, statuses, unit_types, area, diversions }
         })
 }
 
@@ -121,6 +134,7 @@ fn to_query(g: &QueryGen) -> Query {
         statuses: g.statuses.iter().map(|&s| Status::ALL[s]).collect(),
         unit_types: g.unit_types.iter().map(|&t| TYPES[t].1.to_string()).collect(),
         area: g.area.map(|a| AREAS.get(a).copied().unwrap_or("Nowhere").to_string()),
+        diversions: g.diversions,
     }
 }
 
@@ -139,6 +153,51 @@ proptest! {
             let fast = store.rank(&q).unwrap();
             let slow = store.rank_brute_force(&q).unwrap();
             prop_assert_eq!(fast, slow);
+        }
+    }
+
+    /// Pre-emption: committed units of pre-emptible grades join IMMEDIATE queries with the
+    /// diversion cost. The search and the oracle decide eligibility through the same
+    /// function, so they must agree for any configuration.
+    #[test]
+    fn search_equals_brute_force_with_diversions(
+        units in prop::collection::vec(unit_gen(0.2), 0..120),
+        queries in prop::collection::vec(query_gen(0.2), 1..6),
+        cell_deg in prop::sample::select(vec![0.002, 0.01, 0.05]),
+        preemptible in prop::array::uniform3(any::<bool>()),
+        on_scene in any::<bool>(),
+        cost in prop::sample::select(vec![0.0, 180.0, 5000.0]),
+    ) {
+        let config = RankConfig {
+            preemptible_grades: [false, preemptible[0], preemptible[1], preemptible[2]],
+            preempt_on_scene: on_scene,
+            diversion_cost_seconds: cost,
+            ..RankConfig::default()
+        };
+        let store = build_with(&units, cell_deg, config.clone());
+        for g in &queries {
+            let q = Query { diversions: true, grade: Grade::Immediate, ..to_query(g) };
+            let fast = store.rank(&q).unwrap();
+            let slow = store.rank_brute_force(&q).unwrap();
+            prop_assert_eq!(&fast, &slow);
+            for c in &fast {
+                let t = store.table();
+                let s = c.slot as usize;
+                match t.attached_grade(c.slot) {
+                    Some(grade) => {
+                        // Only pre-emptible grades, ON_SCENE only when allowed, cost charged.
+                        prop_assert!(config.preemptible(grade));
+                        prop_assert!(on_scene || t.status[s] != Status::OnScene || g.statuses.contains(&3));
+                        prop_assert_eq!(c.breakdown.diversion_cost, cost);
+                        let from = format!("I{}", grade.name());
+                        prop_assert_eq!(c.diverted_from.as_deref(), Some(from.as_str()));
+                    }
+                    None => {
+                        prop_assert_eq!(c.breakdown.diversion_cost, 0.0);
+                        prop_assert!(c.diverted_from.is_none());
+                    }
+                }
+            }
         }
     }
 

@@ -219,8 +219,9 @@ fn cmd() -> BoxedStrategy<Cmd> {
         request_id(),
         pick(common::INCIDENT_IDS),
         prop_oneof![20 => prop::collection::vec(pick(common::UNIT_IDS), 1..=3), 1 => Just(Vec::new())],
+        any::<bool>(),
     )
-        .prop_map(|(rid, incident_id, unit_ids)| Cmd::Assign { rid, incident_id, unit_ids });
+        .prop_map(|(rid, incident_id, unit_ids, divert)| Cmd::Assign { rid, incident_id, unit_ids, divert });
     let replace_plans = (request_id(), plans()).prop_map(|(rid, plans)| Cmd::Plans { rid, plans });
     let raw = (select(Method::ALL), prop::collection::vec(any::<u8>(), 0..40))
         .prop_map(|(method, bytes)| Cmd::Raw { method, bytes });
@@ -328,6 +329,7 @@ fn run(case: &Case, cov: &Coverage) -> Result<(), String> {
                     Event::FirstAssigned { .. } => _ = cov.first_assigned.fetch_add(1, Relaxed),
                     Event::FirstOnScene { .. } => _ = cov.first_on_scene.fetch_add(1, Relaxed),
                     Event::RequestsExpired { .. } => _ = cov.expired.fetch_add(1, Relaxed),
+                    Event::Diverted { .. } | Event::AckOverdue { .. } => {}
                 }
             }
             cov.released.fetch_add(release.len(), Relaxed);
@@ -367,6 +369,7 @@ fn run(case: &Case, cov: &Coverage) -> Result<(), String> {
     // (b) From the snapshot taken at step k.
     let (bytes, from) = snap.unwrap_or_else(|| (live.clone(), journal.len()));
     let mut c = snapshot::decode(&bytes, common::empty_store(), capacity).map_err(|e| format!("decode: {e}"))?;
+    c.ack_timeouts = common::ACK_TIMEOUTS;
     if snapshot::encode(&c) != bytes {
         return Err("a snapshot decoded and encoded again is not the same bytes".into());
     }

@@ -198,6 +198,17 @@ impl Gen {
         }
     }
 
+    /// A unit to divert: mostly one attached to an incident now.
+    fn committed_unit(&mut self, m: &Machine) -> String {
+        let t = m.units().table();
+        let busy: Vec<&str> = (0..t.capacity()).filter(|&s| t.incident[s].is_some()).map(|s| &*t.ids[s]).collect();
+        if !busy.is_empty() && self.chance(0.7) {
+            (*busy.choose(&mut self.rng).expect("not empty")).to_owned()
+        } else {
+            self.assignable_unit(m)
+        }
+    }
+
     fn cmd(&mut self, client: usize, now_ms: i64, m: &Machine, known: &[String]) -> Cmd {
         let rid = self.request_id(client);
         match self.rng.random_range(0..100) {
@@ -236,10 +247,14 @@ impl Gen {
             62..70 => Cmd::Close { rid, incident_id: self.incident_id(known) },
             70..96 => {
                 let n = if self.chance(self.hostile / 2.0) { 0 } else { self.rng.random_range(1..=3) };
+                let divert = self.chance(0.3);
                 Cmd::Assign {
                     rid,
                     incident_id: self.incident_id(known),
-                    unit_ids: (0..n).map(|_| self.assignable_unit(m)).collect(),
+                    unit_ids: (0..n)
+                        .map(|_| if divert { self.committed_unit(m) } else { self.assignable_unit(m) })
+                        .collect(),
+                    divert,
                 }
             }
             _ => {
@@ -317,6 +332,9 @@ struct Stats {
     first_on_scene: u64,
     released: u64,
     expiring_ticks: u64,
+    diverted: u64,
+    ack_overdue: u64,
+    pending_pages: u64,
 }
 
 impl Stats {
@@ -340,6 +358,9 @@ impl Stats {
             (&mut self.first_on_scene, o.first_on_scene),
             (&mut self.released, o.released),
             (&mut self.expiring_ticks, o.expiring_ticks),
+            (&mut self.diverted, o.diverted),
+            (&mut self.ack_overdue, o.ack_overdue),
+            (&mut self.pending_pages, o.pending_pages),
         ];
         for (a, b) in pairs {
             *a += b;
@@ -476,6 +497,8 @@ impl Sim {
                     Event::FirstAssigned { .. } => self.stats.first_assigned += 1,
                     Event::FirstOnScene { .. } => self.stats.first_on_scene += 1,
                     Event::RequestsExpired { .. } => self.stats.expiring_ticks += 1,
+                    Event::Diverted { .. } => self.stats.diverted += 1,
+                    Event::AckOverdue { .. } => self.stats.ack_overdue += 1,
                 }
             }
             self.stats.released += release.len() as u64;
@@ -650,7 +673,8 @@ impl Sim {
     /// Replayed answers may differ only where they show a unit's position (not journaled).
     fn check_differ(&self, what: &str, differ: &[(u64, Method)]) -> Result<(), String> {
         for &(sequence, method) in differ {
-            let shows_position = matches!(method, Method::UpsertUnit | Method::SetUnitStatus);
+            // A tick's proposal for an overdue unit is ranked from positions too.
+            let shows_position = matches!(method, Method::UpsertUnit | Method::SetUnitStatus | Method::Tick);
             if !self.pings || !shows_position {
                 return Err(format!("{what}: entry {sequence} ({}) answered differently", method.name()));
             }
@@ -801,6 +825,22 @@ impl Sim {
         if incidents.len() != m.incidents().len() {
             return Err(format!("ListIncidents pages hold {} of {}", incidents.len(), m.incidents().len()));
         }
+        let page = g.rng.random_range(1..4);
+        let pending = common::all_pending(m, page, self.now)?;
+        self.stats.pending_pages += 1;
+        if pending.len() != m.incidents().pending_len() {
+            return Err(format!("ListPending pages hold {} of {}", pending.len(), m.incidents().pending_len()));
+        }
+        let list_pending = pb::ListPendingRequest {
+            grades: (0..g.rng.random_range(0..2)).map(|_| g.enum_value(4)).collect(),
+            area: if g.chance(0.3) { g.pick(common::AREAS) } else { String::new() },
+            page_size: if g.chance(0.1) { -1 } else { g.rng.random_range(0..5) },
+            page_token: if g.chance(0.1) { g.hostile_string() } else { String::new() },
+            include_diversions: g.chance(0.5),
+        };
+        read_answer("ListPending", reads::list_pending(m, &list_pending.encode_to_vec(), self.now), |b| {
+            pb::ListPendingResponse::decode(b).map(drop)
+        })?;
         // Filters and pages, sometimes hostile.
         let list_units = pb::ListUnitsRequest {
             statuses: (0..g.rng.random_range(0..3)).map(|_| g.enum_value(7)).collect(),
@@ -857,6 +897,7 @@ impl Sim {
         let _ = reads::list_incidents(m, &garbage);
         let _ = reads::recommend(m, &garbage, self.now);
         let _ = reads::batch_recommend(m, &garbage, self.now);
+        let _ = reads::list_pending(m, &garbage, self.now);
         Ok(())
     }
 
@@ -873,6 +914,7 @@ impl Sim {
                 target: Some(pb::recommend_units_request::Target::IncidentId((*id).into())),
                 k: 0,
                 eligible_statuses: vec![],
+                include_diversions: true,
             };
             requests.push(("Recommend", r.encode_to_vec()));
         }
@@ -880,9 +922,14 @@ impl Sim {
             requests.push(("Recommend", recommend_request(&mut self.g).encode_to_vec()));
         }
         let now = self.now;
+        requests.push((
+            "ListPending",
+            pb::ListPendingRequest { include_diversions: true, ..Default::default() }.encode_to_vec(),
+        ));
         let read = |m: &Machine, what: &str, b: &[u8]| match what {
             "GetUnit" => reads::get_unit(m, b),
             "GetIncident" => reads::get_incident(m, b),
+            "ListPending" => reads::list_pending(m, b, now),
             _ => reads::recommend(m, b, now),
         };
         for (what, b) in &requests {
@@ -1063,6 +1110,7 @@ fn recommend_request(g: &mut Gen) -> pb::RecommendUnitsRequest {
             g.rng.random_range(0..4)
         },
         eligible_statuses: (0..g.rng.random_range(0..3)).map(|_| g.enum_value(7)).collect(),
+        include_diversions: g.chance(0.3),
     }
 }
 

@@ -34,6 +34,10 @@ pub fn config_to_dict<'py>(py: Python<'py>, c: &RankConfig, scarce: &[String]) -
     d.set_item("shift_overrun_weight", per(&grade_names, &c.shift_overrun_weight)?)?;
     d.set_item("expected_job_seconds", per(&grade_names, &c.expected_job_seconds)?)?;
     d.set_item("specialist_cost_seconds", c.specialist_cost_seconds)?;
+    d.set_item("diversion_cost_seconds", c.diversion_cost_seconds)?;
+    let preemptible: Vec<&str> = Grade::ALL.iter().filter(|g| c.preemptible(**g)).map(|g| g.name()).collect();
+    d.set_item("preemptible_grades", preemptible)?;
+    d.set_item("preempt_on_scene", c.preempt_on_scene)?;
     d.set_item("scarce_capabilities", scarce.to_vec())?;
     d.set_item("earth_radius_m", EARTH_RADIUS_M)?;
     Ok(d)
@@ -63,6 +67,20 @@ pub fn apply_overrides(c: &mut RankConfig, overrides: &Bound<'_, PyMapping>) -> 
             "circuity" => c.circuity = float(&value, &key)?,
             "cross_area_cost_seconds" => c.cross_area_cost_seconds = float(&value, &key)?,
             "specialist_cost_seconds" => c.specialist_cost_seconds = float(&value, &key)?,
+            "diversion_cost_seconds" => c.diversion_cost_seconds = float(&value, &key)?,
+            "preempt_on_scene" => {
+                c.preempt_on_scene = value.extract::<bool>().map_err(|_| bad(key.clone(), "must be a bool".into()))?;
+            }
+            "preemptible_grades" => {
+                let names: Vec<String> =
+                    value.extract().map_err(|_| bad(key.clone(), "must be a list of grade names".into()))?;
+                let mut grades = [false; dispatch_engine::types::N_GRADES];
+                for (i, name) in names.iter().enumerate() {
+                    let g = Grade::from_name(name, &format!("{key}[{i}]")).map_err(|e| to_py(py, e))?;
+                    grades[g.index()] = true;
+                }
+                c.preemptible_grades = grades;
+            }
             "mobilisation_seconds" => {
                 for (k, v) in table(&value)? {
                     c.mobilisation_seconds[Status::from_name(&k, &field(&k)).map_err(|e| to_py(py, e))?.index()] = v;

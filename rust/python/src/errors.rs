@@ -100,6 +100,14 @@ impl Refusal {
                 format!("unit/{unit_id}"),
                 format!("unit {} is not assignable: {reason}", quoted(&unit_id)),
             ),
+            CoreError::DiversionRefused { unit_id, from_incident, to_incident, reason } => precondition(
+                "DIVERSION_NOT_ALLOWED",
+                format!("incident/{from_incident}"),
+                format!(
+                    "unit {} cannot be diverted from incident/{from_incident} to incident/{to_incident}: {reason}",
+                    quoted(&unit_id)
+                ),
+            ),
             CoreError::Unavailable(reason) => plain("UNAVAILABLE", reason),
         }
     }

@@ -61,6 +61,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(pyo3::wrap_pyfunction!(machine::entry_checksum, m)?)?;
     m.add("JOURNAL_FORMAT", dispatch_engine::record::JOURNAL_FORMAT)?;
     m.add_function(pyo3::wrap_pyfunction!(machine::payload_time_ms, m)?)?;
+    m.add_function(pyo3::wrap_pyfunction!(identifier_refusal, m)?)?;
     m.add_class::<DispatchCore>()?;
     m.add_class::<Outcome>()?;
     m.add_class::<UnitIndex>()?;
@@ -70,4 +71,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LocationReport>()?;
     m.add_class::<UnitView>()?;
     Ok(())
+}
+
+/// Why `value` is not an identifier (`wire::ident`'s grammar, at most `max_bytes` long), or
+/// None when it is one: the fields Python validates itself (picture filters, audit queries,
+/// the actor metadata) follow the same grammar as the core's.
+#[pyfunction]
+#[pyo3(signature = (value, max_bytes = store::MAX_ID_LEN))]
+fn identifier_refusal(value: &str, max_bytes: usize) -> Option<String> {
+    dispatch_engine::wire::ident::check_within(value, max_bytes).err().map(|refusal| refusal.to_string())
 }

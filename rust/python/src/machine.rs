@@ -9,7 +9,9 @@ use dispatch_engine::command::Method;
 use dispatch_engine::eta::RankConfig;
 use dispatch_engine::record::{self, Problem, StoredEntry};
 use dispatch_engine::snapshot;
-use dispatch_engine::state::{Event, JournalAnswer, JournalHit, Machine, Outcome as CoreOutcome, Retention};
+use dispatch_engine::state::{
+    AckTimeouts, Event, JournalAnswer, JournalHit, Machine, Outcome as CoreOutcome, Retention,
+};
 use dispatch_engine::store::UnitStore;
 use dispatch_engine::types::{Agency, Grade, Status, N_GRADES};
 use dispatch_engine::wire::{encode, reads};
@@ -44,7 +46,8 @@ pub struct Outcome {
     /// The encoded response (applied or repeated).
     response: Vec<u8>,
     /// (kind, grade, milliseconds) of what observers count: "first_assigned",
-    /// "first_on_scene", "requests_expired" (grade 0, count instead of ms).
+    /// "first_on_scene", "requests_expired" (grade 0, count instead of ms), "diverted"
+    /// (the grade diverted from, 0 ms), "ack_overdue" (the incident's grade, 0 ms).
     #[pyo3(get)]
     events: Vec<(&'static str, i32, i64)>,
     /// (unit_id, incident_id) assigned, and unit_ids released, by an applied command.
@@ -99,6 +102,8 @@ fn event(e: &Event) -> (&'static str, i32, i64) {
         Event::FirstAssigned { grade, waited_ms } => ("first_assigned", grade as i32, waited_ms),
         Event::FirstOnScene { grade, response_ms } => ("first_on_scene", grade as i32, response_ms),
         Event::RequestsExpired { count } => ("requests_expired", 0, count as i64),
+        Event::Diverted { from_grade } => ("diverted", from_grade as i32, 0),
+        Event::AckOverdue { grade } => ("ack_overdue", grade as i32, 0),
     }
 }
 
@@ -178,7 +183,7 @@ fn bytes_out(py: Python<'_>, r: Result<Vec<u8>, CoreError>) -> PyResult<Bound<'_
 #[pymethods]
 impl DispatchCore {
     #[new]
-    #[pyo3(signature = (*, capabilities=None, scarce_capabilities=None, config=None, cell_deg=0.01, request_capacity=dispatch_engine::state::requests::DEFAULT_CAPACITY, max_future_skew_ms=dispatch_engine::time::DEFAULT_MAX_FUTURE_SKEW_MS, closed_retention_ms=Retention::default().age_ms, closed_retention_count=Retention::default().count))]
+    #[pyo3(signature = (*, capabilities=None, scarce_capabilities=None, config=None, cell_deg=0.01, request_capacity=dispatch_engine::state::requests::DEFAULT_CAPACITY, max_future_skew_ms=dispatch_engine::time::DEFAULT_MAX_FUTURE_SKEW_MS, closed_retention_ms=Retention::default().age_ms, closed_retention_count=Retention::default().count, ack_timeout_ms=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -190,6 +195,7 @@ impl DispatchCore {
         max_future_skew_ms: i64,
         closed_retention_ms: i64,
         closed_retention_count: usize,
+        ack_timeout_ms: Option<HashMap<String, i64>>,
     ) -> PyResult<Self> {
         let vocab = match &capabilities {
             Some(names) => Vocabulary::new(names),
@@ -214,9 +220,16 @@ impl DispatchCore {
         }
         let store =
             UnitStore::with_vocabulary(vocab.clone(), &scarce, rank_config, cell_deg).map_err(|e| to_py(py, e))?;
+        let mut timeouts = AckTimeouts::default();
+        for (name, ms) in ack_timeout_ms.unwrap_or_default() {
+            let grade = Grade::from_name(&name, &format!("ack_timeout_ms.{name}")).map_err(|e| to_py(py, e))?;
+            timeouts.0[grade.index()] = Some(ms);
+        }
+        timeouts.validate().map_err(|e| to_py(py, e))?;
         let mut machine = Machine::new(store, request_capacity);
         machine.max_future_skew_ms = max_future_skew_ms;
         machine.retention = Retention { age_ms: closed_retention_ms, count: closed_retention_count };
+        machine.ack_timeouts = timeouts;
         Ok(Self { machine: RwLock::new(machine), vocab, scarce, cell_deg, request_capacity })
     }
 
@@ -372,6 +385,27 @@ impl DispatchCore {
 
     fn recommend<'py>(&self, py: Python<'py>, request: &[u8], now_ms: i64) -> PyResult<Bound<'py, PyBytes>> {
         bytes_out(py, self.read(py, |s| reads::recommend(s, request, now_ms)))
+    }
+
+    /// ListPending: a page of the pending queue as of `now_ms` (request and answer bytes).
+    fn list_pending<'py>(&self, py: Python<'py>, request: &[u8], now_ms: i64) -> PyResult<Bound<'py, PyBytes>> {
+        bytes_out(py, self.read(py, |s| reads::list_pending(s, request, now_ms)))
+    }
+
+    /// The acknowledgement timeouts in force, ms by grade name (grades without one absent).
+    fn ack_timeouts(&self, py: Python<'_>) -> HashMap<String, i64> {
+        let t = self.read(py, |s| s.ack_timeouts);
+        Grade::ALL.iter().filter_map(|g| t.of(*g).map(|ms| (g.name().to_owned(), ms))).collect()
+    }
+
+    /// Positions of the units flagged overdue for acknowledgement that still have not
+    /// acknowledged: (lat, lon), NaN where a unit never reported (the picture's count).
+    fn overdue_ack_positions<'py>(&self, py: Python<'py>) -> (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>) {
+        let (lat, lon): (Vec<f64>, Vec<f64>) = self.read(py, |s| {
+            let t = s.units().table();
+            s.acks().overdue().map(|slot| (t.lat[slot as usize], t.lon[slot as usize])).unzip()
+        });
+        (lat.into_pyarray(py), lon.into_pyarray(py))
     }
 
     fn batch_recommend<'py>(&self, py: Python<'py>, request: &[u8], now_ms: i64) -> PyResult<Bound<'py, PyBytes>> {
@@ -554,6 +588,7 @@ impl DispatchCore {
             let mut restored = snapshot::decode(data, empty, capacity)?;
             restored.max_future_skew_ms = s.max_future_skew_ms;
             restored.retention = s.retention;
+            restored.ack_timeouts = s.ack_timeouts;
             let sequence = restored.sequence();
             *s = restored;
             Ok(sequence)

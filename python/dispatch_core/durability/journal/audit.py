@@ -1,11 +1,15 @@
 """The audit trail's storage: an `audit` table beside the journal, in the same SQLite file
-or PostgreSQL schema, with `audit_refs` indexing the incidents and units each record names.
+or PostgreSQL schema, with `audit_refs` indexing the incidents and units each record names
+and `audit_mark` holding the trail's high-water mark over the journal.
 
 The journal's own tables are untouched. Records are written in batches by the audit
 trail's background thread (`security/audit.py`) on a connection of its own, with a cheap
 commit (SQLite `synchronous=NORMAL` in WAL mode, PostgreSQL `synchronous_commit=off`): a
-crash may lose the last batches of records, never a command, whose durable record is its
-journal entry. Ids are assigned here, in order, by the one writer a journal has.
+crash may lose the last batches of records. A command's record carries its journal
+sequence, and each batch moves the mark (every command up to it has its record) in the
+same transaction as its rows, so what a crash loses of commands' records lies after the
+mark, where `reconcile` finds it again in the journal at the next start. Ids are assigned
+here, in order, by the one writer a journal has.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class AuditRow:
     request_id: str = ""
     peer: str = ""
     id: int = 0
+    #: The journal sequence of the command this record is of (0: a read, a refusal).
+    sequence: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,15 +59,34 @@ class AuditQuery:
 
 
 class AuditStore(Protocol):
-    def append(self, rows: Sequence[AuditRow]) -> None: ...
+    def append(self, rows: Sequence[AuditRow], mark: int | None = None) -> None:
+        """Writes `rows` and, when given, the new high-water `mark`, in one transaction."""
+
     def query(self, query: AuditQuery) -> list[AuditRow]: ...
+
+    def mark(self) -> int:
+        """The high-water mark: every journaled command up to it has its record."""
+
+    def sequences_after(self, sequence: int) -> set[int]:
+        """The journal sequences after `sequence` that have a record of success."""
+
+    def prune(self, before_unix_ms: int) -> int:
+        """Removes the records older than `before_unix_ms` (the retention); returns how
+        many. The only deletion the trail knows."""
+
     def close(self) -> None: ...
+
+
+#: Records removed per transaction when pruning: a long backlog never holds the write
+#: lock (which SQLite shares with the journal) for long.
+PRUNE_BATCH = 5000
 
 
 _COLUMNS = (
     "id, time_unix_ms, principal, roles, method, code, incident_ids, unit_ids,"
-    " location_count, justification, request_id, peer"
+    " location_count, justification, request_id, peer, sequence"
 )
+_VALUES = len(_COLUMNS.split(","))
 
 
 def _row_values(row: AuditRow, row_id: int) -> tuple[Any, ...]:
@@ -78,6 +103,7 @@ def _row_values(row: AuditRow, row_id: int) -> tuple[Any, ...]:
         row.justification,
         row.request_id,
         row.peer,
+        row.sequence,
     )
 
 
@@ -88,8 +114,9 @@ def _refs(row: AuditRow, row_id: int) -> list[tuple[str, int]]:
 
 def _from_db(values: Sequence[Any]) -> AuditRow:
     (row_id, time_ms, principal, roles, method, code, incidents, units, count, why, rid, peer) = (
-        values
+        values[:12]
     )
+    seq = values[12] if len(values) > 12 else 0
     return AuditRow(
         int(time_ms),
         principal,
@@ -103,6 +130,7 @@ def _from_db(values: Sequence[Any]) -> AuditRow:
         rid,
         peer,
         int(row_id),
+        int(seq),
     )
 
 
@@ -133,13 +161,30 @@ class MemoryAuditStore:
 
     def __init__(self) -> None:
         self._rows: list[AuditRow] = []
+        self._mark = 0
         self._lock = threading.Lock()
 
-    def append(self, rows: Sequence[AuditRow]) -> None:
+    def append(self, rows: Sequence[AuditRow], mark: int | None = None) -> None:
         with self._lock:
             start = len(self._rows) + 1
             for offset, row in enumerate(rows):
                 self._rows.append(_from_db(_row_values(row, start + offset)))
+            if mark is not None:
+                self._mark = mark
+
+    def mark(self) -> int:
+        return self._mark
+
+    def sequences_after(self, sequence: int) -> set[int]:
+        with self._lock:
+            return {r.sequence for r in self._rows if r.sequence > sequence and r.code == "OK"}
+
+    def prune(self, before_unix_ms: int) -> int:
+        with self._lock:
+            kept = [r for r in self._rows if r.time_unix_ms >= before_unix_ms]
+            removed = len(self._rows) - len(kept)
+            self._rows = kept
+        return removed
 
     def query(self, query: AuditQuery) -> list[AuditRow]:
         with self._lock:
@@ -170,12 +215,24 @@ _SQLITE_DDL = (
         id INTEGER PRIMARY KEY, time_unix_ms INTEGER NOT NULL, principal TEXT NOT NULL,
         roles TEXT NOT NULL, method TEXT NOT NULL, code TEXT NOT NULL,
         incident_ids TEXT NOT NULL, unit_ids TEXT NOT NULL, location_count INTEGER NOT NULL,
-        justification TEXT NOT NULL, request_id TEXT NOT NULL, peer TEXT NOT NULL)
+        justification TEXT NOT NULL, request_id TEXT NOT NULL, peer TEXT NOT NULL,
+        sequence INTEGER NOT NULL DEFAULT 0)
     -- {_COLUMNS}""",
     "CREATE INDEX IF NOT EXISTS audit_principal ON audit (principal, id)",
     "CREATE INDEX IF NOT EXISTS audit_time ON audit (time_unix_ms)",
     """CREATE TABLE IF NOT EXISTS audit_refs (
         ref TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (ref, id)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS audit_refs_id ON audit_refs (id)",
+    """CREATE TABLE IF NOT EXISTS audit_mark (
+        one INTEGER PRIMARY KEY CHECK (one = 1), sequence INTEGER NOT NULL)""",
+)
+#: After the `sequence` column exists (a trail written before it gets it here).
+_SQLITE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS audit_sequence ON audit (sequence) WHERE sequence > 0",
+)
+_MARK_SQL = (
+    "INSERT INTO {t} (one, sequence) VALUES (1, {m})"
+    " ON CONFLICT (one) DO UPDATE SET sequence = excluded.sequence"
 )
 
 
@@ -198,6 +255,13 @@ class SqliteAuditStore:
             self._conn.execute("PRAGMA synchronous = NORMAL")
             for ddl in _SQLITE_DDL:
                 self._conn.execute(ddl)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(audit)")}
+            if "sequence" not in columns:
+                self._conn.execute(
+                    "ALTER TABLE audit ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0"
+                )
+            for ddl in _SQLITE_INDEXES:
+                self._conn.execute(ddl)
         self._lock = threading.Lock()
         self._next = self._max_id() + 1
 
@@ -208,19 +272,21 @@ class SqliteAuditStore:
             return 0
         return int(top)
 
-    def append(self, rows: Sequence[AuditRow]) -> None:
+    def append(self, rows: Sequence[AuditRow], mark: int | None = None) -> None:
         with self._lock:
             ids = range(self._next, self._next + len(rows))
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(
-                    f"INSERT INTO audit ({_COLUMNS}) VALUES ({', '.join('?' * 12)})",
+                    f"INSERT INTO audit ({_COLUMNS}) VALUES ({', '.join('?' * _VALUES)})",
                     [_row_values(row, i) for row, i in zip(rows, ids, strict=True)],
                 )
                 self._conn.executemany(
                     "INSERT OR IGNORE INTO audit_refs (ref, id) VALUES (?, ?)",
                     [ref for row, i in zip(rows, ids, strict=True) for ref in _refs(row, i)],
                 )
+                if mark is not None:
+                    self._conn.execute(_MARK_SQL.format(t="audit_mark", m="?"), (mark,))
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -241,6 +307,44 @@ class SqliteAuditStore:
                     return []
                 raise
         return [_from_db(values) for values in found]
+
+    def mark(self) -> int:
+        with self._lock:
+            try:
+                found = self._conn.execute("SELECT sequence FROM audit_mark").fetchone()
+            except sqlite3.OperationalError:  # read-only, before any server wrote a record
+                return 0
+        return int(found[0]) if found else 0
+
+    def sequences_after(self, sequence: int) -> set[int]:
+        with self._lock:
+            found = self._conn.execute(
+                "SELECT sequence FROM audit WHERE sequence > ? AND code = 'OK'", (sequence,)
+            ).fetchall()
+        return {int(row[0]) for row in found}
+
+    def prune(self, before_unix_ms: int) -> int:
+        removed = 0
+        while True:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    ids = [
+                        (int(row[0]),)
+                        for row in self._conn.execute(
+                            "SELECT id FROM audit WHERE time_unix_ms < ? LIMIT ?",
+                            (before_unix_ms, PRUNE_BATCH),
+                        )
+                    ]
+                    self._conn.executemany("DELETE FROM audit_refs WHERE id = ?", ids)
+                    self._conn.executemany("DELETE FROM audit WHERE id = ?", ids)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+            removed += len(ids)
+            if len(ids) < PRUNE_BATCH:
+                return removed
 
     def close(self) -> None:
         with self._lock:
@@ -270,10 +374,16 @@ class PostgresAuditStore:
                     incident_ids TEXT NOT NULL, unit_ids TEXT NOT NULL,
                     location_count BIGINT NOT NULL, justification TEXT NOT NULL,
                     request_id TEXT NOT NULL, peer TEXT NOT NULL)""",
+                "ALTER TABLE {s}.audit ADD COLUMN IF NOT EXISTS sequence BIGINT NOT NULL DEFAULT 0",
                 "CREATE INDEX IF NOT EXISTS audit_principal ON {s}.audit (principal, id)",
                 "CREATE INDEX IF NOT EXISTS audit_time ON {s}.audit (time_unix_ms)",
+                "CREATE INDEX IF NOT EXISTS audit_sequence ON {s}.audit (sequence)"
+                " WHERE sequence > 0",
                 """CREATE TABLE IF NOT EXISTS {s}.audit_refs (
                     ref TEXT NOT NULL, id BIGINT NOT NULL, PRIMARY KEY (ref, id))""",
+                "CREATE INDEX IF NOT EXISTS audit_refs_id ON {s}.audit_refs (id)",
+                """CREATE TABLE IF NOT EXISTS {s}.audit_mark (
+                    one INTEGER PRIMARY KEY CHECK (one = 1), sequence BIGINT NOT NULL)""",
             ):
                 self._conn.execute(sql.SQL(ddl).format(s=self._schema))
         self._lock = threading.Lock()
@@ -290,19 +400,20 @@ class PostgresAuditStore:
         ).fetchone()
         return int(found[0]) if found else 0
 
-    def append(self, rows: Sequence[AuditRow]) -> None:
+    def append(self, rows: Sequence[AuditRow], mark: int | None = None) -> None:
         sql = self._sql
         with self._lock:
             ids = range(self._next, self._next + len(rows))
             with self._conn.transaction(), self._conn.cursor() as cur:
-                cur.executemany(
-                    sql.SQL("INSERT INTO {s}.audit ({c}) VALUES ({v})").format(
-                        s=self._schema,
-                        c=sql.SQL(_COLUMNS),
-                        v=sql.SQL(", ".join(["%s"] * 12)),
-                    ),
-                    [_row_values(row, i) for row, i in zip(rows, ids, strict=True)],
-                )
+                if rows:
+                    cur.executemany(
+                        sql.SQL("INSERT INTO {s}.audit ({c}) VALUES ({v})").format(
+                            s=self._schema,
+                            c=sql.SQL(_COLUMNS),
+                            v=sql.SQL(", ".join(["%s"] * _VALUES)),
+                        ),
+                        [_row_values(row, i) for row, i in zip(rows, ids, strict=True)],
+                    )
                 refs = [ref for row, i in zip(rows, ids, strict=True) for ref in _refs(row, i)]
                 if refs:
                     cur.executemany(
@@ -311,6 +422,13 @@ class PostgresAuditStore:
                             " ON CONFLICT DO NOTHING"
                         ).format(s=self._schema),
                         refs,
+                    )
+                if mark is not None:
+                    cur.execute(
+                        sql.SQL(_MARK_SQL.format(t="{s}.audit_mark", m="%s")).format(
+                            s=self._schema
+                        ),
+                        (mark,),
                     )
             self._next += len(rows)
 
@@ -328,6 +446,46 @@ class PostgresAuditStore:
                 return []
             found = self._conn.execute(statement, [*params, min(query.limit, MAX_PAGE)]).fetchall()
         return [_from_db(values) for values in found]
+
+    def mark(self) -> int:
+        sql = self._sql
+        with self._lock:
+            exists = self._conn.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (f"{self._schema.as_string()}.audit_mark",)
+            ).fetchone()
+            if not exists or not exists[0]:
+                return 0
+            found = self._conn.execute(
+                sql.SQL("SELECT sequence FROM {s}.audit_mark").format(s=self._schema)
+            ).fetchone()
+        return int(found[0]) if found else 0
+
+    def sequences_after(self, sequence: int) -> set[int]:
+        sql = self._sql
+        with self._lock:
+            found = self._conn.execute(
+                sql.SQL(
+                    "SELECT sequence FROM {s}.audit WHERE sequence > %s AND code = 'OK'"
+                ).format(s=self._schema),
+                (sequence,),
+            ).fetchall()
+        return {int(row[0]) for row in found}
+
+    def prune(self, before_unix_ms: int) -> int:
+        sql = self._sql
+        removed = 0
+        statement = sql.SQL(
+            "WITH old AS (SELECT id FROM {s}.audit WHERE time_unix_ms < %s LIMIT %s),"
+            " refs AS (DELETE FROM {s}.audit_refs WHERE id IN (SELECT id FROM old))"
+            " DELETE FROM {s}.audit WHERE id IN (SELECT id FROM old)"
+        ).format(s=self._schema)
+        while True:
+            with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
+                cur.execute(statement, (before_unix_ms, PRUNE_BATCH))
+                count = cur.rowcount
+            removed += max(count, 0)
+            if count < PRUNE_BATCH:
+                return removed
 
     def close(self) -> None:
         with self._lock:

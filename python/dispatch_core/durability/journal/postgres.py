@@ -119,6 +119,7 @@ class PostgresJournal(SqlJournal[sql.Composed]):
         self._s = sql.Identifier(name)
         self._read_lock = threading.Lock()
         self._conns: list[psycopg.Connection[Any]] = []
+        self._locked = False
         if read_only:
             self._open_read_only(dsn)
             return
@@ -129,6 +130,7 @@ class PostgresJournal(SqlJournal[sql.Composed]):
             (got,) = self._w.execute(
                 "SELECT pg_try_advisory_lock(%s)", (advisory_key(name),)
             ).fetchone() or (False,)
+            self._locked = bool(got)
             if not got:
                 raise JournalLockedError(
                     f"PostgreSQL journal {name!r} is already open by another writer"
@@ -245,7 +247,15 @@ class PostgresJournal(SqlJournal[sql.Composed]):
         return outcomes
 
     def _close_storage(self) -> None:
-        # Closing the write session releases the advisory lock.
+        # Closing the write session would release the advisory lock too, but only once its
+        # backend process has exited, after close() returns: a writer reopening at once
+        # (a quick restart, a test) could find it still held. Unlocking first is synchronous.
+        if self._locked:
+            self._locked = False
+            try:
+                self._w.execute("SELECT pg_advisory_unlock(%s)", (advisory_key(self.name),))
+            except Exception as exc:  # a dead session holds nothing: closing is enough
+                log.warning("journal %s: error releasing the writer lock: %r", self.name, exc)
         for conn in self._conns:
             try:
                 conn.close()

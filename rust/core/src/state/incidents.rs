@@ -31,6 +31,10 @@ pub struct Incident {
     pub first_assigned_ms: Option<i64>,
     pub first_on_scene_ms: Option<i64>,
     pub closed_ms: Option<i64>,
+    /// Units that reached the scene and were released from it (their part is done): they
+    /// still count towards the plan, so a job whose unit left for custody is not queued
+    /// again. A unit diverted or stood down before arriving does not count.
+    pub cleared: u32,
 }
 
 impl Incident {
@@ -44,7 +48,31 @@ impl Incident {
     pub fn is_waiting(&self) -> bool {
         self.is_open() && self.attached.is_empty() && self.first_on_scene_ms.is_none()
     }
+
+    /// Units the response plan asks for: the sum of its groups' counts.
+    pub fn required_units(&self) -> u32 {
+        self.requirements.iter().map(|g| g.count).sum()
+    }
+
+    /// Still needs units: open, with fewer units attached (plus those that attended and
+    /// left) than its plan asks for. This is what a dispatcher means by "pending": a
+    /// firearms job with one of its two armed cars is still short. Decided on counts, not
+    /// on which group each unit fills, so that a change to a unit's attributes (which does
+    /// not touch the incident) never changes the queue behind its back; which group is
+    /// unfilled is worked out when a page of the queue is read.
+    pub fn is_pending(&self) -> bool {
+        self.is_open() && (self.attached.len() as u64 + u64::from(self.cleared)) < u64::from(self.required_units())
+    }
+
+    /// The key that orders the pending queue: grade, then age, then id.
+    pub fn pending_key(&self) -> PendingKey {
+        (self.grade.index() as u8, self.created_ms, self.incident_id.clone())
+    }
 }
+
+/// (grade index, created_ms, incident_id): the pending queue's order, most urgent grade
+/// first, oldest first within a grade, ids breaking ties so the order is total.
+pub type PendingKey = (u8, i64, String);
 
 /// Incidents by id (ordered, so ListIncidents pages by id), the counter behind server-chosen
 /// ids, and per-grade counts maintained on every change.
@@ -60,6 +88,9 @@ pub struct Incidents {
     /// Closed incidents held, closed longest ago first: (closed_ms, id). Retention takes
     /// them out of memory from the front.
     closed: BTreeSet<(i64, String)>,
+    /// Incidents that still need units ([`Incident::is_pending`]), in queue order. Kept as
+    /// incidents change, so ListPending reads a page from it without scanning incidents.
+    pending: BTreeSet<PendingKey>,
 }
 
 impl Incidents {
@@ -120,6 +151,20 @@ impl Incidents {
         std::array::from_fn(|g| self.waiting[g].first().map(|(created, _)| *created))
     }
 
+    /// Pending incidents after `after` (all when `None`), in queue order.
+    pub fn pending_after<'a>(&'a self, after: Option<&PendingKey>) -> impl Iterator<Item = &'a Incident> + 'a {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone()));
+        self.pending
+            .range((start, Bound::Unbounded))
+            .map(|(_, _, id)| self.by_id.get(id).expect("the pending queue lists held incidents"))
+    }
+
+    /// How many incidents still need units.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Inserts or replaces an incident, keeping the counts in step.
     pub fn put(&mut self, incident: Incident) {
         if let Some(old) = self.by_id.get(&incident.incident_id) {
@@ -166,6 +211,9 @@ impl Incidents {
         if i.is_waiting() {
             self.waiting[i.grade.index()].insert((i.created_ms, i.incident_id.clone()));
         }
+        if i.is_pending() {
+            self.pending.insert(i.pending_key());
+        }
     }
 
     fn uncount(&mut self, i: &Incident) {
@@ -176,6 +224,9 @@ impl Incidents {
         }
         if i.is_waiting() {
             self.waiting[i.grade.index()].remove(&(i.created_ms, i.incident_id.clone()));
+        }
+        if i.is_pending() {
+            self.pending.remove(&i.pending_key());
         }
     }
 
@@ -194,6 +245,9 @@ impl Incidents {
         }
         if fresh.waiting != self.waiting {
             return Err("waiting incidents differ from a recount".into());
+        }
+        if fresh.pending != self.pending {
+            return Err("pending queue differs from a recount".into());
         }
         if fresh.closed != self.closed {
             return Err("closed incidents differ from a recount".into());

@@ -16,7 +16,9 @@
 //! positions, are not journaled, and reach the state through [`Machine::update_locations`];
 //! snapshots keep the last position of every unit.
 
+pub mod acks;
 pub mod incidents;
+pub mod queue;
 pub mod requests;
 
 use std::sync::Arc;
@@ -34,7 +36,8 @@ use crate::units::NO_TIME;
 use crate::wire;
 use prost::Message;
 
-pub use incidents::{Incident, Incidents};
+pub use acks::{AckDeadlines, AckTimeouts};
+pub use incidents::{Incident, Incidents, PendingKey};
 pub use requests::{Lookup, Remembered, RequestTable};
 
 /// What a command did that observers (metrics) count.
@@ -46,16 +49,52 @@ pub enum Event {
     FirstOnScene { grade: Grade, response_ms: i64 },
     /// The clock command forgot this many request_ids past the retention window.
     RequestsExpired { count: u64 },
+    /// A unit was taken from an incident of `from_grade` for an IMMEDIATE one.
+    Diverted { from_grade: Grade },
+    /// A unit dispatched to an incident of `grade` did not acknowledge in time.
+    AckOverdue { grade: Grade },
+}
+
+/// A unit flagged at a tick for not acknowledging its dispatch in time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overdue {
+    pub slot: u32,
+    pub incident_id: String,
+    pub grade: Grade,
+    pub deadline_ms: i64,
+    /// For an IMMEDIATE incident, the best AVAILABLE unit now for the place it fills.
+    pub proposed: Option<crate::rank::Candidate>,
 }
 
 /// What an applied command answers, before encoding.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    Unit { slot: u32, created: bool },
-    Status { slot: u32, released: Option<String> },
-    Incident { incident_id: String },
-    Closed { incident_id: String, released: Vec<u32> },
-    Tick { time_ms: i64, expired: u64, archived: u64 },
+    Unit {
+        slot: u32,
+        created: bool,
+    },
+    Status {
+        slot: u32,
+        released: Option<String>,
+    },
+    Incident {
+        incident_id: String,
+    },
+    /// An assignment, with the (unit slot, old incident) of every unit it diverted.
+    Assigned {
+        incident_id: String,
+        diversions: Vec<(u32, String)>,
+    },
+    Closed {
+        incident_id: String,
+        released: Vec<u32>,
+    },
+    Tick {
+        time_ms: i64,
+        expired: u64,
+        archived: u64,
+        overdue: Vec<Overdue>,
+    },
     Plans,
 }
 
@@ -145,6 +184,8 @@ pub struct Machine {
     pub(crate) units: UnitStore,
     pub(crate) incidents: Incidents,
     pub(crate) requests: RequestTable,
+    /// Acknowledgement deadlines of DISPATCHED units, and those flagged overdue.
+    pub(crate) acks: AckDeadlines,
     /// Time of the latest command applied (never goes back); 0 before the first.
     pub(crate) clock_ms: i64,
     /// Sequence of the latest command applied: the journal's numbering.
@@ -155,6 +196,8 @@ pub struct Machine {
     pub max_future_skew_ms: i64,
     /// How long closed incidents stay in memory. Configuration, not state.
     pub retention: Retention,
+    /// How long a DISPATCHED unit has to acknowledge, per grade. Configuration, not state.
+    pub ack_timeouts: AckTimeouts,
 }
 
 impl Machine {
@@ -163,12 +206,18 @@ impl Machine {
             units,
             incidents: Incidents::new(),
             requests: RequestTable::new(request_capacity),
+            acks: AckDeadlines::default(),
             clock_ms: 0,
             sequence: 0,
             plans: PlanBook::default(),
             max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
             retention: Retention::default(),
+            ack_timeouts: AckTimeouts::default(),
         }
+    }
+
+    pub fn acks(&self) -> &AckDeadlines {
+        &self.acks
     }
 
     pub fn units(&self) -> &UnitStore {
@@ -210,6 +259,7 @@ impl Machine {
     pub fn tick_due(&self, now_ms: i64) -> bool {
         let now = now_ms.max(self.clock_ms);
         self.requests.next_expiry_ms().is_some_and(|due| now >= due)
+            || self.acks.earliest().is_some_and(|due| now >= due)
             || self.incidents.closed_len() > self.retention.count
             || self
                 .incidents
@@ -299,8 +349,9 @@ impl Machine {
         }
         // The entry is in the journal because it applied as a new command: a fingerprint
         // left by an evicted answer (or colliding with one) must not send replay to the
-        // journal, which would find this very entry.
-        match self.execute(m, request, time_ms, JournalAnswer::Absent) {
+        // journal, which would find this very entry. Its ids are held to the rules of when
+        // it was written, not to today's grammar (`wire::ident`): it was acknowledged.
+        match crate::wire::ident::replaying(|| self.execute(m, request, time_ms, JournalAnswer::Absent)) {
             Outcome::Applied { response, request_id, .. } => {
                 let same = response == result;
                 if !same && m != Method::Tick {
@@ -349,7 +400,9 @@ impl Machine {
             Command::CreateIncident(new) => self.create_incident(new, now),
             Command::UpdateIncident { incident_id, change } => self.update_incident(incident_id, change),
             Command::CloseIncident { incident_id } => self.close_incident(incident_id, now),
-            Command::AssignUnits { incident_id, unit_ids } => self.assign_units(incident_id, unit_ids, now),
+            Command::AssignUnits { incident_id, unit_ids, allow_diversion } => {
+                self.assign_units(incident_id, unit_ids, *allow_diversion, now)
+            }
             Command::Tick => Ok(self.tick(now)),
             Command::ReplaceResponsePlans { plans, source } => self.replace_plans(plans, source, now),
         }?;
@@ -379,7 +432,10 @@ impl Machine {
         }
         let (slot, transition) = self.units.check_transition(unit_id, to)?;
         // Nothing below can fail.
+        let from = self.units.table().status[slot as usize];
         let incident_id = self.units.table().incident[slot as usize].as_deref().map(str::to_owned);
+        // Any move out of DISPATCHED acknowledges (or ends) the dispatch.
+        self.acks.clear(slot);
         let released = self.units.set_status(unit_id, to).expect("checked by check_transition");
         let mut applied = Applied::reply(Reply::Status { slot, released: released.clone() });
         if to == Status::OnScene {
@@ -398,7 +454,15 @@ impl Machine {
             }
         }
         if let (Transition::Release, Some(id)) = (transition, &released) {
-            self.incidents.update(id, |i| i.attached.retain(|&s| s != slot));
+            // A unit leaving the scene has done its part; one stood down before arriving
+            // has not, and its incident is pending again.
+            let attended = from == Status::OnScene;
+            self.incidents.update(id, |i| {
+                i.attached.retain(|&s| s != slot);
+                if attended {
+                    i.cleared += 1;
+                }
+            });
             applied.release.push(slot);
         }
         Ok(applied)
@@ -454,6 +518,7 @@ impl Machine {
             first_assigned_ms: None,
             first_on_scene_ms: None,
             closed_ms: None,
+            cleared: 0,
         });
         Ok(Applied::reply(Reply::Incident { incident_id }))
     }
@@ -475,6 +540,10 @@ impl Machine {
         )?;
         if let Some(groups) = &change.requirements {
             check_groups("requirements.groups", groups, self.units.vocabulary())?;
+        }
+        if let Some(g) = change.grade {
+            let attached = current.attached.clone();
+            self.units.regrade(&attached, g);
         }
         self.incidents.update(incident_id, |i| {
             if let Some(g) = change.grade {
@@ -507,6 +576,9 @@ impl Machine {
             .collect();
         let released_ids = self.units.release_incident(incident_id, &attached)?;
         let released: Vec<u32> = released_ids.iter().filter_map(|id| self.units.table().slot(id)).collect();
+        for &slot in &released {
+            self.acks.clear(slot);
+        }
         self.incidents.update(incident_id, |i| {
             i.status = IncidentStatus::Closed;
             i.closed_ms = Some(now);
@@ -518,11 +590,44 @@ impl Machine {
         Ok(applied)
     }
 
-    fn assign_units(&mut self, incident_id: &str, unit_ids: &[String], now: i64) -> CoreResult<Applied> {
-        self.open_incident(incident_id)?;
-        let slots = self.units.check_assignable(unit_ids)?;
+    fn assign_units(
+        &mut self,
+        incident_id: &str,
+        unit_ids: &[String],
+        allow_diversion: bool,
+        now: i64,
+    ) -> CoreResult<Applied> {
+        let grade = self.open_incident(incident_id)?.grade;
+        let plan = self.units.check_assignment(unit_ids, allow_diversion.then_some((incident_id, grade)))?;
         // Nothing below can fail.
-        self.units.assign(incident_id, unit_ids).expect("checked by check_assignable");
+        let slots: Vec<u32> = plan.iter().map(|(slot, _)| *slot).collect();
+        let mut applied = Applied::reply(Reply::Incident { incident_id: String::new() });
+        let mut diversions = Vec::new();
+        for (slot, from) in plan {
+            let Some(from) = from else { continue };
+            // Detached from the old incident, which keeps the unit in its history
+            // (`assigned`) and, short of units again, re-enters the pending queue.
+            let from_grade = self
+                .incidents
+                .update(&from, |i| {
+                    i.attached.retain(|&s| s != slot);
+                    i.grade
+                })
+                .expect("an attached unit's incident is held");
+            applied.events.push(Event::Diverted { from_grade });
+            applied.release.push(slot);
+            diversions.push((slot, from));
+        }
+        self.units.dispatch_slots(incident_id, grade, &slots);
+        if let Some(timeout) = self.ack_timeouts.of(grade) {
+            for &slot in &slots {
+                self.acks.start(slot, now.saturating_add(timeout));
+            }
+        } else {
+            for &slot in &slots {
+                self.acks.clear(slot);
+            }
+        }
         let event = self
             .incidents
             .update(incident_id, |i| {
@@ -538,7 +643,7 @@ impl Machine {
                 Some(Event::FirstAssigned { grade: i.grade, waited_ms: now - i.created_ms })
             })
             .flatten();
-        let mut applied = Applied::reply(Reply::Incident { incident_id: incident_id.to_owned() });
+        applied.reply = Reply::Assigned { incident_id: incident_id.to_owned(), diversions };
         applied.events.extend(event);
         applied.assign = slots.into_iter().map(|s| (s, incident_id.to_owned())).collect();
         Ok(applied)
@@ -555,12 +660,40 @@ impl Machine {
     fn tick(&mut self, now: i64) -> Applied {
         let expired = self.requests.expire(now);
         let archived = self.archive_closed(now);
-        let mut applied = Applied::reply(Reply::Tick { time_ms: now, expired, archived: archived.len() as u64 });
+        let overdue = self.flag_overdue(now);
+        let mut events: Vec<Event> = overdue.iter().map(|o| Event::AckOverdue { grade: o.grade }).collect();
+        let mut applied =
+            Applied::reply(Reply::Tick { time_ms: now, expired, archived: archived.len() as u64, overdue });
         if expired > 0 {
-            applied.events.push(Event::RequestsExpired { count: expired });
+            events.push(Event::RequestsExpired { count: expired });
         }
+        applied.events = events;
         applied.archived = archived;
         applied
+    }
+
+    /// Flags the DISPATCHED units whose acknowledgement deadline has passed (each dispatch
+    /// once), proposing a replacement for those sent to IMMEDIATE incidents.
+    fn flag_overdue(&mut self, now: i64) -> Vec<Overdue> {
+        let due = self.acks.take_due(now);
+        due.into_iter()
+            .map(|(slot, deadline_ms)| {
+                let incident_id = self.units.table().incident[slot as usize]
+                    .as_deref()
+                    .expect("a unit with a deadline is attached")
+                    .to_owned();
+                let incident = self.incidents.get(&incident_id).expect("an attached unit's incident is held");
+                let proposed = (incident.grade == Grade::Immediate)
+                    .then(|| {
+                        let group = queue::group_of(&self.units, incident, slot)
+                            .or_else(|| queue::first_unfilled_group(&self.units, incident))
+                            .unwrap_or(0);
+                        queue::best_candidate(&self.units, incident, group, now, false)
+                    })
+                    .flatten();
+                Overdue { slot, incident_id, grade: incident.grade, deadline_ms, proposed }
+            })
+            .collect()
     }
 
     /// Takes closed incidents past the retention out of memory, returning each one's final
@@ -600,7 +733,26 @@ impl Machine {
         self.units.table().check_counts()?;
         self.incidents.check_counts()?;
         self.requests.check()?;
+        self.acks.check()?;
         let t = self.units.table();
+        for (slot, _) in self.acks.deadlines() {
+            if t.status[slot as usize] != Status::Dispatched {
+                return Err(format!(
+                    "unit {} has an acknowledgement deadline while {}",
+                    t.ids[slot as usize],
+                    t.status[slot as usize].name()
+                ));
+            }
+        }
+        for slot in self.acks.overdue() {
+            if t.status[slot as usize] != Status::Dispatched {
+                return Err(format!(
+                    "unit {} is flagged overdue while {}",
+                    t.ids[slot as usize],
+                    t.status[slot as usize].name()
+                ));
+            }
+        }
         let mut holders = vec![0u32; t.capacity()];
         for i in self.incidents.iter() {
             if !i.is_open() && !i.attached.is_empty() {
@@ -613,6 +765,12 @@ impl Machine {
                     return Err(format!(
                         "unit {} attached to {} but linked to {link:?}",
                         t.ids[slot as usize], i.incident_id
+                    ));
+                }
+                if t.incident_grade[slot as usize] != i.grade as u8 {
+                    return Err(format!(
+                        "unit {} attached to {} records grade {} instead of {}",
+                        t.ids[slot as usize], i.incident_id, t.incident_grade[slot as usize], i.grade as u8
                     ));
                 }
                 if !crate::status::is_attached(t.status[slot as usize]) {
@@ -628,6 +786,9 @@ impl Machine {
         for (slot, &held) in holders.iter().enumerate() {
             if held > 1 {
                 return Err(format!("unit {} attached to {held} incidents", t.ids[slot]));
+            }
+            if held == 0 && t.incident_grade[slot] != 0 {
+                return Err(format!("unit {} records an incident grade but is attached to none", t.ids[slot]));
             }
             if t.live[slot] && t.incident[slot].is_some() && held == 0 {
                 return Err(format!("unit {} linked to an incident that does not list it", t.ids[slot]));
@@ -761,5 +922,218 @@ mod tests {
         assert_eq!((incident.incident_id.as_str(), incident.status), ("A", IncidentStatus::Closed as i32));
         assert!(m.incidents().get("B").is_some());
         m.check_invariants().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod dispatch_rules_tests {
+    //! The pending queue, pre-emption and acknowledgement deadlines through `execute`.
+    use super::*;
+    use crate::eta::RankConfig;
+    use crate::wire::{pb, reads};
+
+    const T0: i64 = 1_750_000_000_000;
+
+    fn run(m: &mut Machine, method: Method, bytes: Vec<u8>, at: i64) -> Outcome {
+        m.execute(method, &bytes, at, JournalAnswer::Unchecked)
+    }
+
+    fn ok(m: &mut Machine, method: Method, bytes: Vec<u8>, at: i64) -> Vec<u8> {
+        match run(m, method, bytes, at) {
+            Outcome::Applied { response, .. } => response,
+            other => panic!("{method:?} refused: {other:?}"),
+        }
+    }
+
+    fn machine() -> Machine {
+        let mut m = Machine::new(UnitStore::new(RankConfig::default(), 0.01).unwrap(), 1000);
+        m.ack_timeouts = AckTimeouts([Some(60_000), Some(120_000), None, None]);
+        for (i, id) in ["A", "B", "C"].iter().enumerate() {
+            let upsert = pb::UpsertUnitRequest {
+                request_id: format!("u-{id}"),
+                unit: Some(pb::UnitSpec {
+                    unit_id: (*id).into(),
+                    agency: 1,
+                    unit_type: "irv".into(),
+                    ..Default::default()
+                }),
+            };
+            ok(&mut m, Method::UpsertUnit, upsert.encode_to_vec(), T0);
+            m.update_locations(&[*id], &[51.5 + 0.01 * i as f64], &[-0.12], &[T0], T0).unwrap();
+        }
+        m
+    }
+
+    fn create(m: &mut Machine, id: &str, grade: Grade, count: u32, at: i64) {
+        let r = pb::CreateIncidentRequest {
+            request_id: format!("c-{id}"),
+            incident_id: id.into(),
+            grade: grade as i32,
+            incident_type: "t".into(),
+            location: Some(pb::Location { lat: 51.5, lon: -0.12 }),
+            requirements: vec![pb::RequirementGroup { agency: 1, count, ..Default::default() }],
+            ..Default::default()
+        };
+        ok(m, Method::CreateIncident, r.encode_to_vec(), at);
+    }
+
+    fn assign(id: &str, units: &[&str], divert: bool, rid: &str) -> Vec<u8> {
+        pb::AssignUnitsRequest {
+            request_id: rid.into(),
+            incident_id: id.into(),
+            unit_ids: units.iter().map(|u| (*u).into()).collect(),
+            allow_diversion: divert,
+        }
+        .encode_to_vec()
+    }
+
+    fn status(unit: &str, to: Status, rid: &str) -> Vec<u8> {
+        pb::SetUnitStatusRequest { request_id: rid.into(), unit_id: unit.into(), status: to as i32 }.encode_to_vec()
+    }
+
+    fn pending_ids(m: &Machine) -> Vec<String> {
+        m.incidents().pending_after(None).map(|i| i.incident_id.clone()).collect()
+    }
+
+    #[test]
+    fn the_queue_orders_by_grade_then_age_and_holds_incidents_short_of_units() {
+        let mut m = machine();
+        create(&mut m, "S-old", Grade::Significant, 1, T0);
+        create(&mut m, "I-new", Grade::Immediate, 2, T0 + 10);
+        create(&mut m, "S-new", Grade::Significant, 1, T0 + 20);
+        assert_eq!(pending_ids(&m), ["I-new", "S-old", "S-new"]);
+        // One of two units: still pending; both: out of the queue.
+        ok(&mut m, Method::AssignUnits, assign("I-new", &["A"], false, "a1"), T0 + 30);
+        assert_eq!(pending_ids(&m), ["I-new", "S-old", "S-new"]);
+        ok(&mut m, Method::AssignUnits, assign("I-new", &["B"], false, "a2"), T0 + 40);
+        assert_eq!(pending_ids(&m), ["S-old", "S-new"]);
+        // Stood down before arriving: back in the queue.
+        ok(&mut m, Method::SetUnitStatus, status("B", Status::Available, "s1"), T0 + 50);
+        assert_eq!(pending_ids(&m), ["I-new", "S-old", "S-new"]);
+        // A unit that attended and left still counts: no re-queue.
+        ok(&mut m, Method::AssignUnits, assign("S-old", &["C"], false, "a3"), T0 + 60);
+        ok(&mut m, Method::SetUnitStatus, status("C", Status::OnScene, "s2"), T0 + 70);
+        ok(&mut m, Method::SetUnitStatus, status("C", Status::Committed, "s3"), T0 + 80);
+        assert_eq!(pending_ids(&m), ["I-new", "S-new"]);
+        m.check_invariants().unwrap();
+        // The read: waits and the best ETA for the unfilled group, paged.
+        let page = |token: String| {
+            let r = pb::ListPendingRequest { page_size: 1, page_token: token, ..Default::default() };
+            pb::ListPendingResponse::decode(
+                reads::list_pending(&m, &r.encode_to_vec(), T0 + 10_010).unwrap().as_slice(),
+            )
+            .unwrap()
+        };
+        let first = page(String::new());
+        let p = &first.incidents[0];
+        assert_eq!(p.incident.as_ref().unwrap().incident_id, "I-new");
+        assert_eq!((p.wait_seconds, p.required_units, p.attached_units, p.unfilled_group_index), (10.0, 2, 1, Some(0)));
+        assert_eq!(p.best_candidate.as_ref().unwrap().unit_id, "B");
+        let second = page(first.next_page_token);
+        assert_eq!(second.incidents[0].incident.as_ref().unwrap().incident_id, "S-new");
+        assert!(second.next_page_token.is_empty());
+    }
+
+    #[test]
+    fn a_diversion_moves_the_unit_in_one_command_and_requeues_the_old_incident() {
+        let mut m = machine();
+        create(&mut m, "S1", Grade::Significant, 1, T0);
+        create(&mut m, "I1", Grade::Immediate, 1, T0 + 1);
+        ok(&mut m, Method::AssignUnits, assign("S1", &["A"], false, "a1"), T0 + 2);
+        ok(&mut m, Method::SetUnitStatus, status("A", Status::EnRoute, "s1"), T0 + 3);
+        // Without the opt-in: refused as before.
+        assert!(matches!(
+            run(&mut m, Method::AssignUnits, assign("I1", &["A"], false, "a2"), T0 + 4),
+            Outcome::Refused(CoreError::NotAssignable { .. })
+        ));
+        // The recommendation offers it with its cost and origin.
+        let r = pb::RecommendUnitsRequest {
+            target: Some(pb::recommend_units_request::Target::IncidentId("I1".into())),
+            k: 5,
+            include_diversions: true,
+            ..Default::default()
+        };
+        let rec =
+            pb::RecommendUnitsResponse::decode(reads::recommend(&m, &r.encode_to_vec(), T0 + 4).unwrap().as_slice())
+                .unwrap();
+        let a = rec.groups[0].candidates.iter().find(|c| c.unit_id == "A").expect("A offered");
+        assert_eq!(a.diverted_from_incident_id, "S1");
+        assert_eq!(a.breakdown.as_ref().unwrap().diversion_cost_seconds, 180.0);
+        let Outcome::Applied { response, assign: assigned, release, events, .. } =
+            run(&mut m, Method::AssignUnits, assign("I1", &["A"], true, "a3"), T0 + 5)
+        else {
+            panic!("diversion refused")
+        };
+        let answer = pb::AssignUnitsResponse::decode(response.as_slice()).unwrap();
+        assert_eq!(answer.diversions, [pb::Diversion { unit_id: "A".into(), from_incident_id: "S1".into() }]);
+        assert_eq!((assigned, release), (vec![("A".to_owned(), "I1".to_owned())], vec!["A".to_owned()]));
+        assert!(events.contains(&Event::Diverted { from_grade: Grade::Significant }));
+        let s1 = m.incidents().get("S1").unwrap();
+        assert!(s1.attached.is_empty() && s1.assigned.len() == 1, "S1 keeps its history");
+        assert_eq!(pending_ids(&m), ["S1"]);
+        let slot = m.units().slot("A").unwrap();
+        assert_eq!(m.units().table().status[slot as usize], Status::Dispatched);
+        assert_eq!(m.units().table().attached_grade(slot), Some(Grade::Immediate));
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn diversions_from_equal_or_higher_grades_or_to_lesser_targets_are_refused_whole() {
+        let mut m = machine();
+        create(&mut m, "I1", Grade::Immediate, 1, T0);
+        create(&mut m, "I2", Grade::Immediate, 1, T0);
+        create(&mut m, "S1", Grade::Significant, 1, T0);
+        create(&mut m, "S2", Grade::Significant, 1, T0);
+        ok(&mut m, Method::AssignUnits, assign("I1", &["A"], false, "a1"), T0);
+        ok(&mut m, Method::AssignUnits, assign("S1", &["B"], false, "a2"), T0);
+        for (target, units, from) in [("I2", vec!["C", "A"], "I1"), ("S2", vec!["B"], "S1")] {
+            let before = crate::snapshot::digest(&m);
+            match run(&mut m, Method::AssignUnits, assign(target, &units, true, &format!("x-{target}")), T0 + 1) {
+                Outcome::Refused(e @ CoreError::DiversionRefused { .. }) => {
+                    let text = e.to_string();
+                    assert!(
+                        text.contains(&format!("incident/{from}")) && text.contains(&format!("incident/{target}")),
+                        "{text}"
+                    );
+                }
+                other => panic!("not refused: {other:?}"),
+            }
+            assert_eq!(crate::snapshot::digest(&m), before, "a refused diversion changed the state");
+        }
+    }
+
+    #[test]
+    fn an_unacknowledged_dispatch_is_flagged_once_at_the_tick_past_its_deadline() {
+        let mut m = machine();
+        create(&mut m, "I1", Grade::Immediate, 1, T0);
+        ok(&mut m, Method::AssignUnits, assign("I1", &["A"], false, "a1"), T0);
+        assert!(!m.tick_due(T0 + 59_999));
+        assert!(m.tick_due(T0 + 60_000));
+        let Outcome::Applied { response, events, .. } = run(&mut m, Method::Tick, Vec::new(), T0 + 60_500) else {
+            panic!("tick refused")
+        };
+        let tick = pb::ClockTick::decode(response.as_slice()).unwrap();
+        assert_eq!(tick.overdue_acknowledgements.len(), 1);
+        let o = &tick.overdue_acknowledgements[0];
+        assert_eq!((o.unit_id.as_str(), o.incident_id.as_str(), o.grade), ("A", "I1", Grade::Immediate as i32));
+        assert_eq!(o.deadline, Some(crate::wire::encode::timestamp(T0 + 60_000)));
+        // The next AVAILABLE unit is proposed; the dispatcher decides.
+        assert_eq!(o.proposed.as_ref().unwrap().unit_id, "B");
+        assert_eq!(events, [Event::AckOverdue { grade: Grade::Immediate }]);
+        assert_eq!(m.acks().overdue().count(), 1);
+        // Once per dispatch: nothing more is due.
+        assert!(!m.tick_due(T0 + 10 * 60_000));
+        // Acknowledging clears the flag.
+        ok(&mut m, Method::SetUnitStatus, status("A", Status::EnRoute, "s1"), T0 + 61_000);
+        assert_eq!(m.acks().overdue().count(), 0);
+        m.check_invariants().unwrap();
+        // A snapshot keeps deadlines and flags.
+        create(&mut m, "I2", Grade::Immediate, 1, T0 + 62_000);
+        ok(&mut m, Method::AssignUnits, assign("I2", &["B"], false, "a2"), T0 + 62_000);
+        let bytes = crate::snapshot::encode(&m);
+        let restored =
+            crate::snapshot::decode(&bytes, UnitStore::new(RankConfig::default(), 0.01).unwrap(), 1000).unwrap();
+        assert_eq!(crate::snapshot::encode(&restored), bytes);
+        assert_eq!(restored.acks().earliest(), Some(T0 + 122_000));
     }
 }

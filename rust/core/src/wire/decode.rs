@@ -124,7 +124,11 @@ pub fn command(method: Method, bytes: &[u8], vocab: &Vocabulary) -> CoreResult<D
         Method::AssignUnits => {
             let r: pb::AssignUnitsRequest = message(bytes, "AssignUnitsRequest")?;
             refuse_if(validate::assign_units(&r))?;
-            let command = Command::AssignUnits { incident_id: r.incident_id.clone(), unit_ids: r.unit_ids.clone() };
+            let command = Command::AssignUnits {
+                incident_id: r.incident_id.clone(),
+                unit_ids: r.unit_ids.clone(),
+                allow_diversion: r.allow_diversion,
+            };
             Ok(decoded(r.request_id.clone(), command, &r))
         }
         Method::Tick => Ok(Decoded { request_id: String::new(), command: Command::Tick, canonical: Vec::new() }),

@@ -119,7 +119,9 @@ pub fn candidate(c: &Candidate) -> pb::Candidate {
             cross_area_cost_seconds: b.cross_area_cost,
             shift_overrun_cost_seconds: b.shift_overrun_cost,
             specialist_cost_seconds: b.specialist_cost,
+            diversion_cost_seconds: b.diversion_cost,
         }),
+        diverted_from_incident_id: c.diverted_from.clone().unwrap_or_default(),
     }
 }
 
@@ -144,18 +146,39 @@ pub fn reply(m: &Machine, method: Method, r: &Reply) -> Vec<u8> {
             match method {
                 Method::CreateIncident => pb::CreateIncidentResponse { incident }.encode_to_vec(),
                 Method::UpdateIncident => pb::UpdateIncidentResponse { incident }.encode_to_vec(),
-                _ => pb::AssignUnitsResponse { incident }.encode_to_vec(),
+                _ => pb::AssignUnitsResponse { incident, diversions: Vec::new() }.encode_to_vec(),
             }
         }
+        Reply::Assigned { incident_id, diversions } => pb::AssignUnitsResponse {
+            incident: incident_of(m, incident_id),
+            diversions: diversions
+                .iter()
+                .map(|(slot, from)| pb::Diversion {
+                    unit_id: store.table().ids[*slot as usize].to_string(),
+                    from_incident_id: from.clone(),
+                })
+                .collect(),
+        }
+        .encode_to_vec(),
         Reply::Closed { incident_id, released } => pb::CloseIncidentResponse {
             incident: incident_of(m, incident_id),
             released_unit_ids: released.iter().map(|&s| store.table().ids[s as usize].to_string()).collect(),
         }
         .encode_to_vec(),
-        Reply::Tick { time_ms, expired, archived } => pb::ClockTick {
+        Reply::Tick { time_ms, expired, archived, overdue } => pb::ClockTick {
             time: Some(timestamp(*time_ms)),
             expired_request_ids: *expired,
             archived_incidents: *archived,
+            overdue_acknowledgements: overdue
+                .iter()
+                .map(|o| pb::OverdueAcknowledgement {
+                    unit_id: store.table().ids[o.slot as usize].to_string(),
+                    incident_id: o.incident_id.clone(),
+                    grade: o.grade as i32,
+                    deadline: Some(timestamp(o.deadline_ms)),
+                    proposed: o.proposed.as_ref().map(candidate),
+                })
+                .collect(),
         }
         .encode_to_vec(),
         Reply::Plans => {

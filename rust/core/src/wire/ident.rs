@@ -25,7 +25,16 @@
 //! "А" for a Latin "A"), which would need a script policy that would refuse legitimate
 //! non-Latin names; and unassigned code points pass (they render as a visible
 //! placeholder). The tables follow Unicode 15.
+//!
+//! The grammar governs live requests, not history. A journal written before it may hold
+//! ids it now refuses (a unit id with an embedded tab, say), and those commands were
+//! acknowledged: recovery must rebuild them, not stop. So [`admit`] (what validation and
+//! the unit store call) applies the whole grammar, except while [`replaying`] runs a
+//! journaled command, when only the rules that always held apply (non-empty, at most
+//! [`MAX_ID_LEN`] bytes). The switch is per thread and set only by `Machine::replay`: the
+//! state machine stays a function of (state, command, time), with replay an explicit mode.
 
+use std::cell::Cell;
 use std::fmt;
 
 use crate::wire::limits::MAX_ID_LEN;
@@ -38,6 +47,7 @@ pub enum Refusal {
     Empty,
     TooLong {
         bytes: usize,
+        limit: usize,
     },
     /// Only spaces.
     Blank,
@@ -81,7 +91,7 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Refusal::Empty => f.write_str("must not be empty"),
-            Refusal::TooLong { bytes } => write!(f, "is {bytes} bytes long; the limit is {MAX_ID_LEN}"),
+            Refusal::TooLong { bytes, limit } => write!(f, "is {bytes} bytes long; the limit is {limit}"),
             Refusal::Blank => f.write_str("must not be blank"),
             Refusal::OuterSpace => f.write_str("must not begin or end with a space"),
             Refusal::Character { at, c, class } => write!(
@@ -165,11 +175,17 @@ pub fn refused_class(c: char) -> Option<Class> {
 /// Checks `value` against the grammar. An empty value is [`Refusal::Empty`]: the caller
 /// decides whether the field is optional.
 pub fn check(value: &str) -> Result<(), Refusal> {
+    check_within(value, MAX_ID_LEN)
+}
+
+/// [`check`] with another length limit, for names that are not dispatch ids but are
+/// written to the same lines (a certificate's principal, a claimed actor: longer URIs).
+pub fn check_within(value: &str, max_bytes: usize) -> Result<(), Refusal> {
     if value.is_empty() {
         return Err(Refusal::Empty);
     }
-    if value.len() > MAX_ID_LEN {
-        return Err(Refusal::TooLong { bytes: value.len() });
+    if value.len() > max_bytes {
+        return Err(Refusal::TooLong { bytes: value.len(), limit: max_bytes });
     }
     for (at, c) in value.chars().enumerate() {
         if let Some(class) = refused_class(c) {
@@ -181,6 +197,39 @@ pub fn check(value: &str) -> Result<(), Refusal> {
     }
     if value.starts_with(' ') || value.ends_with(' ') {
         return Err(Refusal::OuterSpace);
+    }
+    Ok(())
+}
+
+thread_local! {
+    /// Whether this thread is applying a journaled command (see the module docs).
+    static REPLAYING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with the grammar relaxed to the rules journals were always written under:
+/// `Machine::replay` runs each journaled command inside it.
+pub fn replaying<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            REPLAYING.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(REPLAYING.with(|r| r.replace(true)));
+    f()
+}
+
+/// The rule in force for an id: [`check`] for a live request; inside [`replaying`], only
+/// emptiness and length.
+pub fn admit(value: &str) -> Result<(), Refusal> {
+    if !REPLAYING.with(Cell::get) {
+        return check(value);
+    }
+    if value.is_empty() {
+        return Err(Refusal::Empty);
+    }
+    if value.len() > MAX_ID_LEN {
+        return Err(Refusal::TooLong { bytes: value.len(), limit: MAX_ID_LEN });
     }
     Ok(())
 }
@@ -256,7 +305,7 @@ mod tests {
             }
         }
         assert_eq!(check(&"U".repeat(65)).unwrap_err().to_string(), "is 65 bytes long; the limit is 64");
-        assert_eq!(check(&"\u{1f693}".repeat(17)), Err(Refusal::TooLong { bytes: 68 }));
+        assert_eq!(check(&"\u{1f693}".repeat(17)), Err(Refusal::TooLong { bytes: 68, limit: MAX_ID_LEN }));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use prost::Message;
 
 use crate::error::{CoreError, CoreResult};
 use crate::rank::Query;
-use crate::state::Machine;
+use crate::state::{queue, Machine};
 use crate::store::LocationReport;
 use crate::types::{Agency, Grade, IncidentStatus, Status};
 use crate::wire::decode::{groups, message};
@@ -86,6 +86,43 @@ pub fn list_incidents(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
     Ok(pb::ListIncidentsResponse { incidents, next_page_token }.encode_to_vec())
 }
 
+/// ListPending: one page of the pending queue as of `now_ms`, walking the queue's ordered
+/// index from the token. Each incident's unfilled group and best candidate are worked out
+/// for the page only. The grade and area filters skip within the queue.
+pub fn list_pending(m: &Machine, bytes: &[u8], now_ms: i64) -> CoreResult<Vec<u8>> {
+    let r: pb::ListPendingRequest = message(bytes, "ListPendingRequest")?;
+    let (violations, page_size, after) = validate::list_pending(&r);
+    refuse_if(violations)?;
+    let grades: Vec<Grade> = r.grades.iter().filter_map(|&g| Grade::from_i32(g, "grades").ok()).collect();
+    let store = m.units();
+    let mut incidents = Vec::new();
+    let mut next_page_token = String::new();
+    let mut last = None;
+    for i in m.incidents().pending_after(after.as_ref()) {
+        if (!grades.is_empty() && !grades.contains(&i.grade)) || (!r.area.is_empty() && i.area != r.area) {
+            continue;
+        }
+        if incidents.len() == page_size {
+            if let Some(key) = &last {
+                next_page_token = token::encode(token::Listing::Pending, &token::pending_cursor(key));
+            }
+            break;
+        }
+        let group = queue::first_unfilled_group(store, i);
+        let best = group.and_then(|g| queue::best_candidate(store, i, g, now_ms, r.include_diversions));
+        incidents.push(pb::PendingIncident {
+            incident: Some(encode::incident(store, i)),
+            wait_seconds: (now_ms - i.created_ms).max(0) as f64 / 1000.0,
+            required_units: i.required_units(),
+            attached_units: i.attached.len() as u32 + i.cleared,
+            unfilled_group_index: group.map(|g| g as u32),
+            best_candidate: best.as_ref().map(encode::candidate),
+        });
+        last = Some(i.pending_key());
+    }
+    Ok(pb::ListPendingResponse { incidents, next_page_token }.encode_to_vec())
+}
+
 /// Fills a recommendation for one validated request at `now_ms`.
 fn recommend_one(m: &Machine, r: &pb::RecommendUnitsRequest, now_ms: i64) -> CoreResult<pb::RecommendUnitsResponse> {
     use pb::recommend_units_request::Target;
@@ -120,6 +157,7 @@ fn recommend_one(m: &Machine, r: &pb::RecommendUnitsRequest, now_ms: i64) -> Cor
             statuses: statuses.clone(),
             unit_types: g.unit_types.clone(),
             area: (!area.is_empty()).then(|| area.clone()),
+            diversions: r.include_diversions,
         };
         let ranked = m.units().rank(&query).map_err(|e| e.within(&format!("requirements[{i}].")))?;
         out.groups.push(pb::GroupRecommendation {

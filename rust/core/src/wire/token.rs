@@ -5,7 +5,7 @@
 //! (INVALID_ARGUMENT naming `page_token`) rather than read as a cursor the client chose:
 //!
 //! ```text
-//! base64url, no padding ( version 1 | listing (b'U' units, b'I' incidents) | last id | tag )
+//! base64url, no padding ( version 1 | listing (b'U' units, b'I' incidents, b'P' pending) | last key | tag )
 //! tag = SipHash-1-3 under a random 128-bit key of this process, over everything before it
 //! ```
 //!
@@ -24,6 +24,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
+use crate::state::PendingKey;
 use crate::wire::limits::MAX_ID_LEN;
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -32,13 +33,19 @@ const VERSION: u8 = 1;
 const TAG_LEN: usize = 8;
 /// The longest token this server issues: version, listing, an id of the maximal length,
 /// the tag, in base64 (4 characters per 3 bytes, rounded up). Longer is refused unread.
-const MAX_TOKEN_LEN: usize = (2 + MAX_ID_LEN + TAG_LEN).div_ceil(3) * 4;
+/// A pending-queue key adds its grade and creation time before the id
+/// ([`pending_cursor`]).
+const MAX_TOKEN_LEN: usize = (2 + MAX_ID_LEN + PENDING_PREFIX_MAX + TAG_LEN).div_ceil(3) * 4;
+/// "g:created_ms:" at its longest: one digit, a colon, an i64 with its sign, a colon.
+const PENDING_PREFIX_MAX: usize = 1 + 1 + 20 + 1;
 
 /// Which listing a token continues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listing {
     Units,
     Incidents,
+    /// The pending queue: the key is a [`PendingKey`], written by [`pending_cursor`].
+    Pending,
 }
 
 impl Listing {
@@ -46,6 +53,7 @@ impl Listing {
         match self {
             Listing::Units => b'U',
             Listing::Incidents => b'I',
+            Listing::Pending => b'P',
         }
     }
 }
@@ -87,6 +95,20 @@ pub fn decode(listing: Listing, token: &str) -> Option<String> {
         return None;
     }
     String::from_utf8(body[2..].to_vec()).ok()
+}
+
+/// The cursor text of a place in the pending queue: `grade:created_ms:incident_id`.
+pub fn pending_cursor(key: &PendingKey) -> String {
+    format!("{}:{}:{}", key.0, key.1, key.2)
+}
+
+/// The place in the pending queue a decoded cursor stands for; `None` when malformed
+/// (which a signed token never is).
+pub fn pending_key(cursor: &str) -> Option<PendingKey> {
+    let mut parts = cursor.splitn(3, ':');
+    let grade = parts.next()?.parse().ok()?;
+    let created = parts.next()?.parse().ok()?;
+    Some((grade, created, parts.next()?.to_owned()))
 }
 
 fn base64(bytes: &[u8]) -> String {
@@ -139,6 +161,11 @@ mod tests {
             assert_eq!(unbase64(&base64(bytes)).as_deref(), Some(bytes));
         }
         assert_eq!(base64(b"MD21"), "TUQyMQ");
+        let key = (3u8, i64::MIN, "y".repeat(64));
+        let token = encode(Listing::Pending, &pending_cursor(&key));
+        assert!(token.len() <= MAX_TOKEN_LEN, "{token}");
+        assert_eq!(decode(Listing::Pending, &token).and_then(|c| pending_key(&c)), Some(key));
+        assert_eq!(decode(Listing::Incidents, &token), None);
     }
 
     #[test]

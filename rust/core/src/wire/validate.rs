@@ -76,7 +76,7 @@ fn push(v: &mut Violations, field: impl Into<String>, reason: impl Into<String>)
 /// An identifier: the grammar of [`ident`]; empty only when not `required` (empty is
 /// "none" there).
 fn id(v: &mut Violations, field: &str, value: &str, required: bool) {
-    match ident::check(value) {
+    match ident::admit(value) {
         Ok(()) => {}
         Err(ident::Refusal::Empty) if !required => {}
         Err(refusal) => push(v, field, refusal.to_string()),
@@ -450,6 +450,20 @@ pub fn list_incidents(r: &pb::ListIncidentsRequest) -> (Violations, usize, Strin
     (v, page_size, after)
 }
 
+/// Also returns the page size (the default filled in) and the queue position the page
+/// starts after (`None`: the head of the queue).
+pub fn list_pending(r: &pb::ListPendingRequest) -> (Violations, usize, Option<crate::state::PendingKey>) {
+    let mut v = Violations::new();
+    enum_values(&mut v, "grades", &r.grades, Kind::Grade);
+    id(&mut v, "area", &r.area, false);
+    let (page_size, after) = page(&mut v, token::Listing::Pending, r.page_size, &r.page_token);
+    let after = if r.page_token.is_empty() { None } else { token::pending_key(&after) };
+    if !r.page_token.is_empty() && after.is_none() && v.is_empty() {
+        push(&mut v, "page_token", "is not a token this server issued for ListPending");
+    }
+    (v, page_size, after)
+}
+
 // ----------------------------------------------------------------------- recommendation
 
 /// One recommendation query; `at` prefixes every field (`queries[3].` in a batch).
@@ -556,6 +570,7 @@ mod tests {
             })),
             k,
             eligible_statuses: vec![],
+            include_diversions: false,
         }
     }
 
@@ -636,6 +651,7 @@ mod tests {
             request_id: "r1".into(),
             incident_id: "INC-000001".into(),
             unit_ids: vec!["MD21".into(), "MD\u{0}22".into(), "MD23\u{feff}".into()],
+            ..Default::default()
         };
         assert_eq!(fields(&assign_units(&r)), ["unit_ids[1]", "unit_ids[2]"]);
         assert_eq!(fields(&get_unit(&pb::GetUnitRequest { unit_id: "MD21\t".into() })), ["unit_id"]);
@@ -681,6 +697,7 @@ mod tests {
             request_id: "r1".into(),
             incident_id: "X".into(),
             unit_ids: (0..MAX_VIOLATIONS).map(|i| format!("U{i}\n")).collect(),
+            ..Default::default()
         };
         assert_eq!(assign_units(&r).len(), MAX_VIOLATIONS);
     }
@@ -804,6 +821,7 @@ mod tests {
             request_id: "r1".into(),
             incident_id: "X".into(),
             unit_ids: vec!["a".into(), String::new(), "a".into()],
+            ..Default::default()
         };
         let v = assign_units(&r);
         assert_eq!(fields(&v), ["unit_ids[1]", "unit_ids[2]"]);

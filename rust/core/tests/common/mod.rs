@@ -7,7 +7,7 @@
 use dispatch_engine::command::Method;
 use dispatch_engine::eta::RankConfig;
 use dispatch_engine::state::requests::RETENTION_MS;
-use dispatch_engine::state::{JournalAnswer, JournalHit, Machine, Outcome};
+use dispatch_engine::state::{AckTimeouts, JournalAnswer, JournalHit, Machine, Outcome};
 use dispatch_engine::store::UnitStore;
 use dispatch_engine::wire::{decode, pb, reads};
 use dispatch_engine::{record, snapshot};
@@ -173,6 +173,8 @@ pub enum Cmd {
         rid: String,
         incident_id: String,
         unit_ids: Vec<String>,
+        /// allow_diversion: units attached elsewhere may be taken (pre-emption).
+        divert: bool,
     },
     Tick,
     /// Installs response plans.
@@ -288,8 +290,9 @@ impl Cmd {
             Cmd::Close { rid, incident_id } => {
                 pb::CloseIncidentRequest { request_id: rid, incident_id }.encode_to_vec()
             }
-            Cmd::Assign { rid, incident_id, unit_ids } => {
-                pb::AssignUnitsRequest { request_id: rid, incident_id, unit_ids }.encode_to_vec()
+            Cmd::Assign { rid, incident_id, unit_ids, divert } => {
+                pb::AssignUnitsRequest { request_id: rid, incident_id, unit_ids, allow_diversion: divert }
+                    .encode_to_vec()
             }
             Cmd::Tick => Vec::new(),
             Cmd::Plans { rid, plans } => pb::ReplaceResponsePlansRequest {
@@ -381,8 +384,14 @@ pub fn empty_store() -> UnitStore {
 }
 
 pub fn fresh_machine(request_capacity: usize) -> Machine {
-    Machine::new(empty_store(), request_capacity)
+    let mut m = Machine::new(empty_store(), request_capacity);
+    m.ack_timeouts = ACK_TIMEOUTS;
+    m
 }
+
+/// The acknowledgement deadlines every test machine runs with (configuration: a restored
+/// machine must be given the same).
+pub const ACK_TIMEOUTS: AckTimeouts = AckTimeouts([Some(60_000), Some(120_000), Some(600_000), None]);
 
 /// One journal entry, as the server writes it, plus the machine's clock after the command
 /// (what the idempotency table remembers it at; kept for the checks).
@@ -595,7 +604,12 @@ pub fn restore<'a>(
     capacity: usize,
 ) -> Result<(Machine, Vec<&'a Entry>), String> {
     let mut m = match snap {
-        Some(bytes) => snapshot::decode(bytes, empty_store(), capacity).map_err(|e| format!("snapshot decode: {e}"))?,
+        Some(bytes) => {
+            let mut m =
+                snapshot::decode(bytes, empty_store(), capacity).map_err(|e| format!("snapshot decode: {e}"))?;
+            m.ack_timeouts = ACK_TIMEOUTS;
+            m
+        }
         None => fresh_machine(capacity),
     };
     let from = m.sequence() as usize;
@@ -607,6 +621,45 @@ pub fn restore<'a>(
 }
 
 // -------------------------------------------------------------------------------- reads
+
+/// The whole pending queue through ListPending pages of `page_size`, checked against the
+/// obvious oracle: every open incident with fewer units counted than its plan asks for,
+/// sorted by grade, creation time and id.
+pub fn all_pending(m: &Machine, page_size: i32, now_ms: i64) -> Result<Vec<pb::PendingIncident>, String> {
+    let mut out: Vec<pb::PendingIncident> = Vec::new();
+    let mut token = String::new();
+    for _ in 0..10_000 {
+        let req = pb::ListPendingRequest { page_size, page_token: token.clone(), ..Default::default() };
+        let bytes = reads::list_pending(m, &req.encode_to_vec(), now_ms).map_err(|e| format!("ListPending: {e}"))?;
+        let page = pb::ListPendingResponse::decode(bytes.as_slice()).map_err(|e| format!("ListPending answer: {e}"))?;
+        out.extend(page.incidents);
+        if page.next_page_token.is_empty() {
+            let mut expected: Vec<_> = m
+                .incidents()
+                .iter()
+                .filter(|i| {
+                    i.is_open() && (i.attached.len() as u32 + i.cleared) < i.requirements.iter().map(|g| g.count).sum()
+                })
+                .map(|i| (i.grade as i32, i.created_ms, i.incident_id.clone()))
+                .collect();
+            expected.sort();
+            let got: Vec<_> = out
+                .iter()
+                .map(|p| {
+                    let i = p.incident.clone().unwrap_or_default();
+                    let created = i.create_time.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+                    (i.grade, created, i.incident_id)
+                })
+                .collect();
+            if got != expected {
+                return Err(format!("ListPending lists {got:?}, the incidents needing units are {expected:?}"));
+            }
+            return Ok(out);
+        }
+        token = page.next_page_token;
+    }
+    Err("ListPending did not end".into())
+}
 
 /// Every unit through ListUnits pages of `page_size`, checked in strictly increasing id order.
 pub fn all_units(m: &Machine, page_size: i32) -> Result<Vec<pb::Unit>, String> {

@@ -415,44 +415,50 @@ class AdHocTarget(_message.Message):
     def __init__(self, location: _Optional[_Union[Location, _Mapping]] = ..., grade: _Optional[_Union[Grade, str]] = ..., area: _Optional[str] = ..., requirements: _Optional[_Iterable[_Union[RequirementGroup, _Mapping]]] = ...) -> None: ...
 
 class RecommendUnitsRequest(_message.Message):
-    __slots__ = ("incident_id", "ad_hoc", "k", "eligible_statuses")
+    __slots__ = ("incident_id", "ad_hoc", "k", "eligible_statuses", "include_diversions")
     INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
     AD_HOC_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     ELIGIBLE_STATUSES_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DIVERSIONS_FIELD_NUMBER: _ClassVar[int]
     incident_id: str
     ad_hoc: AdHocTarget
     k: int
     eligible_statuses: _containers.RepeatedScalarFieldContainer[UnitStatus]
-    def __init__(self, incident_id: _Optional[str] = ..., ad_hoc: _Optional[_Union[AdHocTarget, _Mapping]] = ..., k: _Optional[int] = ..., eligible_statuses: _Optional[_Iterable[_Union[UnitStatus, str]]] = ...) -> None: ...
+    include_diversions: bool
+    def __init__(self, incident_id: _Optional[str] = ..., ad_hoc: _Optional[_Union[AdHocTarget, _Mapping]] = ..., k: _Optional[int] = ..., eligible_statuses: _Optional[_Iterable[_Union[UnitStatus, str]]] = ..., include_diversions: _Optional[bool] = ...) -> None: ...
 
 class ScoreBreakdown(_message.Message):
-    __slots__ = ("mobilisation_seconds", "travel_seconds", "cross_area_cost_seconds", "shift_overrun_cost_seconds", "specialist_cost_seconds")
+    __slots__ = ("mobilisation_seconds", "travel_seconds", "cross_area_cost_seconds", "shift_overrun_cost_seconds", "specialist_cost_seconds", "diversion_cost_seconds")
     MOBILISATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TRAVEL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CROSS_AREA_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SHIFT_OVERRUN_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SPECIALIST_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DIVERSION_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
     mobilisation_seconds: float
     travel_seconds: float
     cross_area_cost_seconds: float
     shift_overrun_cost_seconds: float
     specialist_cost_seconds: float
-    def __init__(self, mobilisation_seconds: _Optional[float] = ..., travel_seconds: _Optional[float] = ..., cross_area_cost_seconds: _Optional[float] = ..., shift_overrun_cost_seconds: _Optional[float] = ..., specialist_cost_seconds: _Optional[float] = ...) -> None: ...
+    diversion_cost_seconds: float
+    def __init__(self, mobilisation_seconds: _Optional[float] = ..., travel_seconds: _Optional[float] = ..., cross_area_cost_seconds: _Optional[float] = ..., shift_overrun_cost_seconds: _Optional[float] = ..., specialist_cost_seconds: _Optional[float] = ..., diversion_cost_seconds: _Optional[float] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("unit_id", "eta_seconds", "distance_m", "score", "breakdown")
+    __slots__ = ("unit_id", "eta_seconds", "distance_m", "score", "breakdown", "diverted_from_incident_id")
     UNIT_ID_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     BREAKDOWN_FIELD_NUMBER: _ClassVar[int]
+    DIVERTED_FROM_INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
     unit_id: str
     eta_seconds: float
     distance_m: float
     score: float
     breakdown: ScoreBreakdown
-    def __init__(self, unit_id: _Optional[str] = ..., eta_seconds: _Optional[float] = ..., distance_m: _Optional[float] = ..., score: _Optional[float] = ..., breakdown: _Optional[_Union[ScoreBreakdown, _Mapping]] = ...) -> None: ...
+    diverted_from_incident_id: str
+    def __init__(self, unit_id: _Optional[str] = ..., eta_seconds: _Optional[float] = ..., distance_m: _Optional[float] = ..., score: _Optional[float] = ..., breakdown: _Optional[_Union[ScoreBreakdown, _Mapping]] = ..., diverted_from_incident_id: _Optional[str] = ...) -> None: ...
 
 class GroupRecommendation(_message.Message):
     __slots__ = ("group_index", "group", "candidates")
@@ -485,20 +491,70 @@ class BatchRecommendUnitsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[RecommendUnitsResponse, _Mapping]]] = ...) -> None: ...
 
 class AssignUnitsRequest(_message.Message):
-    __slots__ = ("request_id", "incident_id", "unit_ids")
+    __slots__ = ("request_id", "incident_id", "unit_ids", "allow_diversion")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
     UNIT_IDS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_DIVERSION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     incident_id: str
     unit_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., incident_id: _Optional[str] = ..., unit_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    allow_diversion: bool
+    def __init__(self, request_id: _Optional[str] = ..., incident_id: _Optional[str] = ..., unit_ids: _Optional[_Iterable[str]] = ..., allow_diversion: _Optional[bool] = ...) -> None: ...
+
+class Diversion(_message.Message):
+    __slots__ = ("unit_id", "from_incident_id")
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    unit_id: str
+    from_incident_id: str
+    def __init__(self, unit_id: _Optional[str] = ..., from_incident_id: _Optional[str] = ...) -> None: ...
 
 class AssignUnitsResponse(_message.Message):
-    __slots__ = ("incident",)
+    __slots__ = ("incident", "diversions")
     INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    DIVERSIONS_FIELD_NUMBER: _ClassVar[int]
     incident: Incident
-    def __init__(self, incident: _Optional[_Union[Incident, _Mapping]] = ...) -> None: ...
+    diversions: _containers.RepeatedCompositeFieldContainer[Diversion]
+    def __init__(self, incident: _Optional[_Union[Incident, _Mapping]] = ..., diversions: _Optional[_Iterable[_Union[Diversion, _Mapping]]] = ...) -> None: ...
+
+class ListPendingRequest(_message.Message):
+    __slots__ = ("grades", "area", "page_size", "page_token", "include_diversions")
+    GRADES_FIELD_NUMBER: _ClassVar[int]
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DIVERSIONS_FIELD_NUMBER: _ClassVar[int]
+    grades: _containers.RepeatedScalarFieldContainer[Grade]
+    area: str
+    page_size: int
+    page_token: str
+    include_diversions: bool
+    def __init__(self, grades: _Optional[_Iterable[_Union[Grade, str]]] = ..., area: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., include_diversions: _Optional[bool] = ...) -> None: ...
+
+class PendingIncident(_message.Message):
+    __slots__ = ("incident", "wait_seconds", "required_units", "attached_units", "unfilled_group_index", "best_candidate")
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_UNITS_FIELD_NUMBER: _ClassVar[int]
+    ATTACHED_UNITS_FIELD_NUMBER: _ClassVar[int]
+    UNFILLED_GROUP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    BEST_CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    incident: Incident
+    wait_seconds: float
+    required_units: int
+    attached_units: int
+    unfilled_group_index: int
+    best_candidate: Candidate
+    def __init__(self, incident: _Optional[_Union[Incident, _Mapping]] = ..., wait_seconds: _Optional[float] = ..., required_units: _Optional[int] = ..., attached_units: _Optional[int] = ..., unfilled_group_index: _Optional[int] = ..., best_candidate: _Optional[_Union[Candidate, _Mapping]] = ...) -> None: ...
+
+class ListPendingResponse(_message.Message):
+    __slots__ = ("incidents", "next_page_token")
+    INCIDENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    incidents: _containers.RepeatedCompositeFieldContainer[PendingIncident]
+    next_page_token: str
+    def __init__(self, incidents: _Optional[_Iterable[_Union[PendingIncident, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchEventsRequest(_message.Message):
     __slots__ = ("from_sequence", "from_now")
@@ -539,14 +595,30 @@ class WatchEventsResponse(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., method: _Optional[str] = ..., request_id: _Optional[str] = ..., unit_upserted: _Optional[_Union[UpsertUnitResponse, _Mapping]] = ..., unit_status_set: _Optional[_Union[SetUnitStatusResponse, _Mapping]] = ..., incident_created: _Optional[_Union[CreateIncidentResponse, _Mapping]] = ..., incident_updated: _Optional[_Union[UpdateIncidentResponse, _Mapping]] = ..., incident_closed: _Optional[_Union[CloseIncidentResponse, _Mapping]] = ..., units_assigned: _Optional[_Union[AssignUnitsResponse, _Mapping]] = ..., clock_ticked: _Optional[_Union[ClockTick, _Mapping]] = ..., response_plans_replaced: _Optional[_Union[ReplaceResponsePlansResponse, _Mapping]] = ...) -> None: ...
 
 class ClockTick(_message.Message):
-    __slots__ = ("time", "expired_request_ids", "archived_incidents")
+    __slots__ = ("time", "expired_request_ids", "archived_incidents", "overdue_acknowledgements")
     TIME_FIELD_NUMBER: _ClassVar[int]
     EXPIRED_REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
     ARCHIVED_INCIDENTS_FIELD_NUMBER: _ClassVar[int]
+    OVERDUE_ACKNOWLEDGEMENTS_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     expired_request_ids: int
     archived_incidents: int
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expired_request_ids: _Optional[int] = ..., archived_incidents: _Optional[int] = ...) -> None: ...
+    overdue_acknowledgements: _containers.RepeatedCompositeFieldContainer[OverdueAcknowledgement]
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expired_request_ids: _Optional[int] = ..., archived_incidents: _Optional[int] = ..., overdue_acknowledgements: _Optional[_Iterable[_Union[OverdueAcknowledgement, _Mapping]]] = ...) -> None: ...
+
+class OverdueAcknowledgement(_message.Message):
+    __slots__ = ("unit_id", "incident_id", "grade", "deadline", "proposed")
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    GRADE_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_FIELD_NUMBER: _ClassVar[int]
+    unit_id: str
+    incident_id: str
+    grade: Grade
+    deadline: _timestamp_pb2.Timestamp
+    proposed: Candidate
+    def __init__(self, unit_id: _Optional[str] = ..., incident_id: _Optional[str] = ..., grade: _Optional[_Union[Grade, str]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., proposed: _Optional[_Union[Candidate, _Mapping]] = ...) -> None: ...
 
 class CoverageQuery(_message.Message):
     __slots__ = ("agencies", "unit_types", "capabilities", "grade", "target_seconds", "cell_m", "include_uncovered_cells")
@@ -581,7 +653,7 @@ class WatchOperatingPictureRequest(_message.Message):
     def __init__(self, coverage: _Optional[_Union[CoverageQuery, _Mapping]] = ..., interval_seconds: _Optional[float] = ...) -> None: ...
 
 class AreaPicture(_message.Message):
-    __slots__ = ("area", "bcu", "units_by_status", "units_by_type", "units_by_agency", "on_duty", "available", "open_incidents_by_grade", "unassigned_incidents", "oldest_unassigned_age_seconds", "oldest_unassigned_immediate_age_seconds", "cells_total", "cells_covered", "coverage_ratio")
+    __slots__ = ("area", "bcu", "units_by_status", "units_by_type", "units_by_agency", "on_duty", "available", "open_incidents_by_grade", "unassigned_incidents", "oldest_unassigned_age_seconds", "oldest_unassigned_immediate_age_seconds", "cells_total", "cells_covered", "coverage_ratio", "overdue_acknowledgements")
     class UnitsByStatusEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -624,6 +696,7 @@ class AreaPicture(_message.Message):
     CELLS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     CELLS_COVERED_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    OVERDUE_ACKNOWLEDGEMENTS_FIELD_NUMBER: _ClassVar[int]
     area: str
     bcu: str
     units_by_status: _containers.ScalarMap[str, int]
@@ -638,7 +711,8 @@ class AreaPicture(_message.Message):
     cells_total: int
     cells_covered: int
     coverage_ratio: float
-    def __init__(self, area: _Optional[str] = ..., bcu: _Optional[str] = ..., units_by_status: _Optional[_Mapping[str, int]] = ..., units_by_type: _Optional[_Mapping[str, int]] = ..., units_by_agency: _Optional[_Mapping[str, int]] = ..., on_duty: _Optional[int] = ..., available: _Optional[int] = ..., open_incidents_by_grade: _Optional[_Mapping[str, int]] = ..., unassigned_incidents: _Optional[int] = ..., oldest_unassigned_age_seconds: _Optional[float] = ..., oldest_unassigned_immediate_age_seconds: _Optional[float] = ..., cells_total: _Optional[int] = ..., cells_covered: _Optional[int] = ..., coverage_ratio: _Optional[float] = ...) -> None: ...
+    overdue_acknowledgements: int
+    def __init__(self, area: _Optional[str] = ..., bcu: _Optional[str] = ..., units_by_status: _Optional[_Mapping[str, int]] = ..., units_by_type: _Optional[_Mapping[str, int]] = ..., units_by_agency: _Optional[_Mapping[str, int]] = ..., on_duty: _Optional[int] = ..., available: _Optional[int] = ..., open_incidents_by_grade: _Optional[_Mapping[str, int]] = ..., unassigned_incidents: _Optional[int] = ..., oldest_unassigned_age_seconds: _Optional[float] = ..., oldest_unassigned_immediate_age_seconds: _Optional[float] = ..., cells_total: _Optional[int] = ..., cells_covered: _Optional[int] = ..., coverage_ratio: _Optional[float] = ..., overdue_acknowledgements: _Optional[int] = ...) -> None: ...
 
 class UncoveredCell(_message.Message):
     __slots__ = ("location", "area")

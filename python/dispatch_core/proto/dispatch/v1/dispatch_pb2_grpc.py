@@ -111,6 +111,11 @@ class DispatchServiceStub:
                 request_serializer=dispatch_dot_v1_dot_dispatch__pb2.AssignUnitsRequest.SerializeToString,
                 response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.AssignUnitsResponse.FromString,
                 _registered_method=True)
+        self.ListPending = channel.unary_unary(
+                '/dispatch.v1.DispatchService/ListPending',
+                request_serializer=dispatch_dot_v1_dot_dispatch__pb2.ListPendingRequest.SerializeToString,
+                response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.ListPendingResponse.FromString,
+                _registered_method=True)
         self.WatchEvents = channel.unary_stream(
                 '/dispatch.v1.DispatchService/WatchEvents',
                 request_serializer=dispatch_dot_v1_dot_dispatch__pb2.WatchEventsRequest.SerializeToString,
@@ -262,6 +267,18 @@ class DispatchServiceServicer:
     def AssignUnits(self, request, context):
         """Assigns units to an incident atomically: all or none. FAILED_PRECONDITION naming the
         first unit that is not AVAILABLE (already taken, off duty...); nothing changes then.
+        With allow_diversion, units committed to lower-grade incidents may be taken for an
+        IMMEDIATE one (pre-emption): each moves in the same command, and its old incident goes
+        back to the pending queue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPending(self, request, context):
+        """The pending queue: every open incident that still needs units (fewer attached than
+        its plan asks for), most urgent grade first, then oldest first, one page at a time,
+        each with its wait so far and the best ETA now for its first unfilled group.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -410,6 +427,11 @@ def add_DispatchServiceServicer_to_server(servicer, server):
                     servicer.AssignUnits,
                     request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.AssignUnitsRequest.FromString,
                     response_serializer=dispatch_dot_v1_dot_dispatch__pb2.AssignUnitsResponse.SerializeToString,
+            ),
+            'ListPending': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPending,
+                    request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.ListPendingRequest.FromString,
+                    response_serializer=dispatch_dot_v1_dot_dispatch__pb2.ListPendingResponse.SerializeToString,
             ),
             'WatchEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchEvents,
@@ -849,6 +871,33 @@ class DispatchService:
             '/dispatch.v1.DispatchService/AssignUnits',
             dispatch_dot_v1_dot_dispatch__pb2.AssignUnitsRequest.SerializeToString,
             dispatch_dot_v1_dot_dispatch__pb2.AssignUnitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPending(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dispatch.v1.DispatchService/ListPending',
+            dispatch_dot_v1_dot_dispatch__pb2.ListPendingRequest.SerializeToString,
+            dispatch_dot_v1_dot_dispatch__pb2.ListPendingResponse.FromString,
             options,
             channel_credentials,
             insecure,
