@@ -23,7 +23,7 @@ from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.simulate import report
 from dispatch_core.simulate.demand import DemandError, read_calls_csv, scenario_calls
 from dispatch_core.simulate.main import main as simulate_main
-from dispatch_core.simulate.policies import ClosestIdle, EngineGreedy
+from dispatch_core.simulate.policies import POLICIES, ClosestIdle, EngineGreedy, EnginePreempt
 from dispatch_core.simulate.world import World, distance_m
 from dispatch_core.synthetic.fleet import Fleet
 from dispatch_core.types import Agency, Grade, UnitStatus
@@ -134,6 +134,32 @@ def test_waiting_calls_are_served_by_grade_under_the_engine(tmp_path: Path) -> N
     assert served == {"engine": False, "closest-idle": True}
 
 
+def test_an_immediate_call_diverts_a_unit_from_a_significant_one(tmp_path: Path) -> None:
+    # One car. A SIGNIFICANT call 2 km away takes it; a minute later an IMMEDIATE call next
+    # to the car's route arrives. engine+preempt diverts the car (one AssignUnits, the
+    # engine checks the grades); the SIGNIFICANT call waits again and gets the car after.
+    calls_csv = tmp_path / "calls.csv"
+    calls_csv.write_text(
+        HEADER
+        + "0,51.518,-0.120,SIGNIFICANT,theft,20\n"
+        + "60,51.505,-0.1195,IMMEDIATE,assault,20\n"
+    )
+    fleet = two_units()
+    fleet.status[1] = int(UnitStatus.OFF_DUTY)
+    outcome = {}
+    for policy in (EngineGreedy(), EnginePreempt()):
+        world = World(fleet, read_calls_csv(calls_csv), seed=1, travel_noise=0.0)
+        world.run(policy)
+        significant, immediate = world.incidents
+        outcome[policy.name] = (world.diversions, immediate.first_dispatch_s, significant.units)
+        assert all(i.closed for i in world.incidents)
+        assert significant.first_arrival_s is not None and immediate.first_arrival_s is not None
+    assert outcome["engine"][0] == 0 and outcome["engine"][1] > 60  # waits for the car
+    diversions, dispatched_at, units = outcome["engine+preempt"]
+    assert diversions == 1 and dispatched_at == 60.0
+    assert units == [0]  # the SIGNIFICANT call got the car back once the IMMEDIATE was done
+
+
 def test_same_seed_same_report_byte_for_byte(tmp_path: Path) -> None:
     scenario = small_scenario(tmp_path)
     outs = []
@@ -150,7 +176,7 @@ def test_same_seed_same_report_byte_for_byte(tmp_path: Path) -> None:
     assert (outs[0] / "report.md").read_bytes() == (outs[1] / "report.md").read_bytes()
     assert a != c  # the seed matters: another seed is other demand
     data = json.loads(a)
-    assert set(data["policies"]) == {"closest-idle", "engine"}
+    assert set(data["policies"]) == set(POLICIES)
     immediate = data["policies"]["closest-idle"]["grades"]["IMMEDIATE"]
     assert 0 < immediate["attended"] <= immediate["calls"]
     assert immediate["late"] == immediate["calls"] - immediate["within_target"]

@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.simulate.world import Incident, World, distance_m
+from dispatch_core.types import Grade
 
 
 class ClosestIdle:
@@ -87,25 +89,50 @@ class EngineGreedy:
             if not world.available[unit]:
                 return
 
-    @staticmethod
-    def _fill(world: World, incident: Incident) -> None:
+    def _fill(self, world: World, incident: Incident) -> None:
         k = max(5, max(incident.needed) * 2)
         answer = world.recommend(incident, k)
-        picks: list[tuple[int, int]] = []
-        taken: set[int] = set()
-        for rec in answer.groups:
-            g = rec.group_index
-            want = incident.needed[g]
-            for cand in rec.candidates:
-                if want <= 0:
-                    break
-                unit = world.index_of[cand.unit_id]
-                if unit in taken:
-                    continue
-                picks.append((unit, g))
-                taken.add(unit)
-                want -= 1
-        world.dispatch(incident, picks)
+        world.dispatch(incident, _team_of(world, incident, answer))
 
 
-POLICIES = {p.name: p for p in (ClosestIdle, EngineGreedy)}
+def _team_of(
+    world: World, incident: Incident, answer: pb.RecommendUnitsResponse
+) -> list[tuple[int, int]]:
+    """Each group's best candidates for its open places, no unit twice."""
+    picks: list[tuple[int, int]] = []
+    taken: set[int] = set()
+    for rec in answer.groups:
+        g = rec.group_index
+        want = incident.needed[g]
+        for cand in rec.candidates:
+            if want <= 0:
+                break
+            unit = world.index_of[cand.unit_id]
+            if unit in taken:
+                continue
+            picks.append((unit, g))
+            taken.add(unit)
+            want -= 1
+    return picks
+
+
+class EnginePreempt(EngineGreedy):
+    """`engine`, and an IMMEDIATE call the free units cannot reach soonest may take a unit
+    on its way to a lower-grade incident (the engine's diversion candidates, with their
+    diversion cost); the incident it came from waits again, in grade-then-age order."""
+
+    name = "engine+preempt"
+
+    def _fill(self, world: World, incident: Incident) -> None:
+        immediate = incident.call.grade == Grade.IMMEDIATE
+        k = max(5, max(incident.needed) * 2)
+        answer = world.recommend(incident, k, diversions=immediate)
+        picks = _team_of(world, incident, answer)
+        robbed = world.dispatch(incident, picks, divert=immediate)
+        for old in robbed:
+            if old not in self._waiting:
+                self._waiting.append(old)
+        self._waiting.sort(key=lambda i: i.order)
+
+
+POLICIES = {p.name: p for p in (ClosestIdle, EngineGreedy, EnginePreempt)}

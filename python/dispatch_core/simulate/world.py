@@ -165,6 +165,14 @@ class World:
         self.busy_since = np.full(n, np.nan)
         self.busy_s = np.zeros(n)
         self.incidents: list[Incident] = []
+        #: Per unit: the assignment it is on now (a token), and that assignment's incident
+        #: and group. A diversion gives the unit a new token, so the steps planned for its
+        #: old assignment (EN_ROUTE, ARRIVE) find a stale token and are dropped.
+        self.token = np.zeros(n, dtype=np.int64)
+        self._assignments: dict[int, tuple[Incident, int]] = {}
+        self._arrived = np.zeros(n, dtype=bool)
+        self._tokens = 0
+        self.diversions = 0
         self._mask_cache: dict[Group, npt.NDArray[np.bool_]] = {}
         self._events: list[tuple[float, int, int, int, int]] = []
         self._seq = 0
@@ -229,9 +237,14 @@ class World:
             ),
         )
 
-    def recommend(self, incident: Incident, k: int) -> pb.RecommendUnitsResponse:
-        """The engine's ranking for every requirement group of `incident`, as of now."""
-        request = pb.RecommendUnitsRequest(incident_id=incident.incident_id, k=k)
+    def recommend(
+        self, incident: Incident, k: int, *, diversions: bool = False
+    ) -> pb.RecommendUnitsResponse:
+        """The engine's ranking for every requirement group of `incident`, as of now; with
+        `diversions`, units it may pre-empt from lower-grade incidents too."""
+        request = pb.RecommendUnitsRequest(
+            incident_id=incident.incident_id, k=k, include_diversions=diversions
+        )
         answer = self.core.recommend(request.SerializeToString(), self.now_ms())
         return pb.RecommendUnitsResponse.FromString(answer)
 
@@ -269,13 +282,18 @@ class World:
 
     # ---------------------------------------------------------------------- dispatch
 
-    def dispatch(self, incident: Incident, picks: Sequence[tuple[int, int]]) -> None:
-        """Sends units to `incident`: (unit, group index) pairs, every unit free and able to
-        fill a place still open in its group. One AssignUnits command."""
+    def dispatch(
+        self, incident: Incident, picks: Sequence[tuple[int, int]], *, divert: bool = False
+    ) -> list[Incident]:
+        """Sends units to `incident`: (unit, group index) pairs, each filling a place still
+        open in its group. One AssignUnits command. A unit on its way to another incident
+        is taken from it only with `divert` (the engine checks the grades); the incidents
+        units were taken from are returned, short of a unit again."""
         if not picks:
-            return
+            return []
         for unit, g in picks:
-            if not self.available[unit] or incident.needed[g] <= 0:
+            moving = not self.available[unit] and self._divertible(unit)
+            if (not self.available[unit] and not (divert and moving)) or incident.needed[g] <= 0:
                 raise SimulationError(
                     f"policy sent unit {self.fleet.ids[unit]} to group {g} of"
                     f" {incident.incident_id} (free={bool(self.available[unit])},"
@@ -288,14 +306,26 @@ class World:
                 request_id=self._request_id(),
                 incident_id=incident.incident_id,
                 unit_ids=[self.fleet.ids[u] for u, _ in picks],
+                allow_diversion=divert,
             ),
         )
         call = incident.call
         if incident.first_dispatch_s is None:
             incident.first_dispatch_s = self.now_s
-        for unit, _ in picks:
+        robbed: list[Incident] = []
+        for unit, g in picks:
+            if not self.available[unit]:
+                old, old_group = self._assignments.pop(int(self.token[unit]))
+                old.units.remove(unit)
+                old.needed[old_group] += 1
+                robbed.append(old)
+                self.diversions += 1
+            else:
+                self.busy_since[unit] = self.now_s
             self.available[unit] = False
-            self.busy_since[unit] = self.now_s
+            self._tokens += 1
+            self.token[unit] = self._tokens
+            self._assignments[self._tokens] = (incident, g)
             incident.units.append(unit)
             lat, lon = self.position(unit)
             metres = float(distance_m(lat, lon, call.lat, call.lon))
@@ -308,8 +338,13 @@ class World:
             depart = self.now_s + self._mobilise_s
             arrive = depart + drive
             self.legs[unit] = Leg(lat, lon, depart, call.lat, call.lon, arrive)
-            self._at(depart, EN_ROUTE, unit, call.index)
-            self._at(arrive, ARRIVE, unit, call.index)
+            self._at(depart, EN_ROUTE, unit, self._tokens)
+            self._at(arrive, ARRIVE, unit, self._tokens)
+        return robbed
+
+    def _divertible(self, unit: int) -> bool:
+        """On its way to an incident and not yet there: what the engine may pre-empt."""
+        return int(self.token[unit]) in self._assignments and not self._arrived[unit]
 
     def _noise(self, call_index: int, unit: int) -> float:
         """A standard normal draw fixed by (seed, call, unit): the same journey costs the
@@ -328,7 +363,6 @@ class World:
             self._at(call.t_s, CALL, call.index)
         end = (self.calls[-1].t_s if self.calls else 0.0) + DRAIN_S
         self._at(self.ping_s, PING, 0)
-        by_index: dict[int, Incident] = {}
         next_report = 0.0
         while self._events:
             t, kind, _, a, b = heapq.heappop(self._events)
@@ -337,19 +371,20 @@ class World:
             self.now_s = t
             if kind == CALL:
                 incident = self._create(self.calls[a])
-                by_index[a] = incident
                 policy.on_call(self, incident)
-            elif kind == EN_ROUTE:
-                self._set_status(a, UnitStatus.EN_ROUTE)
-            elif kind == ARRIVE:
-                self._arrive(a, by_index[b])
-            elif kind == CLEAR:
-                self._clear(a, by_index[b])
-                policy.on_unit_free(self, a)
             elif kind == PING:
                 self._ping()
                 if self._events:  # AVL reports while anything else is still to happen
                     self._at(t + self.ping_s, PING, 0)
+            elif self.token[a] != b:
+                continue  # a step of an assignment the unit was diverted from
+            elif kind == EN_ROUTE:
+                self._set_status(a, UnitStatus.EN_ROUTE)
+            elif kind == ARRIVE:
+                self._arrive(a, self._assignments[b][0])
+            elif kind == CLEAR:
+                self._clear(a, self._assignments.pop(b)[0])
+                policy.on_unit_free(self, a)
             if progress is not None and t >= next_report:
                 progress(min(1.0, t / end) if end > 0 else 1.0)
                 next_report = t + end / 200.0
@@ -387,11 +422,14 @@ class World:
         self.avl_lat[unit], self.avl_lon[unit] = incident.call.lat, incident.call.lon
         if incident.first_arrival_s is None:
             incident.first_arrival_s = self.now_s
-        self._at(self.now_s + incident.call.job_s, CLEAR, unit, incident.call.index)
+        self._arrived[unit] = True
+        self._at(self.now_s + incident.call.job_s, CLEAR, unit, int(self.token[unit]))
 
     def _clear(self, unit: int, incident: Incident) -> None:
         self._set_status(unit, UnitStatus.AVAILABLE)
         self.available[unit] = True
+        self._arrived[unit] = False
+        self.token[unit] = 0
         self.busy_s[unit] += self.now_s - self.busy_since[unit]
         self.busy_since[unit] = np.nan
         incident.cleared += 1
