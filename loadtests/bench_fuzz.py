@@ -98,6 +98,9 @@ WEIGHTS: dict[str, float] = {
     "GetOperatingPicture": 0.1,
     # The audit trail is the service's, not the core's, and refuses unauthenticated callers.
     "QueryAudit": 0.1,
+    # The plans in force, and a reload of the server's own file (nothing to change).
+    "GetResponsePlans": 0.2,
+    "ReloadResponsePlans": 0.05,
 }
 #: Codes that mean the request got past validation into the core (or the core's reads).
 PAST_VALIDATION = frozenset({"OK", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION"})

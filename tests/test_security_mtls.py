@@ -54,6 +54,8 @@ RPCS = (
     "GetOperatingPicture",
     "WatchOperatingPicture",
     "QueryAudit",
+    "GetResponsePlans",
+    "ReloadResponsePlans",
 )
 _READS = {"Ping", "GetUnit", "ListUnits", "GetIncident", "ListIncidents", "GetOperatingPicture"}
 _CALL_TAKER = {
@@ -65,6 +67,7 @@ _CALL_TAKER = {
     "GetUnit",
     "ListUnits",
     "RecommendUnits",
+    "GetResponsePlans",
 }
 _DISPATCHER = _CALL_TAKER | {
     "ListPending",
@@ -81,11 +84,11 @@ _DISPATCHER = _CALL_TAKER | {
 ALLOWED: dict[str, set[str]] = {
     "call_taker": _CALL_TAKER,
     "dispatcher": _DISPATCHER,
-    "supervisor": _DISPATCHER | {"UpsertUnit"},
+    "supervisor": _DISPATCHER | {"UpsertUnit", "ReloadResponsePlans"},
     "avl_feed": {"Ping", "UpdateLocations", "StreamLocations"},
     "monitor": {"Ping", "GetOperatingPicture", "WatchOperatingPicture", "GetUnit", "ListUnits"},
     "partner": set(_READS),
-    "auditor": _READS | {"ListPending", "WatchEvents", "QueryAudit"},
+    "auditor": _READS | {"ListPending", "WatchEvents", "QueryAudit", "GetResponsePlans"},
     # "*" is every RPC but the audit trail's: separation of duties.
     "admin": set(RPCS) - {"QueryAudit"},
 }
@@ -214,6 +217,11 @@ def _calls(stub: pb_grpc.DispatchServiceStub) -> dict[str, Callable[[], object]]
             stub.WatchOperatingPicture(pb.WatchOperatingPictureRequest(), timeout=30)
         ),
         "QueryAudit": lambda: stub.QueryAudit(pb.QueryAuditRequest(page_size=1), timeout=30),
+        "GetResponsePlans": lambda: stub.GetResponsePlans(pb.GetResponsePlansRequest(), timeout=10),
+        # Allowed, it re-reads the unchanged file: nothing is journaled.
+        "ReloadResponsePlans": lambda: stub.ReloadResponsePlans(
+            pb.ReloadResponsePlansRequest(), timeout=30
+        ),
     }
 
 

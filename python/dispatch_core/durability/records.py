@@ -23,6 +23,11 @@ METHODS: dict[str, tuple[type[Message] | None, type[Message], str]] = {
     "CloseIncident": (pb.CloseIncidentRequest, pb.CloseIncidentResponse, "incident_closed"),
     "AssignUnits": (pb.AssignUnitsRequest, pb.AssignUnitsResponse, "units_assigned"),
     "Tick": (None, pb.ClockTick, "clock_ticked"),
+    "ReplaceResponsePlans": (
+        pb.ReplaceResponsePlansRequest,
+        pb.ReplaceResponsePlansResponse,
+        "response_plans_replaced",
+    ),
 }
 
 
@@ -75,6 +80,9 @@ def summary(entry: Entry) -> str:
         i = response.incident
         verb = "opened" if entry.method == "CreateIncident" else "updated"
         return f"incident {i.incident_id} {verb} ({pb.Grade.Name(i.grade)} {i.incident_type})"
+    if isinstance(response, pb.ReplaceResponsePlansResponse):
+        plans = response.response_plans
+        return f"response plans replaced: {len(plans.plans)} plans from {plans.source}"
     if isinstance(response, pb.ClockTick):
         return (
             f"clock tick: {response.expired_request_ids} request_ids past retention forgotten,"

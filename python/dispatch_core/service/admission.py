@@ -78,6 +78,8 @@ PRIORITY: dict[str, int] = {
             "StreamLocations",
             "BatchRecommendUnits",
             "QueryAudit",
+            # Re-reads and validates a file: rare, and never more urgent than dispatch.
+            "ReloadResponsePlans",
         )
     },
     # The queue a dispatcher works from in a surge: a page of it, not a bulk listing, but

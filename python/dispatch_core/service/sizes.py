@@ -36,6 +36,8 @@ PER_RPC: dict[str, int] = {
     "ListPending": 4 * KIB,  # a page token (~170 bytes), an area and a few grades
     "WatchEvents": 4 * KIB,
     "QueryAudit": 4 * KIB,
+    "GetResponsePlans": 1 * KIB,  # empty
+    "ReloadResponsePlans": 1 * KIB,  # empty: the server reads its own file
     "SetUnitStatus": 4 * KIB,
     "CloseIncident": 16 * KIB,
     "AssignUnits": 16 * KIB,  # 100 unit ids of 64 bytes: 6.6 kB

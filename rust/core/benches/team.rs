@@ -58,6 +58,7 @@ fn plan() -> Vec<RequirementGroup> {
         unit_types: vec![],
         capabilities: caps.iter().map(|c| c.to_string()).collect(),
         count,
+        arrive_together: false,
     };
     vec![g(&[], 2), g(&["taser"], 1), g(&["dog"], 1)]
 }

@@ -5,6 +5,7 @@
 //! time the server journaled for it. The journal stores exactly those bytes and that time,
 //! so replaying an entry is executing it again.
 
+use crate::plans::ResponsePlan;
 use crate::store::UnitSpec;
 use crate::types::{Agency, Grade, Status};
 
@@ -19,6 +20,8 @@ pub enum Method {
     AssignUnits,
     /// The server's clock: makes the time-driven changes that are due.
     Tick,
+    /// Installs the response plans (the server sends it from its plan file).
+    ReplaceResponsePlans,
 }
 
 impl Method {
@@ -30,6 +33,7 @@ impl Method {
         Method::CloseIncident,
         Method::AssignUnits,
         Method::Tick,
+        Method::ReplaceResponsePlans,
     ];
 
     /// The RPC name (and the journal's `method` column).
@@ -42,6 +46,7 @@ impl Method {
             Method::CloseIncident => "CloseIncident",
             Method::AssignUnits => "AssignUnits",
             Method::Tick => "Tick",
+            Method::ReplaceResponsePlans => "ReplaceResponsePlans",
         }
     }
 
@@ -59,6 +64,7 @@ impl Method {
             Method::CloseIncident => 5,
             Method::AssignUnits => 6,
             Method::Tick => 7,
+            Method::ReplaceResponsePlans => 8,
         }
     }
 
@@ -75,6 +81,9 @@ pub struct RequirementGroup {
     pub unit_types: Vec<String>,
     pub capabilities: Vec<String>,
     pub count: u32,
+    /// The group's units must reach the scene together (a firearms team): carried for
+    /// recommendations, not a ranking rule of its own.
+    pub arrive_together: bool,
 }
 
 /// Everything a new incident is created with.
@@ -87,6 +96,7 @@ pub struct NewIncident {
     pub lat: f64,
     pub lon: f64,
     pub area: String,
+    /// Empty: the response plan in force decides.
     pub requirements: Vec<RequirementGroup>,
 }
 
@@ -127,4 +137,8 @@ pub enum Command {
         allow_diversion: bool,
     },
     Tick,
+    ReplaceResponsePlans {
+        plans: Vec<ResponsePlan>,
+        source: String,
+    },
 }

@@ -8,6 +8,7 @@
 //! - [`coverage`]: which places some eligible unit can reach within a target time;
 //! - [`batch`]: many waiting places × candidate units assigned at once (min-cost flow);
 //! - [`store`]: the table and the grid kept in step, with the status lifecycle;
+//! - [`plans`]: response plans (run cards) and which one is in force for an incident;
 //! - [`team`]: the whole-team recommendation (one unit per place of a plan).
 //!
 //! No PyO3 here: the crate tests and benches without Python; `rust/python` binds it.
@@ -31,6 +32,7 @@ pub mod error;
 pub mod eta;
 pub mod geo;
 pub mod index;
+pub mod plans;
 pub mod rank;
 pub mod record;
 pub mod snapshot;

@@ -84,6 +84,7 @@ fn plan(groups: &[GroupGen]) -> Vec<RequirementGroup> {
                     unit_types: g.type_ix.map(|t| vec![TYPES[t].1.to_string()]).unwrap_or_default(),
                     capabilities: g.caps.iter().map(|&c| DEFAULT_CAPABILITIES[c].to_string()).collect(),
                     count,
+                    arrive_together: false,
                 }
             })
         })
@@ -249,6 +250,7 @@ fn group(agency: Agency, unit_types: &[&str], capabilities: &[&str], count: u32)
         unit_types: unit_types.iter().map(|s| s.to_string()).collect(),
         capabilities: capabilities.iter().map(|s| s.to_string()).collect(),
         count,
+        arrive_together: false,
     }
 }
 

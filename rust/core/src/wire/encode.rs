@@ -4,6 +4,7 @@
 use prost::Message;
 
 use crate::command::{Method, RequirementGroup};
+use crate::plans::{PlanBook, ResponsePlan};
 use crate::rank::Candidate;
 use crate::state::{Incident, Machine, Reply};
 use crate::store::UnitStore;
@@ -47,6 +48,41 @@ pub fn group(g: &RequirementGroup) -> pb::RequirementGroup {
         unit_types: g.unit_types.clone(),
         capabilities: g.capabilities.clone(),
         count: g.count,
+        arrive_together: g.arrive_together,
+    }
+}
+
+/// The response plans in force as the API shows them.
+pub fn plan_set(book: &PlanBook) -> pb::ResponsePlanSet {
+    pb::ResponsePlanSet {
+        plans: book.plans().iter().map(plan).collect(),
+        source: book.source.clone(),
+        install_time: book.installed_ms.map(timestamp),
+    }
+}
+
+/// The command installing `plans` read from `source`, without its request_id (the caller
+/// chooses one).
+pub fn replace_plans_request(plans: &[ResponsePlan], source: &str) -> Vec<u8> {
+    pb::ReplaceResponsePlansRequest {
+        request_id: String::new(),
+        plans: plans.iter().map(plan).collect(),
+        source: source.to_owned(),
+    }
+    .encode_to_vec()
+}
+
+pub fn plan(p: &ResponsePlan) -> pb::ResponsePlan {
+    pb::ResponsePlan {
+        name: p.name.clone(),
+        incident_type: p.incident_type.clone(),
+        grade: p.grade.map_or(0, |g| g as i32),
+        area: p.area.clone().unwrap_or_default(),
+        time_window: p.window.map(|w| pb::TimeOfDayWindow {
+            start_minute: u32::from(w.start_minute),
+            end_minute: u32::from(w.end_minute),
+        }),
+        groups: p.groups.iter().map(group).collect(),
     }
 }
 
@@ -67,6 +103,7 @@ pub fn incident(store: &UnitStore, i: &Incident) -> pb::Incident {
         first_assigned_time: i.first_assigned_ms.map(timestamp),
         first_on_scene_time: i.first_on_scene_ms.map(timestamp),
         close_time: i.closed_ms.map(timestamp),
+        response_plan: i.response_plan.clone(),
     }
 }
 
@@ -182,5 +219,8 @@ pub fn reply(m: &Machine, method: Method, r: &Reply) -> Vec<u8> {
                 .collect(),
         }
         .encode_to_vec(),
+        Reply::Plans => {
+            pb::ReplaceResponsePlansResponse { response_plans: Some(plan_set(m.response_plans())) }.encode_to_vec()
+        }
     }
 }

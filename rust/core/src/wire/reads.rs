@@ -21,6 +21,12 @@ fn refuse_if(violations: validate::Violations) -> CoreResult<()> {
     }
 }
 
+/// The response plans in force.
+pub fn get_response_plans(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
+    let _: pb::GetResponsePlansRequest = message(bytes, "GetResponsePlansRequest")?;
+    Ok(pb::GetResponsePlansResponse { response_plans: Some(encode::plan_set(m.response_plans())) }.encode_to_vec())
+}
+
 pub fn get_unit(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
     let r: pb::GetUnitRequest = message(bytes, "GetUnitRequest")?;
     refuse_if(validate::get_unit(&r))?;

@@ -279,19 +279,21 @@ class StreamLocationsResponse(_message.Message):
     def __init__(self, applied: _Optional[int] = ..., skipped_unknown_unit: _Optional[int] = ..., skipped_bad_coordinate: _Optional[int] = ..., skipped_stale: _Optional[int] = ..., batches: _Optional[int] = ..., skipped_bad_time: _Optional[int] = ..., skipped_future: _Optional[int] = ...) -> None: ...
 
 class RequirementGroup(_message.Message):
-    __slots__ = ("agency", "unit_types", "capabilities", "count")
+    __slots__ = ("agency", "unit_types", "capabilities", "count", "arrive_together")
     AGENCY_FIELD_NUMBER: _ClassVar[int]
     UNIT_TYPES_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    ARRIVE_TOGETHER_FIELD_NUMBER: _ClassVar[int]
     agency: Agency
     unit_types: _containers.RepeatedScalarFieldContainer[str]
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     count: int
-    def __init__(self, agency: _Optional[_Union[Agency, str]] = ..., unit_types: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Iterable[str]] = ..., count: _Optional[int] = ...) -> None: ...
+    arrive_together: bool
+    def __init__(self, agency: _Optional[_Union[Agency, str]] = ..., unit_types: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Iterable[str]] = ..., count: _Optional[int] = ..., arrive_together: _Optional[bool] = ...) -> None: ...
 
 class Incident(_message.Message):
-    __slots__ = ("incident_id", "grade", "incident_type", "location", "area", "requirements", "status", "assigned_unit_ids", "attached_unit_ids", "create_time", "first_assigned_time", "first_on_scene_time", "close_time")
+    __slots__ = ("incident_id", "grade", "incident_type", "location", "area", "requirements", "status", "assigned_unit_ids", "attached_unit_ids", "create_time", "first_assigned_time", "first_on_scene_time", "close_time", "response_plan")
     INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
     GRADE_FIELD_NUMBER: _ClassVar[int]
     INCIDENT_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -305,6 +307,7 @@ class Incident(_message.Message):
     FIRST_ASSIGNED_TIME_FIELD_NUMBER: _ClassVar[int]
     FIRST_ON_SCENE_TIME_FIELD_NUMBER: _ClassVar[int]
     CLOSE_TIME_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_PLAN_FIELD_NUMBER: _ClassVar[int]
     incident_id: str
     grade: Grade
     incident_type: str
@@ -318,7 +321,8 @@ class Incident(_message.Message):
     first_assigned_time: _timestamp_pb2.Timestamp
     first_on_scene_time: _timestamp_pb2.Timestamp
     close_time: _timestamp_pb2.Timestamp
-    def __init__(self, incident_id: _Optional[str] = ..., grade: _Optional[_Union[Grade, str]] = ..., incident_type: _Optional[str] = ..., location: _Optional[_Union[Location, _Mapping]] = ..., area: _Optional[str] = ..., requirements: _Optional[_Iterable[_Union[RequirementGroup, _Mapping]]] = ..., status: _Optional[_Union[IncidentStatus, str]] = ..., assigned_unit_ids: _Optional[_Iterable[str]] = ..., attached_unit_ids: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_assigned_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_on_scene_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    response_plan: str
+    def __init__(self, incident_id: _Optional[str] = ..., grade: _Optional[_Union[Grade, str]] = ..., incident_type: _Optional[str] = ..., location: _Optional[_Union[Location, _Mapping]] = ..., area: _Optional[str] = ..., requirements: _Optional[_Iterable[_Union[RequirementGroup, _Mapping]]] = ..., status: _Optional[_Union[IncidentStatus, str]] = ..., assigned_unit_ids: _Optional[_Iterable[str]] = ..., attached_unit_ids: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_assigned_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_on_scene_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., response_plan: _Optional[str] = ...) -> None: ...
 
 class CreateIncidentRequest(_message.Message):
     __slots__ = ("request_id", "incident_id", "grade", "incident_type", "location", "area", "requirements")
@@ -641,7 +645,7 @@ class WatchEventsRequest(_message.Message):
     def __init__(self, from_sequence: _Optional[int] = ..., from_now: _Optional[bool] = ...) -> None: ...
 
 class WatchEventsResponse(_message.Message):
-    __slots__ = ("sequence", "time", "actor", "method", "request_id", "unit_upserted", "unit_status_set", "incident_created", "incident_updated", "incident_closed", "units_assigned", "clock_ticked")
+    __slots__ = ("sequence", "time", "actor", "method", "request_id", "unit_upserted", "unit_status_set", "incident_created", "incident_updated", "incident_closed", "units_assigned", "clock_ticked", "response_plans_replaced")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -654,6 +658,7 @@ class WatchEventsResponse(_message.Message):
     INCIDENT_CLOSED_FIELD_NUMBER: _ClassVar[int]
     UNITS_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
     CLOCK_TICKED_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_PLANS_REPLACED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     time: _timestamp_pb2.Timestamp
     actor: str
@@ -666,7 +671,8 @@ class WatchEventsResponse(_message.Message):
     incident_closed: CloseIncidentResponse
     units_assigned: AssignUnitsResponse
     clock_ticked: ClockTick
-    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., method: _Optional[str] = ..., request_id: _Optional[str] = ..., unit_upserted: _Optional[_Union[UpsertUnitResponse, _Mapping]] = ..., unit_status_set: _Optional[_Union[SetUnitStatusResponse, _Mapping]] = ..., incident_created: _Optional[_Union[CreateIncidentResponse, _Mapping]] = ..., incident_updated: _Optional[_Union[UpdateIncidentResponse, _Mapping]] = ..., incident_closed: _Optional[_Union[CloseIncidentResponse, _Mapping]] = ..., units_assigned: _Optional[_Union[AssignUnitsResponse, _Mapping]] = ..., clock_ticked: _Optional[_Union[ClockTick, _Mapping]] = ...) -> None: ...
+    response_plans_replaced: ReplaceResponsePlansResponse
+    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., method: _Optional[str] = ..., request_id: _Optional[str] = ..., unit_upserted: _Optional[_Union[UpsertUnitResponse, _Mapping]] = ..., unit_status_set: _Optional[_Union[SetUnitStatusResponse, _Mapping]] = ..., incident_created: _Optional[_Union[CreateIncidentResponse, _Mapping]] = ..., incident_updated: _Optional[_Union[UpdateIncidentResponse, _Mapping]] = ..., incident_closed: _Optional[_Union[CloseIncidentResponse, _Mapping]] = ..., units_assigned: _Optional[_Union[AssignUnitsResponse, _Mapping]] = ..., clock_ticked: _Optional[_Union[ClockTick, _Mapping]] = ..., response_plans_replaced: _Optional[_Union[ReplaceResponsePlansResponse, _Mapping]] = ...) -> None: ...
 
 class ClockTick(_message.Message):
     __slots__ = ("time", "expired_request_ids", "archived_incidents", "overdue_acknowledgements")
@@ -865,3 +871,75 @@ class AuditRecord(_message.Message):
     request_id: str
     peer: str
     def __init__(self, id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., method: _Optional[str] = ..., code: _Optional[str] = ..., incident_ids: _Optional[_Iterable[str]] = ..., unit_ids: _Optional[_Iterable[str]] = ..., location_count: _Optional[int] = ..., justification: _Optional[str] = ..., request_id: _Optional[str] = ..., peer: _Optional[str] = ...) -> None: ...
+
+class TimeOfDayWindow(_message.Message):
+    __slots__ = ("start_minute", "end_minute")
+    START_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    END_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    start_minute: int
+    end_minute: int
+    def __init__(self, start_minute: _Optional[int] = ..., end_minute: _Optional[int] = ...) -> None: ...
+
+class ResponsePlan(_message.Message):
+    __slots__ = ("name", "incident_type", "grade", "area", "time_window", "groups")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    GRADE_FIELD_NUMBER: _ClassVar[int]
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    TIME_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    incident_type: str
+    grade: Grade
+    area: str
+    time_window: TimeOfDayWindow
+    groups: _containers.RepeatedCompositeFieldContainer[RequirementGroup]
+    def __init__(self, name: _Optional[str] = ..., incident_type: _Optional[str] = ..., grade: _Optional[_Union[Grade, str]] = ..., area: _Optional[str] = ..., time_window: _Optional[_Union[TimeOfDayWindow, _Mapping]] = ..., groups: _Optional[_Iterable[_Union[RequirementGroup, _Mapping]]] = ...) -> None: ...
+
+class ResponsePlanSet(_message.Message):
+    __slots__ = ("plans", "source", "install_time")
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    INSTALL_TIME_FIELD_NUMBER: _ClassVar[int]
+    plans: _containers.RepeatedCompositeFieldContainer[ResponsePlan]
+    source: str
+    install_time: _timestamp_pb2.Timestamp
+    def __init__(self, plans: _Optional[_Iterable[_Union[ResponsePlan, _Mapping]]] = ..., source: _Optional[str] = ..., install_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ReplaceResponsePlansRequest(_message.Message):
+    __slots__ = ("request_id", "plans", "source")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    plans: _containers.RepeatedCompositeFieldContainer[ResponsePlan]
+    source: str
+    def __init__(self, request_id: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[ResponsePlan, _Mapping]]] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ReplaceResponsePlansResponse(_message.Message):
+    __slots__ = ("response_plans",)
+    RESPONSE_PLANS_FIELD_NUMBER: _ClassVar[int]
+    response_plans: ResponsePlanSet
+    def __init__(self, response_plans: _Optional[_Union[ResponsePlanSet, _Mapping]] = ...) -> None: ...
+
+class GetResponsePlansRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetResponsePlansResponse(_message.Message):
+    __slots__ = ("response_plans",)
+    RESPONSE_PLANS_FIELD_NUMBER: _ClassVar[int]
+    response_plans: ResponsePlanSet
+    def __init__(self, response_plans: _Optional[_Union[ResponsePlanSet, _Mapping]] = ...) -> None: ...
+
+class ReloadResponsePlansRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadResponsePlansResponse(_message.Message):
+    __slots__ = ("changed", "response_plans")
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_PLANS_FIELD_NUMBER: _ClassVar[int]
+    changed: bool
+    response_plans: ResponsePlanSet
+    def __init__(self, changed: _Optional[bool] = ..., response_plans: _Optional[_Union[ResponsePlanSet, _Mapping]] = ...) -> None: ...
