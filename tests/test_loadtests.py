@@ -162,6 +162,26 @@ def _check_validity(code: int, report: dict[str, Any]) -> None:
         assert report["valid"] == (report["invalid_because"] == "")
 
 
+def test_each_dispatcher_decides_its_own_way(tmp_path: Path) -> None:
+    # engine: the generator works the engine's pending queue (ListPending) and sends its
+    # proposals; greedy: the client-side policy, which never reads the queue.
+    reports = {}
+    for dispatcher in ("engine", "greedy"):
+        out = tmp_path / dispatcher
+        argv = ["--scenario", "nye-surge", "--duration", "4", "--scale", "0.01"]
+        code = loadtest.main([*argv, "--dispatcher", dispatcher, "--out", str(out), "--quiet"])
+        report = json.loads((out / "report.json").read_text())
+        _check_validity(code, report)
+        assert report["run"]["dispatcher"] == dispatcher
+        assert report["unexpected_errors"] == 0, report["errors_by_code"]
+        assert report["generator"]["callback_errors"] == 0
+        assert sum(o["assigned"] for o in report["outcomes"].values()) > 0
+        assert f"dispatcher {dispatcher}" in (out / "report.md").read_text()
+        reports[dispatcher] = report
+    assert reports["engine"]["rpcs"]["ListPending"]["ok"] > 0
+    assert "ListPending" not in reports["greedy"]["rpcs"]
+
+
 def test_smoke_run_split_over_two_generator_processes(tmp_path: Path) -> None:
     out = tmp_path / "report"
     argv = ["--scenario", "riot", "--duration", "4", "--scale", "0.005", "--workers", "2"]

@@ -28,6 +28,7 @@ from dispatch_core._core import (
     DEFAULT_REQUEST_CAPACITY,
     __version__,
 )
+from dispatch_core.autodispatch import parse_grades
 from dispatch_core.durability.recovery import JournalConfig, RecoveryError
 from dispatch_core.durability.snapshotter import (
     DEFAULT_SNAPSHOT_EVERY,
@@ -46,6 +47,7 @@ from dispatch_core.server import (
 from dispatch_core.service.interceptor import ACCESS_LOG_MODES
 from dispatch_core.startup import EXIT_USAGE, StartupError, check_journal_spec
 from dispatch_core.synthetic.demo import run_demo
+from dispatch_core.types import Grade
 from dispatch_core.views.events import DEFAULT_BUFFER
 from dispatch_core.views.metrics import DEFAULT_METRICS_PORT
 
@@ -159,6 +161,13 @@ def _env(name: str, convert: Callable[[str], T], default: T) -> T:
         raise StartupError(
             EXIT_USAGE, f"{name}={raw!r}: {reason}", f"fix or unset {name}"
         ) from None
+
+
+def _auto_dispatch_grades(text: str) -> frozenset[Grade]:
+    try:
+        return parse_grades(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--auto-dispatch: ")) from None
 
 
 def _choice(*choices: str) -> Callable[[str], str]:
@@ -481,6 +490,16 @@ def _parser() -> argparse.ArgumentParser:
         f"(env DISPATCH_CLOSED_RETENTION_COUNT; default {DEFAULT_CLOSED_RETENTION_COUNT})",
     )
     serve.add_argument(
+        "--auto-dispatch",
+        type=_auto_dispatch_grades,
+        default=_env("DISPATCH_AUTO_DISPATCH", _auto_dispatch_grades, frozenset[Grade]()),
+        metavar="GRADES",
+        help="grades whose pending incidents the server assigns itself, e.g. IMMEDIATE: the "
+        "team RecommendUnits proposes (and diversions for IMMEDIATE), journaled as an "
+        "AssignUnits by actor server:auto-dispatch:<GRADE> (env DISPATCH_AUTO_DISPATCH; "
+        "default none: dispatchers decide)",
+    )
+    serve.add_argument(
         "--response-plans",
         type=Path,
         # argparse converts a string default with `type`, so the environment gives a Path.
@@ -680,6 +699,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 audit_settings=AuditSettings(
                     interval_s=args.audit_interval, retention_days=args.audit_retention_days
                 ),
+                auto_dispatch=args.auto_dispatch,
             )
         except PortInUseError as exc:
             return _refuse(exc, EXIT_USAGE)

@@ -29,6 +29,7 @@ from dispatch_core._core import (
     DEFAULT_REQUEST_CAPACITY,
     DispatchCore,
 )
+from dispatch_core.autodispatch import AutoDispatcher
 from dispatch_core.durability.journal import Journal
 from dispatch_core.durability.journal.audit import (
     AuditStore,
@@ -58,6 +59,7 @@ from dispatch_core.startup import (
     check_journal_spec,
     check_port_free,
 )
+from dispatch_core.types import Grade
 from dispatch_core.views.metrics import Metrics, MetricsServer
 
 log = logging.getLogger(__name__)
@@ -186,6 +188,7 @@ class Running:
     response_plans: ResponsePlans | None = None
     #: What a SIGHUP re-reads (`serve` installs it); register more with `register`.
     reloader: Reloader | None = None
+    auto_dispatch: AutoDispatcher | None = None
 
     def stop(
         self, grace_s: float, delay_s: float = 0.0, cut_short: threading.Event | None = None
@@ -201,6 +204,8 @@ class Running:
         # WatchEvents streams end now (telling clients where to resume) rather than
         # holding the drain for the whole grace period.
         self.pipeline.events.close()
+        if self.auto_dispatch is not None:
+            self.auto_dispatch.stop()
         self.server.stop(grace_s).wait()
         if self.ticker is not None:
             self.ticker.stop()
@@ -234,6 +239,7 @@ def start(
     audit_trail: bool = True,
     response_plans: Path | None = None,
     audit_settings: AuditSettings | None = None,
+    auto_dispatch: frozenset[Grade] = frozenset(),
 ) -> Running:
     """Builds, binds and starts the server; raises PortInUseError if it cannot bind.
 
@@ -368,6 +374,7 @@ def start(
     if snapshotter is not None:
         snapshotter.start()
     ticker = Ticker(pipeline, tick_interval_s).start()
+    auto = AutoDispatcher(pipeline, auto_dispatch).start() if auto_dispatch else None
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     transport = "TLS" if security is not None and security.tls else "plaintext"
@@ -387,6 +394,7 @@ def start(
         audit=audit,
         response_plans=plans,
         reloader=reloader,
+        auto_dispatch=auto,
     )
 
 
@@ -442,6 +450,7 @@ def serve(
     audit_trail: bool = True,
     response_plans: Path | None = None,
     audit_settings: AuditSettings | None = None,
+    auto_dispatch: frozenset[Grade] = frozenset(),
 ) -> int:
     """Runs until SIGTERM or SIGINT; returns the process exit code.
 
@@ -518,6 +527,7 @@ def serve(
             audit_trail=audit_trail,
             response_plans=plans_path,
             audit_settings=audit_settings,
+            auto_dispatch=auto_dispatch,
         )
     except BaseException:
         if metrics_server is not None:

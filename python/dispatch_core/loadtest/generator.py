@@ -58,6 +58,10 @@ log = logging.getLogger(__name__)
 #: gRPC status names that are an expected outcome of concurrent dispatching, not a fault:
 #: two incidents racing for the same unit (docs/architecture.md: FAILED_PRECONDITION or ABORTED).
 EXPECTED_CONFLICTS = {("AssignUnits", "FAILED_PRECONDITION"), ("AssignUnits", "ABORTED")}
+#: With the engine dispatcher a unit can be diverted while one of its status steps for the
+#: incident it leaves is in flight (as a crew's status message can cross a diversion): that
+#: step, or the new assignment's own EN_ROUTE after it, is refused. Greedy never diverts.
+EXPECTED_WITH_DIVERSIONS = EXPECTED_CONFLICTS | {("SetUnitStatus", "FAILED_PRECONDITION")}
 
 #: A sent request later than this behind its intended time counts as late.
 LATE_NS = 5_000_000
@@ -962,6 +966,23 @@ class ScenarioRun:
         }
 
 
+#: `loadtest --dispatcher`: who decides which units go where.
+DISPATCHERS = ("greedy", "engine")
+
+
+def runner_class(dispatcher: str) -> type[ScenarioRun]:
+    """`greedy`: this module's client-side policy (each incident takes its nearest units at
+    once; waiting ones retry as units free). `engine`: the engine's pending queue and team
+    proposals, with no policy in the generator (`engine_dispatch.py`)."""
+    if dispatcher == "engine":
+        from dispatch_core.loadtest.engine_dispatch import EngineRun  # noqa: PLC0415
+
+        return EngineRun
+    if dispatcher != "greedy":
+        raise ValueError(f"unknown dispatcher {dispatcher!r} (known: {', '.join(DISPATCHERS)})")
+    return ScenarioRun
+
+
 # ---------------------------------------------------------------------------- outcomes
 
 
@@ -1052,12 +1073,13 @@ def _worker(
     shared: Any,
     unit_prefix: str,
     creds: ClientCredentials,
+    dispatcher: str = "greedy",
 ) -> None:
     """One generator process: its part of the schedule, results sent back whole."""
     import gc  # noqa: PLC0415
 
     channel = creds.channel(target, options=CHANNEL_OPTIONS)
-    runner = ScenarioRun(
+    runner = runner_class(dispatcher)(
         sc,
         channel,
         namespaced(scenario_fleet(sc), unit_prefix),
@@ -1107,6 +1129,7 @@ def run_parallel(
     unit_prefix: str = "",
     creds: ClientCredentials | None = None,
     out: TextIO | None = sys.stderr,
+    dispatcher: str = "greedy",
 ) -> ParallelResult:
     """The scenario split over `workers` spawned processes sharing one t = 0.
 
@@ -1137,6 +1160,7 @@ def run_parallel(
                 "shared": shared,
                 "unit_prefix": unit_prefix,
                 "creds": creds or ClientCredentials(),
+                "dispatcher": dispatcher,
             },
             name=f"loadtest-worker-{part}",
             daemon=True,

@@ -44,10 +44,13 @@ from dispatch_core.loadtest import capacity as cap
 from dispatch_core.loadtest import plots
 from dispatch_core.loadtest import report as rep
 from dispatch_core.loadtest.generator import (
+    DISPATCHERS,
+    EXPECTED_CONFLICTS,
+    EXPECTED_WITH_DIVERSIONS,
     Flow,
-    ScenarioRun,
     dispatch_outcomes,
     run_parallel,
+    runner_class,
     scenario_fleet,
 )
 from dispatch_core.loadtest.procs import machine_info
@@ -178,7 +181,10 @@ def run_scenario(args: argparse.Namespace) -> tuple[Path, bool]:
     sc = load_scenario(args.scenario).with_overrides(duration_s=args.duration, scale=args.scale)
     run_id = _run_id()
     prefix = f"LT-{run_id}-"
-    label = f"{sc.duration_s:.0f} s wall, compression {sc.compression:.1f}x, scale {args.scale}"
+    label = (
+        f"{sc.duration_s:.0f} s wall, compression {sc.compression:.1f}x, scale {args.scale},"
+        f" dispatcher {args.dispatcher}"
+    )
     if args.workers > 1:
         label += f", {args.workers} generator processes"
     machine = machine_info()
@@ -204,11 +210,12 @@ def run_scenario(args: argparse.Namespace) -> tuple[Path, bool]:
                     unit_prefix=prefix,
                     creds=target.creds,
                     out=progress,
+                    dispatcher=args.dispatcher,
                 )
                 loop, samples, flows, run = par.loop, par.samples, par.flows, par.run
                 gen_cpu, wall = par.gen_cpu_s, run["wall_s"]
             else:
-                runner = ScenarioRun(
+                runner = runner_class(args.dispatcher)(
                     sc,
                     target.channel,
                     fleet,
@@ -233,7 +240,8 @@ def run_scenario(args: argparse.Namespace) -> tuple[Path, bool]:
             server_end = target.close()
     seconds = sc.duration_s
     rpcs = rep.rpc_table(loop, seconds)
-    by_code, unexpected = rep.error_summary(rpcs)
+    expected = EXPECTED_WITH_DIVERSIONS if args.dispatcher == "engine" else EXPECTED_CONFLICTS
+    by_code, unexpected = rep.error_summary(rpcs, expected)
     requests = sum(r["requests"] for r in rpcs.values())
     ok = sum(r["ok"] for r in rpcs.values())
     generator = rep.generator_stats(loop)
@@ -245,6 +253,7 @@ def run_scenario(args: argparse.Namespace) -> tuple[Path, bool]:
         "run": {
             "id": run_id,
             "label": label,
+            "dispatcher": args.dispatcher,
             "scale": args.scale,
             "duration_override_s": args.duration,
             "time_utc": machine["time_utc"],
@@ -439,6 +448,15 @@ def parser() -> argparse.ArgumentParser:
         "deploy), memory, or a postgresql:// DSN",
     )
     p.add_argument("--out", type=Path, default=None, help="report directory")
+    p.add_argument(
+        "--dispatcher",
+        choices=DISPATCHERS,
+        default="engine",
+        help="scenario: who decides which units go where. engine (default): the generator"
+        " works the engine's pending queue (ListPending) and sends the team RecommendUnits"
+        " proposes, diversions included; greedy: each new incident takes its nearest units"
+        " at once and waiting ones retry as units free (the client-side policy of before)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument(
         "--workers",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +177,10 @@ def timeseries(loop: OpenLoop, samples: Sequence[Sample], seconds: float) -> dic
     return series
 
 
-def error_summary(rpcs: Mapping[str, Any]) -> tuple[dict[str, int], int]:
-    """Non-OK answers by status code, and how many are not expected conflicts."""
+def error_summary(
+    rpcs: Mapping[str, Any], expected: AbstractSet[tuple[str, str]] = EXPECTED_CONFLICTS
+) -> tuple[dict[str, int], int]:
+    """Non-OK answers by status code, and how many are not `expected` conflicts."""
     by_code: Counter[str] = Counter()
     unexpected = 0
     for rpc, row in rpcs.items():
@@ -185,7 +188,7 @@ def error_summary(rpcs: Mapping[str, Any]) -> tuple[dict[str, int], int]:
             if code == "OK":
                 continue
             by_code[code] += n
-            if (rpc, code) not in EXPECTED_CONFLICTS:
+            if (rpc, code) not in expected:
                 unexpected += n
     return dict(by_code), unexpected
 

@@ -5,15 +5,17 @@
   distance (from its last AVL report) that meets the group's agency, type and capability,
   whatever the grade; places no free unit can fill wait, first-in first-out, and a unit
   that becomes free goes to the oldest waiting call it can serve.
-- `engine`: the engine's ranking decides (ETA, cross-area, shift and specialist costs):
-  a call takes the engine's top candidates for each group, no unit twice; calls that could
-  not be covered wait in the engine's pending order (grade, then age), so a freed unit
-  serves the most urgent waiting call first.
+- `engine`: the engine decides: a call gets the team RecommendUnits proposes (one unit
+  per place, no unit twice, the whole plan on scene soonest); calls that could not be
+  covered wait in the engine's pending order (grade, then age), so a freed unit serves the
+  most urgent waiting call first.
+- `engine+preempt`: `engine`, and the places an IMMEDIATE call's team leaves short take the
+  engine's best diverted candidates (`proposals.py`).
 """
 
 from __future__ import annotations
 
-from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
+from dispatch_core.proposals import Pick, picks
 from dispatch_core.simulate.world import Incident, World, distance_m
 from dispatch_core.types import Grade
 
@@ -46,7 +48,7 @@ class ClosestIdle:
     @staticmethod
     def _fill(world: World, incident: Incident) -> None:
         call = incident.call
-        picks: list[tuple[int, int]] = []
+        chosen: list[tuple[int, int]] = []
         taken: set[int] = set()
         for g, group in enumerate(call.groups):
             free = [u for u in world.free_for(group).tolist() if u not in taken]
@@ -58,9 +60,9 @@ class ClosestIdle:
                 range(len(free)), key=lambda j: (float(metres[j]), world.fleet.ids[free[j]])
             )
             for j in order[: incident.needed[g]]:
-                picks.append((free[j], g))
+                chosen.append((free[j], g))
                 taken.add(free[j])
-        world.dispatch(incident, picks)
+        world.dispatch(incident, chosen)
 
 
 class EngineGreedy:
@@ -92,34 +94,25 @@ class EngineGreedy:
     def _fill(self, world: World, incident: Incident) -> None:
         k = max(5, max(incident.needed) * 2)
         answer = world.recommend(incident, k)
-        world.dispatch(incident, _team_of(world, incident, answer))
+        world.dispatch(incident, _placed(world, incident, picks(answer)))
 
 
-def _team_of(
-    world: World, incident: Incident, answer: pb.RecommendUnitsResponse
-) -> list[tuple[int, int]]:
-    """Each group's best candidates for its open places, no unit twice."""
-    picks: list[tuple[int, int]] = []
-    taken: set[int] = set()
-    for rec in answer.groups:
-        g = rec.group_index
-        want = incident.needed[g]
-        for cand in rec.candidates:
-            if want <= 0:
-                break
-            unit = world.index_of[cand.unit_id]
-            if unit in taken:
-                continue
-            picks.append((unit, g))
-            taken.add(unit)
-            want -= 1
-    return picks
+def _placed(world: World, incident: Incident, chosen: list[Pick]) -> list[tuple[int, int]]:
+    """The engine's picks as (unit, group) for the places still open: the engine counts
+    the incident's places itself, so its team never exceeds them."""
+    out = []
+    open_places = list(incident.needed)
+    for p in chosen:
+        if open_places[p.group_index] > 0:
+            open_places[p.group_index] -= 1
+            out.append((world.index_of[p.unit_id], p.group_index))
+    return out
 
 
 class EnginePreempt(EngineGreedy):
-    """`engine`, and an IMMEDIATE call the free units cannot reach soonest may take a unit
-    on its way to a lower-grade incident (the engine's diversion candidates, with their
-    diversion cost); the incident it came from waits again, in grade-then-age order."""
+    """`engine`, and the places an IMMEDIATE call's team leaves short take units on their
+    way to lower-grade incidents (the engine's diversion candidates, with their diversion
+    cost); the incident a unit leaves waits again, in grade-then-age order."""
 
     name = "engine+preempt"
 
@@ -127,8 +120,8 @@ class EnginePreempt(EngineGreedy):
         immediate = incident.call.grade == Grade.IMMEDIATE
         k = max(5, max(incident.needed) * 2)
         answer = world.recommend(incident, k, diversions=immediate)
-        picks = _team_of(world, incident, answer)
-        robbed = world.dispatch(incident, picks, divert=immediate)
+        chosen = _placed(world, incident, picks(answer, diversions=immediate))
+        robbed = world.dispatch(incident, chosen, divert=immediate)
         for old in robbed:
             if old not in self._waiting:
                 self._waiting.append(old)

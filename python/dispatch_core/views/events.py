@@ -50,12 +50,21 @@ class EventBus:
         self.buffer = buffer
         self._lock = threading.Lock()
         self._subscribers: set[_Subscriber] = set()
+        self._listeners: tuple[Callable[[Entry], None], ...] = ()
         self._closed = False
+
+    def listen(self, callback: Callable[[Entry], None]) -> None:
+        """Calls `callback` with every entry published from now on, on the journal's writer
+        thread: it must be quick and must not raise (auto-dispatch only sets an event)."""
+        with self._lock:
+            self._listeners = (*self._listeners, callback)
 
     def publish(self, entry: Entry) -> None:
         """Hand `entry` to every subscriber; O(subscribers), never blocks on one."""
         with self._lock:
             subscribers = tuple(self._subscribers)
+        for listener in self._listeners:
+            listener(entry)
         for sub in subscribers:
             with sub.cond:
                 if sub.overflowed:
