@@ -242,19 +242,4 @@ class EngineRun(ScenarioRun):
         if not flow.committed or not arrived:
             self._close(flow, intended)
             return
-        unit = arrived[0]
-        loop = self.loop
-        assert loop is not None
-
-        def done(fut: grpc.Future, now: int) -> None:
-            # Custody or hospital: the unit leaves COMMITTED and is free later; the incident
-            # closes now, releasing the rest.
-            loop.at(now, functools.partial(self._close, flow))
-            loop.at(
-                now + self._wall(flow.custody_s),
-                lambda t: self._status(
-                    unit, UnitStatus.AVAILABLE, t, lambda f, n: self._wake(1, n)
-                ),
-            )
-
-        self._status(unit, UnitStatus.COMMITTED, intended, done)
+        self._custody(flow, arrived[0], intended)

@@ -777,12 +777,15 @@ class ScenarioRun:
         self._status(unit_id, UnitStatus.ON_SCENE, intended, done)
 
     def _finish(self, flow: Flow, intended: int) -> None:
-        loop = self.loop
-        assert loop is not None
         if not flow.committed:
             self._close(flow, intended)
             return
-        unit_id = flow.units[0]
+        self._custody(flow, flow.units[0], intended)
+
+    def _custody(self, flow: Flow, unit_id: str, intended: int) -> None:
+        """`unit_id` leaves with someone in custody (or to hospital); the incident closes."""
+        loop = self.loop
+        assert loop is not None
 
         def done(fut: grpc.Future, now: int) -> None:
             # Custody or hospital: the unit leaves the incident COMMITTED, is free later;

@@ -20,18 +20,26 @@ from dispatch_core.simulate.world import Incident, World, distance_m
 from dispatch_core.types import Grade
 
 
-class ClosestIdle:
-    """Nearest free unit by straight line, grade ignored; waiting calls first-in first-out."""
+class _Queueing:
+    """A policy with a queue of calls waiting for units: a call is filled as it arrives
+    (`_fill`), what it still needs waits, and a freed unit goes down the queue in its order
+    to the first call it can serve. `ordered`: grade then age; otherwise arrival order."""
 
-    name = "closest-idle"
+    name = ""
+    ordered = False
 
     def __init__(self) -> None:
         self._waiting: list[Incident] = []
+
+    def _fill(self, world: World, incident: Incident) -> None:
+        raise NotImplementedError
 
     def on_call(self, world: World, incident: Incident) -> None:
         self._fill(world, incident)
         if incident.waiting:
             self._waiting.append(incident)
+            if self.ordered:
+                self._waiting.sort(key=lambda i: i.order)
 
     def on_unit_free(self, world: World, unit: int) -> None:
         for incident in list(self._waiting):
@@ -45,8 +53,13 @@ class ClosestIdle:
             if not world.available[unit]:
                 return
 
-    @staticmethod
-    def _fill(world: World, incident: Incident) -> None:
+
+class ClosestIdle(_Queueing):
+    """Nearest free unit by straight line, grade ignored; waiting calls first-in first-out."""
+
+    name = "closest-idle"
+
+    def _fill(self, world: World, incident: Incident) -> None:
         call = incident.call
         chosen: list[tuple[int, int]] = []
         taken: set[int] = set()
@@ -65,31 +78,11 @@ class ClosestIdle:
         world.dispatch(incident, chosen)
 
 
-class EngineGreedy:
-    """The engine's ranking per call; waiting calls served in grade-then-age order."""
+class EngineGreedy(_Queueing):
+    """The engine's team per call; waiting calls served in grade-then-age order."""
 
     name = "engine"
-
-    def __init__(self) -> None:
-        self._waiting: list[Incident] = []
-
-    def on_call(self, world: World, incident: Incident) -> None:
-        self._fill(world, incident)
-        if incident.waiting:
-            self._waiting.append(incident)
-            self._waiting.sort(key=lambda i: i.order)
-
-    def on_unit_free(self, world: World, unit: int) -> None:
-        for incident in list(self._waiting):
-            groups = incident.call.groups
-            if any(
-                n > 0 and world.group_mask(groups[g])[unit] for g, n in enumerate(incident.needed)
-            ):
-                self._fill(world, incident)
-            if not incident.waiting:
-                self._waiting.remove(incident)
-            if not world.available[unit]:
-                return
+    ordered = True
 
     def _fill(self, world: World, incident: Incident) -> None:
         k = max(5, max(incident.needed) * 2)

@@ -37,7 +37,7 @@ from dispatch_core._core import DispatchCore
 from dispatch_core.loadtest.scenario import Group
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.simulate.demand import Call
-from dispatch_core.synthetic.fleet import Fleet
+from dispatch_core.synthetic.fleet import Fleet, unit_spec
 from dispatch_core.types import Agency, Grade, UnitStatus
 
 #: Simulated t = 0 is midnight UTC of 2026-01-01 plus the scenario's `starts_at`.
@@ -213,13 +213,10 @@ class World:
     def _load_fleet(self) -> None:
         fleet = self.fleet
         for i in range(self.n_units):
-            spec = pb.UnitSpec(
-                unit_id=fleet.ids[i],
-                agency=int(fleet.agency[i]),  # type: ignore[arg-type]
-                unit_type=fleet.unit_type[i],
-                capabilities=fleet.caps[i],
-                home_area=fleet.home_area[i],
-            )
+            # Units carry no shift: a simulated day must not send them off duty.
+            spec = unit_spec(fleet, i, self.now_ms())
+            spec.ClearField("shift_start")
+            spec.ClearField("shift_end")
             self._execute(
                 "UpsertUnit", pb.UpsertUnitRequest(request_id=self._request_id(), unit=spec)
             )
