@@ -19,6 +19,10 @@ pub enum Method {
     AssignUnits,
     /// The server's clock: makes the time-driven changes that are due.
     Tick,
+    /// Duty management ([`crate::duty`]).
+    UpsertPerson,
+    UpsertShift,
+    BookCrew,
 }
 
 impl Method {
@@ -30,6 +34,9 @@ impl Method {
         Method::CloseIncident,
         Method::AssignUnits,
         Method::Tick,
+        Method::UpsertPerson,
+        Method::UpsertShift,
+        Method::BookCrew,
     ];
 
     /// The RPC name (and the journal's `method` column).
@@ -42,6 +49,9 @@ impl Method {
             Method::CloseIncident => "CloseIncident",
             Method::AssignUnits => "AssignUnits",
             Method::Tick => "Tick",
+            Method::UpsertPerson => "UpsertPerson",
+            Method::UpsertShift => "UpsertShift",
+            Method::BookCrew => "BookCrew",
         }
     }
 
@@ -59,6 +69,10 @@ impl Method {
             Method::CloseIncident => 5,
             Method::AssignUnits => 6,
             Method::Tick => 7,
+            // Duty management numbers from 21, leaving 8-20 to the dispatch commands.
+            Method::UpsertPerson => 21,
+            Method::UpsertShift => 22,
+            Method::BookCrew => 23,
         }
     }
 
@@ -127,4 +141,6 @@ pub enum Command {
         allow_diversion: bool,
     },
     Tick,
+    /// A duty management command ([`crate::duty`]).
+    Duty(crate::duty::wire::DutyCommand),
 }

@@ -7,7 +7,8 @@
 //! - [`rank`]: eligibility, scoring and exact top-K, plus the brute-force oracle;
 //! - [`coverage`]: which places some eligible unit can reach within a target time;
 //! - [`batch`]: many waiting places × candidate units assigned at once (min-cost flow);
-//! - [`store`]: the table and the grid kept in step, with the status lifecycle.
+//! - [`store`]: the table and the grid kept in step, with the status lifecycle;
+//! - [`duty`]: people, skills, shifts and crews, which decide a rostered unit's capabilities.
 //!
 //! No PyO3 here: the crate tests and benches without Python; `rust/python` binds it.
 //!
@@ -26,6 +27,7 @@ pub mod batch;
 pub mod caps;
 pub mod command;
 pub mod coverage;
+pub mod duty;
 pub mod error;
 pub mod eta;
 pub mod geo;

@@ -68,6 +68,9 @@ struct SnapshotMsg {
     /// Units flagged overdue that have not acknowledged yet, slot order.
     #[prost(uint32, repeated, tag = "17")]
     ack_overdue: Vec<u32>,
+    /// People, shifts, crews and rostered units ([`crate::duty::snapshot`]).
+    #[prost(message, optional, tag = "40")]
+    duty: Option<crate::duty::snapshot::DutyMsg>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -255,6 +258,9 @@ pub struct Captured {
     requests: RequestTable,
     /// Units waiting to acknowledge (a few per open incident): copied whole.
     acks: crate::state::AckDeadlines,
+    /// The roster: persistent maps, so the copy is a reference count.
+    duty: crate::duty::Duty,
+    vocabulary: crate::caps::Vocabulary,
 }
 
 impl Captured {
@@ -325,6 +331,7 @@ impl Captured {
             ack_slots: self.acks.deadlines().map(|(slot, _)| slot).collect(),
             ack_deadlines: self.acks.deadlines().map(|(_, due)| due).collect(),
             ack_overdue: self.acks.overdue().collect(),
+            duty: Some(crate::duty::snapshot::encode(&self.duty, &self.vocabulary)),
         }
         .encode_to_vec()
     }
@@ -349,6 +356,8 @@ pub fn capture(m: &Machine) -> Captured {
         incidents: m.incidents().shared(),
         requests: m.requests().clone(),
         acks: m.acks().clone(),
+        duty: m.duty().clone(),
+        vocabulary: store.vocabulary().clone(),
     }
 }
 
@@ -498,7 +507,11 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
     if s.ack_slots.iter().chain(&s.ack_overdue).any(|&x| x as usize >= n) {
         return Err(bad("an acknowledgement deadline refers to an unknown unit"));
     }
+    let remap_caps =
+        |stored: CapSet| (0..remap.len()).filter(|&b| stored & (1 << b) != 0).fold(0, |acc, b| acc | remap[b]);
+    let duty = crate::duty::snapshot::decode(s.duty.unwrap_or_default(), &vocab, &remap_caps, n)?;
     let mut m = Machine::new(store, request_capacity);
+    m.duty = duty;
     m.incidents = incidents;
     m.acks = acks;
     m.requests = requests;

@@ -52,6 +52,9 @@ pub enum Event {
     Diverted { from_grade: Grade },
     /// A unit dispatched to an incident of `grade` did not acknowledge in time.
     AckOverdue { grade: Grade },
+    /// A unit's crew went off with no crew following: it went OFF_DUTY, or, committed,
+    /// kept working (`overtime`).
+    CrewOff { overtime: bool },
 }
 
 /// A unit flagged at a tick for not acknowledging its dispatch in time.
@@ -71,6 +74,8 @@ pub enum Reply {
     Unit {
         slot: u32,
         created: bool,
+        /// The unit has crew bookings: its capabilities and shift come from them.
+        rostered: bool,
     },
     Status {
         slot: u32,
@@ -93,7 +98,9 @@ pub enum Reply {
         expired: u64,
         archived: u64,
         overdue: Vec<Overdue>,
+        roster: Vec<crate::duty::RosterChange>,
     },
+    Duty(crate::duty::wire::DutyReply),
 }
 
 /// A command applied: its answer, its events, and its effect on assignments (which the
@@ -184,6 +191,8 @@ pub struct Machine {
     pub(crate) requests: RequestTable,
     /// Acknowledgement deadlines of DISPATCHED units, and those flagged overdue.
     pub(crate) acks: AckDeadlines,
+    /// People, shifts and crews, and what the crews make of their units.
+    pub(crate) duty: crate::duty::Duty,
     /// Time of the latest command applied (never goes back); 0 before the first.
     pub(crate) clock_ms: i64,
     /// Sequence of the latest command applied: the journal's numbering.
@@ -203,6 +212,7 @@ impl Machine {
             incidents: Incidents::new(),
             requests: RequestTable::new(request_capacity),
             acks: AckDeadlines::default(),
+            duty: crate::duty::Duty::default(),
             clock_ms: 0,
             sequence: 0,
             max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
@@ -213,6 +223,10 @@ impl Machine {
 
     pub fn acks(&self) -> &AckDeadlines {
         &self.acks
+    }
+
+    pub fn duty(&self) -> &crate::duty::Duty {
+        &self.duty
     }
 
     pub fn units(&self) -> &UnitStore {
@@ -250,6 +264,7 @@ impl Machine {
         let now = now_ms.max(self.clock_ms);
         self.requests.next_expiry_ms().is_some_and(|due| now >= due)
             || self.acks.earliest().is_some_and(|due| now >= due)
+            || self.duty.next_due().is_some_and(|due| now >= due)
             || self.incidents.closed_len() > self.retention.count
             || self
                 .incidents
@@ -394,6 +409,7 @@ impl Machine {
                 self.assign_units(incident_id, unit_ids, *allow_diversion, now)
             }
             Command::Tick => Ok(self.tick(now)),
+            Command::Duty(c) => self.apply_duty(c, now),
         }?;
         self.clock_ms = now;
         Ok(applied)
@@ -407,7 +423,38 @@ impl Machine {
         }
         let created = self.units.table().slot(unit_id).is_none();
         let slot = self.units.upsert(unit_id, spec).map_err(|e| e.within("unit."))?;
-        Ok(Applied::reply(Reply::Unit { slot, created }))
+        let rostered = self.duty.after_upsert(&mut self.units, slot);
+        Ok(Applied::reply(Reply::Unit { slot, created, rostered }))
+    }
+
+    fn apply_duty(&mut self, command: &crate::duty::wire::DutyCommand, now: i64) -> CoreResult<Applied> {
+        use crate::duty::wire::{DutyCommand, DutyReply};
+        let (reply, offs) = match command {
+            DutyCommand::UpsertPerson { person_id, name, skills } => {
+                let (created, _, offs) =
+                    self.duty.upsert_person(&mut self.units, person_id, name.clone(), skills.clone(), now);
+                (DutyReply::Person { person_id: person_id.clone(), created }, offs)
+            }
+            DutyCommand::UpsertShift { shift_id, shift } => {
+                let created = self.duty.upsert_shift(shift_id, shift.clone())?;
+                (DutyReply::Shift { shift_id: shift_id.clone(), created }, Vec::new())
+            }
+            DutyCommand::BookCrew { crew_id, unit_id, members, start_ms, end_ms, minimums } => {
+                let slot = self.units.slot(unit_id)?;
+                let crew = crate::duty::Crew {
+                    slot,
+                    members: members.clone(),
+                    start_ms: *start_ms,
+                    end_ms: *end_ms,
+                    minimums: minimums.clone(),
+                };
+                let (created, _, offs) = self.duty.book_crew(&mut self.units, crew_id, crew, now)?;
+                (DutyReply::Crew { crew_id: crew_id.clone(), created }, offs)
+            }
+        };
+        let mut applied = Applied::reply(Reply::Duty(reply));
+        applied.events = offs.into_iter().map(|o| Event::CrewOff { overtime: o.overtime }).collect();
+        Ok(applied)
     }
 
     fn set_unit_status(&mut self, unit_id: &str, to: Status, now: i64) -> CoreResult<Applied> {
@@ -618,9 +665,11 @@ impl Machine {
         let expired = self.requests.expire(now);
         let archived = self.archive_closed(now);
         let overdue = self.flag_overdue(now);
+        let (roster, offs) = self.duty.tick(&mut self.units, now);
         let mut events: Vec<Event> = overdue.iter().map(|o| Event::AckOverdue { grade: o.grade }).collect();
+        events.extend(offs.into_iter().map(|o| Event::CrewOff { overtime: o.overtime }));
         let mut applied =
-            Applied::reply(Reply::Tick { time_ms: now, expired, archived: archived.len() as u64, overdue });
+            Applied::reply(Reply::Tick { time_ms: now, expired, archived: archived.len() as u64, overdue, roster });
         if expired > 0 {
             events.push(Event::RequestsExpired { count: expired });
         }
@@ -691,6 +740,7 @@ impl Machine {
         self.incidents.check_counts()?;
         self.requests.check()?;
         self.acks.check()?;
+        self.duty.check(&self.units)?;
         let t = self.units.table();
         for (slot, _) in self.acks.deadlines() {
             if t.status[slot as usize] != Status::Dispatched {
