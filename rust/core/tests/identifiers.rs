@@ -150,6 +150,7 @@ fn replay_accepts_ids_written_before_the_grammar() {
         request_id: "old-assign".into(),
         incident_id: "INC\u{202e}9".into(),
         unit_ids: vec!["MD\t21".into()],
+        allow_diversion: false,
     };
     let payload = dispatch_engine::record::encode(1_750_000_000_200, &assign.encode_to_vec());
     replayed.replay(7, "AssignUnits", &payload, b"").expect("old ids assign in replay");
