@@ -78,6 +78,10 @@ PRIORITY: dict[str, int] = {
             "StreamLocations",
             "BatchRecommendUnits",
             "QueryAudit",
+            # Roster edits arrive in imports of thousands: they yield to dispatch work.
+            "UpsertPerson",
+            "UpsertShift",
+            "BookCrew",
         )
     },
     # The queue a dispatcher works from in a surge: a page of it, not a bulk listing, but
