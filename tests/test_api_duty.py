@@ -11,8 +11,11 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from dispatch_core import DispatchCore
 from dispatch_core.durability.records import summary, to_event
@@ -39,9 +42,7 @@ from tests.durable import (
 HOUR_MS = 3_600_000
 
 
-def _ts(ms: int) -> object:
-    from google.protobuf.timestamp_pb2 import Timestamp
-
+def _ts(ms: int) -> Timestamp:
     t = Timestamp()
     t.FromMilliseconds(ms)
     return t
@@ -80,8 +81,9 @@ def shift(shift_id: str, person_id: str, start: int, end: int) -> pb.UpsertShift
 
 
 def crew(
-    crew_id: str, unit_id: str, people: list[str], start: int, end: int, firearms: int = 1
+    crew_id: str, unit_id: str, people: list[str], window: tuple[int, int], firearms: int = 1
 ) -> pb.BookCrewRequest:
+    start, end = window
     minimums = (
         [pb.CapabilityMinimum(capability="firearms", holders=firearms)] if firearms > 1 else []
     )
@@ -105,7 +107,7 @@ def _armed_unit(stub: pb_grpc.DispatchServiceStub, now: int) -> tuple[str, str, 
     stub.UpsertPerson(person(b, ("firearms", None, None)))
     for p in (a, b):
         stub.UpsertShift(shift(uid("S"), p, now - HOUR_MS, now + 8 * HOUR_MS))
-    booked = stub.BookCrew(crew(uid("C"), unit, [a, b], now - HOUR_MS, now + 8 * HOUR_MS, 2))
+    booked = stub.BookCrew(crew(uid("C"), unit, [a, b], (now - HOUR_MS, now + 8 * HOUR_MS), 2))
     assert booked.created
     return unit, a, b
 
@@ -113,8 +115,6 @@ def _armed_unit(stub: pb_grpc.DispatchServiceStub, now: int) -> tuple[str, str, 
 def test_a_crew_decides_what_its_unit_can_do_over_grpc(
     stub: pb_grpc.DispatchServiceStub,
 ) -> None:
-    import time
-
     now = int(time.time() * 1000)
     unit, a, _ = _armed_unit(stub, now)
     got = stub.GetUnit(pb.GetUnitRequest(unit_id=unit)).unit
@@ -147,10 +147,8 @@ def test_a_crew_decides_what_its_unit_can_do_over_grpc(
 
 
 def test_bad_rosters_are_refused_naming_the_record(stub: pb_grpc.DispatchServiceStub) -> None:
-    import time
-
     now = int(time.time() * 1000)
-    unit, a, _ = _armed_unit(stub, now)
+    _, a, _ = _armed_unit(stub, now)
     before = stub.GetPerson(pb.GetPersonRequest(person_id=a))
     # Overlapping shifts of one person: the other shift is named.
     with pytest.raises(grpc.RpcError) as err:
@@ -165,11 +163,11 @@ def test_bad_rosters_are_refused_naming_the_record(stub: pb_grpc.DispatchService
     stub.UpsertPerson(person(d))
     other = upsert(stub)
     with pytest.raises(grpc.RpcError) as err:
-        stub.BookCrew(crew(uid("C"), other, [d], now, now + HOUR_MS))
+        stub.BookCrew(crew(uid("C"), other, [d], (now, now + HOUR_MS)))
     assert precondition_subjects(err.value) == [f"person/{d}"]
     # A person on two units at once.
     with pytest.raises(grpc.RpcError) as err:
-        stub.BookCrew(crew(uid("C"), other, [a], now, now + HOUR_MS))
+        stub.BookCrew(crew(uid("C"), other, [a], (now, now + HOUR_MS)))
     assert precondition_subjects(err.value) == [f"crew/{before.crews[0].crew_id}"]
     # Unknown people; and nothing above changed the person.
     with pytest.raises(grpc.RpcError) as err:
@@ -207,8 +205,8 @@ def test_expiry_and_shift_end_take_effect_at_the_boundary_tick_and_replay(
         run("UpsertPerson", person("B"), pb.UpsertPersonResponse)
         run("UpsertShift", shift("SA", "A", T0, T0 + 2 * HOUR_MS), pb.UpsertShiftResponse)
         run("UpsertShift", shift("SB", "B", T0, T0 + 2 * HOUR_MS), pb.UpsertShiftResponse)
-        run("BookCrew", crew("CA", "ARV", ["A"], T0, T0 + 2 * HOUR_MS), pb.BookCrewResponse)
-        run("BookCrew", crew("CB", "IRV", ["B"], T0, T0 + 2 * HOUR_MS), pb.BookCrewResponse)
+        run("BookCrew", crew("CA", "ARV", ["A"], (T0, T0 + 2 * HOUR_MS)), pb.BookCrewResponse)
+        run("BookCrew", crew("CB", "IRV", ["B"], (T0, T0 + 2 * HOUR_MS)), pb.BookCrewResponse)
         caps = lambda: list(  # noqa: E731
             pb.GetUnitResponse.FromString(
                 pipeline.core.get_unit(pb.GetUnitRequest(unit_id="ARV").SerializeToString())

@@ -80,7 +80,8 @@ def summary(entry: Entry) -> str:
         return f"incident {i.incident_id} {verb} ({pb.Grade.Name(i.grade)} {i.incident_type})"
     if isinstance(response, pb.UpsertPersonResponse):
         p = response.person
-        return f"person {p.person_id} {'registered' if response.created else 'updated'} ({len(p.skills)} skills)"
+        verb = "registered" if response.created else "updated"
+        return f"person {p.person_id} {verb} ({len(p.skills)} skills)"
     if isinstance(response, pb.UpsertShiftResponse):
         s = response.shift
         return f"shift {s.shift_id} of {s.person_id} {'booked' if response.created else 'changed'}"
@@ -96,7 +97,8 @@ def summary(entry: Entry) -> str:
                 for o in response.overdue_acknowledgements
             )
             + "".join(
-                f", {c.unit.unit_id} {'on overtime' if c.overtime else pb.UnitStatus.Name(c.unit.status)}"
+                f", {c.unit.unit_id}"
+                f" {'on overtime' if c.overtime else pb.UnitStatus.Name(c.unit.status)}"
                 f" (crew {c.crew_id or 'none'})"
                 for c in response.roster_changes
             )
