@@ -104,6 +104,9 @@ WEIGHTS: dict[str, float] = {
     "GetPerson": 0.5,
     "UpsertShift": 1.0,
     "BookCrew": 1.0,
+    # The plans in force, and a reload of the server's own file (nothing to change).
+    "GetResponsePlans": 0.2,
+    "ReloadResponsePlans": 0.05,
 }
 #: Codes that mean the request got past validation into the core (or the core's reads).
 PAST_VALIDATION = frozenset({"OK", "NOT_FOUND", "ALREADY_EXISTS", "FAILED_PRECONDITION"})

@@ -19,9 +19,12 @@ WESTMINSTER = (51.4975, -0.1357)
 #: A fixed valid time (2025-06-15T00:00:00Z) for tests that need exact ping times.
 T0 = 1_750_000_000_000
 
-#: A valid ping time (the API accepts 2000-01-01..2100-01-01), a little in the past so that
-#: a test's later pings at "now" are newer.
-BASE_MS = int(time.time() * 1000) - 3_600_000
+
+def recent_ms() -> int:
+    """A valid ping time a second ago: a test's later pings at "now" are newer, and the
+    position is fresh enough that ranking neither penalises nor excludes it (stale AVL
+    starts at 120 s)."""
+    return int(time.time() * 1000) - 1_000
 
 
 class Clock:
@@ -77,7 +80,7 @@ def upsert(
                 unit_ids=[unit_id],
                 lat=[at[0]],
                 lon=[at[1]],
-                time_unix_ms=[BASE_MS if time_ms is None else time_ms],
+                time_unix_ms=[recent_ms() if time_ms is None else time_ms],
             )
         )
         assert report.applied == 1

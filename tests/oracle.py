@@ -22,6 +22,9 @@ class Unit:
     home_area: str | None = None
     shift_start_ms: int | None = None
     shift_end_ms: int | None = None
+    #: Time of the position, Unix ms; None leaves the stale-position rules out (a position
+    #: taken just before the question).
+    location_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,9 @@ def rank(
             continue
         if u.shift_end_ms is not None and now_ms >= u.shift_end_ms:
             continue
+        age = 0.0 if u.location_ms is None else max(0, now_ms - u.location_ms) / 1000
+        if age > float(config["stale_exclude_after_seconds"]):  # type: ignore[arg-type]
+            continue
         distance = haversine_m(radius, lat, lon, u.lat, u.lon)
         mobilisation = float(mob[UnitStatus(u.status).name])
         travel = distance * circuity / (speed(config, u) * float(blue[g]))
@@ -106,14 +112,18 @@ def rank(
         specialist = len((u.capabilities & scarce) - required) * float(
             config["specialist_cost_seconds"]  # type: ignore[arg-type]
         )
+        beyond = age - float(config["stale_after_seconds"])  # type: ignore[arg-type]
+        stale = max(0.0, beyond) * float(config["stale_position_weight"])  # type: ignore[arg-type]
         terms = {
             "mobilisation_seconds": mobilisation,
             "travel_seconds": travel,
             "cross_area_cost": cross,
             "shift_overrun_cost": shift,
             "specialist_cost": specialist,
+            "stale_position_cost": stale,
         }
-        out.append(Ranked(u.unit_id, eta, distance, eta + cross + shift + specialist, terms))
+        score = eta + cross + shift + specialist + stale
+        out.append(Ranked(u.unit_id, eta, distance, score, terms))
     out.sort(key=lambda r: (r.score, r.unit_id))
     return out[:k]
 

@@ -31,7 +31,8 @@ units_s = st.lists(
         st.sampled_from(list(UnitStatus)),
         st.none() | st.sampled_from(AREAS),
         st.none() | st.tuples(st.integers(0, 4_000_000), st.integers(1, 8_000_000)),
-        st.none() | st.tuples(lat_s, lon_s),
+        # A position and its time: against now_ms below, any age, fresh to long excluded.
+        st.none() | st.tuples(lat_s, lon_s, st.integers(1, 10_000_000)),
     ),
     max_size=80,
 )
@@ -68,7 +69,7 @@ def load(index: UnitIndex, rows: list[tuple]) -> list[oracle.Unit]:  # type: ign
             status=status,
         )
         if pos:
-            index.update_location(uid, pos[0], pos[1], 1)
+            index.update_location(uid, pos[0], pos[1], pos[2])
         units.append(
             oracle.Unit(
                 uid,
@@ -76,10 +77,11 @@ def load(index: UnitIndex, rows: list[tuple]) -> list[oracle.Unit]:  # type: ign
                 utype,
                 caps,
                 status,
-                *(pos or (None, None)),
+                *(pos[:2] if pos else (None, None)),
                 home_area=area,
                 shift_start_ms=start,
                 shift_end_ms=end,
+                location_ms=pos[2] if pos else None,
             )
         )
     return units
@@ -129,6 +131,9 @@ def test_rank_equals_brute_force(rows: list, queries: list[dict], cell_deg: floa
             b = c.breakdown
             for name, value in w.terms.items():
                 assert math.isclose(getattr(b, name), value, rel_tol=1e-9, abs_tol=1e-9), name
+            unit = next(u for u in units if u.unit_id == c.unit_id)
+            assert unit.location_ms is not None
+            assert c.position_age_seconds == max(0, q["now_ms"] - unit.location_ms) / 1000
 
 
 @settings(max_examples=40, deadline=None)

@@ -124,7 +124,7 @@ def test_the_server_stops_cleanly_and_its_journal_rebuilds_the_state(fuzzer: Fuz
 #: the core. Before the service decoded them in its intake, grpcio did, and answered
 #: malformed bytes INTERNAL / UNKNOWN with a traceback in the log: the first thing this
 #: fuzzer found (issue 13).
-PARSED_IN_PYTHON = ("Ping", "GetOperatingPicture", "QueryAudit")
+PARSED_IN_PYTHON = ("Ping", "GetOperatingPicture", "QueryAudit", "ReloadResponsePlans")
 
 
 def test_malformed_bytes_to_rpcs_parsed_in_python_are_invalid_argument(tmp_path: Path) -> None:

@@ -392,9 +392,14 @@ def test_contract_names_are_exported(metered: ServerProcess) -> None:
         "dispatch_location_pings_total",
         "dispatch_journal_append_seconds_bucket",
         "dispatch_journal_batch_size_bucket",
+        "dispatch_response_plans",
+        "dispatch_response_plans_install_time_seconds",
         "process_cpu_seconds_total",
     ):
         assert name in names, name
+    # The server installed the shipped plans at start.
+    plans = [s.value for s in samples(metered.metrics_url) if s.name == "dispatch_response_plans"]
+    assert plans and plans[0] >= 10
 
 
 def test_promtool_accepts_a_real_scrape(

@@ -46,7 +46,9 @@ def _refs(backend: Backend) -> int:
     if backend.kind == "sqlite":
         import sqlite3  # noqa: PLC0415
 
-        conn = sqlite3.connect(backend.data_dir / "journal.sqlite3")
+        from dispatch_core.durability.journal.audit import AUDIT_FILE  # noqa: PLC0415
+
+        conn = sqlite3.connect(backend.data_dir / AUDIT_FILE)
         (count,) = conn.execute("SELECT count(*) FROM audit_refs").fetchone()
         conn.close()
         return int(count)

@@ -59,6 +59,8 @@ RPCS = (
     "GetPerson",
     "UpsertShift",
     "BookCrew",
+    "GetResponsePlans",
+    "ReloadResponsePlans",
 )
 _DUTY = {"UpsertPerson", "GetPerson", "UpsertShift", "BookCrew"}
 _READS = {"Ping", "GetUnit", "ListUnits", "GetIncident", "ListIncidents", "GetOperatingPicture"}
@@ -71,6 +73,7 @@ _CALL_TAKER = {
     "GetUnit",
     "ListUnits",
     "RecommendUnits",
+    "GetResponsePlans",
 }
 _DISPATCHER = _CALL_TAKER | {
     "ListPending",
@@ -87,12 +90,13 @@ _DISPATCHER = _CALL_TAKER | {
 ALLOWED: dict[str, set[str]] = {
     "call_taker": _CALL_TAKER,
     "dispatcher": _DISPATCHER,
-    "supervisor": _DISPATCHER | {"UpsertUnit"} | _DUTY,
+    "supervisor": _DISPATCHER | {"UpsertUnit", "ReloadResponsePlans"} | _DUTY,
     "avl_feed": {"Ping", "UpdateLocations", "StreamLocations"},
     "duty_planner": _DUTY | {"Ping", "GetUnit", "ListUnits"},
     "monitor": {"Ping", "GetOperatingPicture", "WatchOperatingPicture", "GetUnit", "ListUnits"},
     "partner": set(_READS),
-    "auditor": _READS | {"ListPending", "WatchEvents", "QueryAudit", "GetPerson"},
+    "auditor": _READS
+    | {"ListPending", "WatchEvents", "QueryAudit", "GetPerson", "GetResponsePlans"},
     # "*" is every RPC but the audit trail's: separation of duties.
     "admin": set(RPCS) - {"QueryAudit"},
 }
@@ -225,6 +229,11 @@ def _calls(stub: pb_grpc.DispatchServiceStub) -> dict[str, Callable[[], object]]
             stub.WatchOperatingPicture(pb.WatchOperatingPictureRequest(), timeout=30)
         ),
         "QueryAudit": lambda: stub.QueryAudit(pb.QueryAuditRequest(page_size=1), timeout=30),
+        "GetResponsePlans": lambda: stub.GetResponsePlans(pb.GetResponsePlansRequest(), timeout=10),
+        # Allowed, it re-reads the unchanged file: nothing is journaled.
+        "ReloadResponsePlans": lambda: stub.ReloadResponsePlans(
+            pb.ReloadResponsePlansRequest(), timeout=30
+        ),
     }
 
 

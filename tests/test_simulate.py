@@ -207,6 +207,41 @@ def test_reported_figures_are_those_of_the_run(tmp_path: Path) -> None:
     assert engine_free == world_free
 
 
+class RecordingWorld(World):
+    """A world that keeps every ranking the engine policy was given."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.answers: list[pb.RecommendUnitsResponse] = []
+
+    def recommend(
+        self, incident: Any, k: int, *, diversions: bool = False
+    ) -> pb.RecommendUnitsResponse:
+        answer = super().recommend(incident, k, diversions=diversions)
+        self.answers.append(answer)
+        return answer
+
+
+@pytest.mark.parametrize("policy", [EngineGreedy, EnginePreempt])
+def test_the_engine_never_ranks_on_a_stale_position(
+    tmp_path: Path, policy: type[EngineGreedy]
+) -> None:
+    # Units stand for hours between jobs and on scene; AVL still reports them, so no
+    # candidate carries a stale-position cost and none is left out for want of a report
+    # (a unit freed after a long job is offered at once: the waiting-call test above).
+    sc = load_scenario(str(small_scenario(tmp_path, hours=2, units=80)))
+    world = RecordingWorld(scenario_fleet(sc), scenario_calls(sc, days=1, seed=3), seed=3)
+    world.run(policy())
+    config: dict[str, Any] = world.core.config()
+    trusted = float(config["stale_after_seconds"])
+    candidates = [c for a in world.answers for g in a.groups for c in g.candidates]
+    assert len(candidates) > 100
+    assert max(c.position_age_seconds for c in candidates) <= trusted
+    assert all(c.breakdown.stale_position_cost_seconds == 0.0 for c in candidates)
+    # Standing units are among them: the check covers more than the units on the move.
+    assert any(c.position_age_seconds > world.ping_s for c in candidates)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

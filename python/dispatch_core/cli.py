@@ -481,6 +481,17 @@ def _parser() -> argparse.ArgumentParser:
         f"(env DISPATCH_CLOSED_RETENTION_COUNT; default {DEFAULT_CLOSED_RETENTION_COUNT})",
     )
     serve.add_argument(
+        "--response-plans",
+        type=Path,
+        # argparse converts a string default with `type`, so the environment gives a Path.
+        default=os.environ.get("DISPATCH_RESPONSE_PLANS"),
+        metavar="PATH",
+        help="response-plan file (TOML): what CreateIncident without requirements sends; "
+        "checked at start, installed when it differs from the state's, re-read by "
+        "ReloadResponsePlans; `none` for no file (env DISPATCH_RESPONSE_PLANS; default the "
+        "shipped plans)",
+    )
+    serve.add_argument(
         "--request-memory",
         type=_count,
         default=_env("DISPATCH_REQUEST_MEMORY", _count, DEFAULT_REQUEST_CAPACITY),
@@ -526,6 +537,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--until", default=None, help="only calls before this time (ISO 8601)")
     audit.add_argument("--limit", type=_count, default=1000, help="records at most (default 1000)")
+
+    plans = sub.add_parser(
+        "plans",
+        help="check a response-plan file offline, or print the shipped one",
+        description="`plans check FILE` validates a response-plan file (and its includes) "
+        "as the server would at start-up, printing every problem as FILE:LINE: KEY: what; "
+        "exit 0 when it is good, 2 when not. `plans show-default` prints the shipped file.",
+    )
+    _add_logging_args(plans, defaults=False)
+    plans_sub = plans.add_subparsers(dest="plans_command", required=True)
+    plans_check = plans_sub.add_parser("check", help="validate a response-plan file")
+    plans_check.add_argument("file", type=Path)
+    plans_sub.add_parser("show-default", help="print the shipped response-plan file")
 
     replay = sub.add_parser(
         "replay",
@@ -606,6 +630,25 @@ def _run_loadtest(argv: list[str]) -> int:
     return loadtest_main(argv)
 
 
+def _run_plans(args: argparse.Namespace) -> int:
+    """`dispatch-core plans check FILE | show-default`."""
+    from dispatch_core.errors import PlanFileError  # noqa: PLC0415
+    from dispatch_core.response_plans import default_path, read_plans  # noqa: PLC0415
+
+    if args.plans_command == "show-default":
+        sys.stdout.write(default_path().read_text(encoding="utf-8"))
+        return 0
+    try:
+        request = read_plans(CoreConfig().build(), args.file)
+    except PlanFileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"dispatch-core: {len(exc.problems)} problem(s) in {args.file}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{args.file}: {len(request.plans)} response plans, all valid")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one subcommand; returns the exit code (startup.py's table). Start-up mistakes
     end in one line on stderr, never a traceback."""
@@ -658,6 +701,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 shutdown_delay_s=args.shutdown_delay,
                 security=_security_config(args),
                 audit_trail=args.audit_trail == "on",
+                response_plans=args.response_plans,
                 audit_settings=AuditSettings(
                     interval_s=args.audit_interval, retention_days=args.audit_retention_days
                 ),
@@ -676,6 +720,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _refuse(exc, exc.exit_code)
     if args.command == "loadtest":
         return _run_loadtest(args.loadtest_args)
+    if args.command == "plans":
+        return _run_plans(args)
     if args.command == "simulate":
         from dispatch_core.simulate.main import main as simulate_main  # noqa: PLC0415
 

@@ -1,7 +1,7 @@
 """The gRPC server: DispatchService plus health checking and reflection.
 
-`serve()` blocks until SIGTERM or SIGINT (a SIGHUP re-reads the policy and JWKS files:
-`reload.py`), then shuts down in two steps: health flips to
+`serve()` blocks until SIGTERM or SIGINT (a SIGHUP re-reads the policy, the JWKS and the
+response-plan files: `reload.py`), then shuts down in two steps: health flips to
 NOT_SERVING while the server still accepts and serves for `shutdown_delay` seconds (load
 balancers see NOT_SERVING and move traffic away before any connection is refused), then
 it drains: in-flight RPCs get `grace` seconds, and it returns 0.
@@ -38,7 +38,9 @@ from dispatch_core.durability.journal.audit import (
 from dispatch_core.durability.pipeline import Pipeline
 from dispatch_core.durability.recovery import JournalConfig, open_pipeline
 from dispatch_core.durability.snapshotter import Snapshotter
+from dispatch_core.errors import PlanFileError
 from dispatch_core.reload import Reloader
+from dispatch_core.response_plans import ResponsePlans, default_path, read_plans
 from dispatch_core.security.audit import AuditSettings, AuditTrail
 from dispatch_core.security.audit_reconcile import reconcile
 from dispatch_core.security.tls import SecurityConfig
@@ -50,6 +52,8 @@ from dispatch_core.service.urgency import Urgency
 from dispatch_core.startup import (
     EXIT_JOURNAL_FATAL,
     EXIT_OK,
+    EXIT_USAGE,
+    StartupError,
     check_data_dir,
     check_journal_spec,
     check_port_free,
@@ -178,6 +182,8 @@ class Running:
     ticker: Ticker | None = None
     admission: Admission | None = None
     audit: AuditTrail | None = None
+    #: The plan file and its installs (None: `--response-plans none`).
+    response_plans: ResponsePlans | None = None
     #: What a SIGHUP re-reads (`serve` installs it); register more with `register`.
     reloader: Reloader | None = None
 
@@ -226,6 +232,7 @@ def start(
     metrics_server: MetricsServer | None = None,
     security: SecurityConfig | None = None,
     audit_trail: bool = True,
+    response_plans: Path | None = None,
     audit_settings: AuditSettings | None = None,
 ) -> Running:
     """Builds, binds and starts the server; raises PortInUseError if it cannot bind.
@@ -244,6 +251,11 @@ def start(
     With `security` (checked already: `SecurityConfig.check`), the server listens with TLS
     when it says so and every call is authenticated and authorized by its policy before
     its handler runs; without, it listens in plaintext and checks nobody (in-process tests).
+
+    With `response_plans` (a plan file), its plans are installed through the journaled
+    command when they differ from the recovered state's, before the port opens (raising
+    PlanFileError if the file does not validate), and ReloadResponsePlans and a SIGHUP
+    (the `reloader`'s "response plans") re-read it.
     """
     if not isinstance(journal, JournalConfig) or journal.spec == "sqlite":
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -260,6 +272,14 @@ def start(
         )
     else:
         pipeline = Pipeline(state)
+    plans: ResponsePlans | None = None
+    if response_plans is not None:
+        plans = ResponsePlans(pipeline, response_plans)
+        try:
+            plans.install()
+        except BaseException:
+            pipeline.journal.close()
+            raise
     if metrics is not None:
         metrics.watch(pipeline)
     # The trail beside the journal, opened once the journal is ours (its lock taken).
@@ -299,6 +319,8 @@ def start(
         authenticator = security.authenticator()
         checker = security
         reloader.register("policy and JWKS", functools.partial(checker.reload, authenticator))
+    if plans is not None:
+        reloader.register("response plans", plans.reload)
     interceptor = CallInterceptor(
         metrics,
         admission=admission,
@@ -315,7 +337,7 @@ def start(
         options=SERVER_OPTIONS,
         interceptors=[interceptor],
     )
-    server.add_generic_rpc_handlers((DispatchServicer(pipeline, audit).handler(),))
+    server.add_generic_rpc_handlers((DispatchServicer(pipeline, audit, plans).handler(),))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -363,8 +385,29 @@ def start(
         ticker=ticker,
         admission=admission,
         audit=audit,
+        response_plans=plans,
         reloader=reloader,
     )
+
+
+#: `--response-plans none`: no plan file; the plans in the state (if any) stay as they are.
+NO_RESPONSE_PLANS = "none"
+
+
+def check_response_plans(path: Path, core: CoreConfig) -> None:
+    """The plan file validates against the vocabulary and unit types this server will
+    run with; checked before the journal is opened, so a typo costs no recovery. Every
+    problem is logged; the StartupError names the first and how many more."""
+    try:
+        read_plans(core.build(), path)
+    except PlanFileError as exc:
+        for problem in exc.problems[1:]:
+            log.error("response plans: %s", problem)
+        raise StartupError(
+            EXIT_USAGE,
+            str(exc),
+            f"fix the file (check it with `dispatch-core plans check {path}`)",
+        ) from exc
 
 
 def _serve_metrics(
@@ -397,6 +440,7 @@ def serve(
     shutdown_delay_s: float = DEFAULT_SHUTDOWN_DELAY_S,
     security: SecurityConfig | None = None,
     audit_trail: bool = True,
+    response_plans: Path | None = None,
     audit_settings: AuditSettings | None = None,
 ) -> int:
     """Runs until SIGTERM or SIGINT; returns the process exit code.
@@ -410,6 +454,10 @@ def serve(
 
     At the first SIGTERM/SIGINT health goes NOT_SERVING and the server goes on serving
     for `shutdown_delay_s` (a second signal cuts that short), then drains for `grace_s`.
+
+    `response_plans` is the plan file (the shipped one when None; `none` for no file:
+    clients always send requirements), checked with the other start-up checks and
+    installed once the state is recovered.
     """
     if journal is None:
         journal = JournalConfig(data_dir=data_dir)
@@ -419,6 +467,11 @@ def serve(
     if journal.spec == "sqlite":
         check_data_dir(data_dir)
     check_port_free(host, port, "listen on", "--port")
+    chosen = response_plans if response_plans is not None else default_path()
+    # `none`: every client sends its requirements; nothing is installed or journaled.
+    plans_path = None if str(chosen) == NO_RESPONSE_PLANS else chosen
+    if plans_path is not None:
+        check_response_plans(plans_path, core or CoreConfig())
     if metrics_port > 0:
         check_port_free(host, metrics_port, "serve metrics on", "--metrics-port")
     metrics: Metrics | None = None
@@ -463,6 +516,7 @@ def serve(
             metrics_server=metrics_server,
             security=security,
             audit_trail=audit_trail,
+            response_plans=plans_path,
             audit_settings=audit_settings,
         )
     except BaseException:

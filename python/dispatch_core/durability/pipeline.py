@@ -61,8 +61,11 @@ log = logging.getLogger(__name__)
 
 #: The actor journaled when a request names none.
 ANONYMOUS = "anonymous"
+#: How the actor of every command the server sends itself begins (no caller's actor can:
+#: theirs are `mtls:`, `jwt:` or `unauthenticated:`).
+SERVER_ACTOR_PREFIX = "server:"
 #: The actor of the server's own clock commands.
-CLOCK_ACTOR = "server:clock"
+CLOCK_ACTOR = SERVER_ACTOR_PREFIX + "clock"
 
 
 class ReplayError(Exception):

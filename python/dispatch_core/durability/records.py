@@ -26,6 +26,11 @@ METHODS: dict[str, tuple[type[Message] | None, type[Message], str]] = {
     "UpsertPerson": (pb.UpsertPersonRequest, pb.UpsertPersonResponse, "person_upserted"),
     "UpsertShift": (pb.UpsertShiftRequest, pb.UpsertShiftResponse, "shift_upserted"),
     "BookCrew": (pb.BookCrewRequest, pb.BookCrewResponse, "crew_booked"),
+    "ReplaceResponsePlans": (
+        pb.ReplaceResponsePlansRequest,
+        pb.ReplaceResponsePlansResponse,
+        "response_plans_replaced",
+    ),
 }
 
 
@@ -88,6 +93,9 @@ def summary(entry: Entry) -> str:
     if isinstance(response, pb.BookCrewResponse):
         c = response.crew
         return f"crew {c.crew_id} on {c.unit_id}: {', '.join(c.person_ids)}"
+    if isinstance(response, pb.ReplaceResponsePlansResponse):
+        plans = response.response_plans
+        return f"response plans replaced: {len(plans.plans)} plans from {plans.source}"
     if isinstance(response, pb.ClockTick):
         return (
             f"clock tick: {response.expired_request_ids} request_ids past retention forgotten,"

@@ -70,6 +70,8 @@ def record_ids(
 ) -> tuple[list[str], list[str], int]:
     """(incident ids, unit ids, location count) a call named: from its request and, where
     the server chose or reported them, its answer."""
+    # GetResponsePlans and ReloadResponsePlans name no incident or unit: their record is
+    # the method, principal and outcome (a reload's new plans are in the journal's entry).
     name = method.removeprefix(SERVICE)
     incidents: list[str] = []
     units: list[str] = []

@@ -8,7 +8,9 @@ with its principal (the entry's actor), time, method, request and answer. The tr
 a high-water mark, moved in the same transaction as the records it covers: every command
 up to it has its record. At start, before the server takes calls, `reconcile` reads the
 journal's entries after the mark, writes a record for each command that has none, and
-moves the mark to the journal's end.
+moves the mark to the journal's end. Commands the server sent itself (actor `server:…`:
+clock ticks, response-plan installs at start-up or on SIGHUP) were no call and have no
+record; the journal holds them.
 
 A rebuilt record says what the journal knows: its roles are empty (the entry names the
 principal, not the roles it held) and its peer is `(journal)`, so a reader can tell it
@@ -23,6 +25,7 @@ from collections.abc import Iterator
 from dispatch_core._core import payload_request
 from dispatch_core.durability.journal import Entry, Journal
 from dispatch_core.durability.journal.audit import AuditRow, AuditStore
+from dispatch_core.durability.pipeline import SERVER_ACTOR_PREFIX
 from dispatch_core.security.audit import SERVICE, record_ids
 from dispatch_core.security.identity import LOCAL_PRINCIPAL
 
@@ -87,7 +90,10 @@ def reconcile(journal: Journal, store: AuditStore) -> int:
     written = 0
     batch: list[AuditRow] = []
     for entry in _entries_after(journal, mark):
-        if entry.method != "Tick" and entry.sequence not in present:
+        # The server's own commands (clock ticks, plan installs at start-up or on SIGHUP)
+        # were no call, so they never had a record to lose: the journal is their record.
+        own = entry.method == "Tick" or entry.actor.startswith(SERVER_ACTOR_PREFIX)
+        if not own and entry.sequence not in present:
             batch.append(row_of(entry))
         if len(batch) >= BATCH:
             store.append(batch, entry.sequence)

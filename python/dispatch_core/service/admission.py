@@ -82,6 +82,8 @@ PRIORITY: dict[str, int] = {
             "UpsertPerson",
             "UpsertShift",
             "BookCrew",
+            # Re-reads and validates a file: rare, and never more urgent than dispatch.
+            "ReloadResponsePlans",
         )
     },
     # The queue a dispatcher works from in a surge: a page of it, not a bulk listing, but

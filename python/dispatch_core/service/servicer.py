@@ -30,6 +30,7 @@ from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.security.identity import current_identity
 
 if TYPE_CHECKING:
+    from dispatch_core.response_plans import ResponsePlans
     from dispatch_core.security.audit import AuditTrail
 from dispatch_core.service.status import internal, to_status
 from dispatch_core.service.validation import coverage_spec, optional_ids, watch_interval
@@ -113,9 +114,15 @@ def actor_of(context: grpc.ServicerContext) -> str:
 class DispatchServicer:
     """The dispatch.v1 service over one pipeline."""
 
-    def __init__(self, pipeline: Pipeline, audit: AuditTrail | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        audit: AuditTrail | None = None,
+        response_plans: ResponsePlans | None = None,
+    ) -> None:
         self._pipeline = pipeline
         self._audit = audit
+        self._response_plans = response_plans
         self._core = pipeline.core
         self._capabilities = frozenset(self._core.capability_names())
         self._raw = self._bytes_handlers()
@@ -143,6 +150,7 @@ class DispatchServicer:
             "RecommendUnits": _guarded(self._recommend(core.recommend)),
             "BatchRecommendUnits": _guarded(self._recommend(core.batch_recommend)),
             "UpdateLocations": _guarded(self._update_locations),
+            "GetResponsePlans": _guarded(lambda request, context: core.get_response_plans(request)),
         }
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -178,6 +186,11 @@ class DispatchServicer:
             _guarded(self._query_audit),
             request_deserializer=pb.QueryAuditRequest.FromString,
             response_serializer=pb.QueryAuditResponse.SerializeToString,
+        )
+        handlers["ReloadResponsePlans"] = unary(
+            _guarded(self._reload_response_plans),
+            request_deserializer=pb.ReloadResponsePlansRequest.FromString,
+            response_serializer=pb.ReloadResponsePlansResponse.SerializeToString,
         )
         handlers["WatchEvents"] = grpc.unary_stream_rpc_method_handler(
             self._watch_events,
@@ -303,6 +316,23 @@ class DispatchServicer:
                 f"the server is shutting down; reconnect with from_sequence={last} to resume",
             )
         context.abort(code, message)
+
+    # ------------------------------------------------------------------ response plans
+
+    def _reload_response_plans(
+        self, request: pb.ReloadResponsePlansRequest, context: grpc.ServicerContext
+    ) -> pb.ReloadResponsePlansResponse:
+        plans = self._response_plans
+        if plans is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this server was started without a response-plan file; start it with"
+                " --response-plans PATH",
+            )
+        assert plans is not None  # abort raised
+        # The caller is journaled as the actor of the install, as for any command.
+        changed, in_force = plans.install(actor=actor_of(context))
+        return pb.ReloadResponsePlansResponse(changed=changed, response_plans=in_force)
 
     # --------------------------------------------------------------------------- audit
 

@@ -36,6 +36,8 @@ PER_RPC: dict[str, int] = {
     "ListPending": 4 * KIB,  # a page token (~170 bytes), an area and a few grades
     "WatchEvents": 4 * KIB,
     "QueryAudit": 4 * KIB,
+    "GetResponsePlans": 1 * KIB,  # empty
+    "ReloadResponsePlans": 1 * KIB,  # empty: the server reads its own file
     "SetUnitStatus": 4 * KIB,
     "GetPerson": 4 * KIB,
     "UpsertShift": 4 * KIB,  # five ids of 64 bytes and two timestamps

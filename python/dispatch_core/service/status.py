@@ -13,7 +13,12 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from dispatch_core._core import Refused
-from dispatch_core.errors import DispatchError, InvalidArgumentError, UnavailableError
+from dispatch_core.errors import (
+    DispatchError,
+    InvalidArgumentError,
+    PlanFileError,
+    UnavailableError,
+)
 
 
 def _status(code: int, message: str, detail: Message | None = None) -> grpc.Status:
@@ -65,7 +70,30 @@ def to_status(exc: Refused | DispatchError) -> grpc.Status:
         return _status(code_pb2.INVALID_ARGUMENT, str(exc), _bad_request(exc.violations))
     if isinstance(exc, UnavailableError):
         return _status(code_pb2.UNAVAILABLE, str(exc))
+    if isinstance(exc, PlanFileError):
+        return _plan_file_status(exc)
     return internal()
+
+
+def _plan_file_status(exc: PlanFileError) -> grpc.Status:
+    """The server's plan file does not validate: a state of the server, not of the request,
+    so FAILED_PRECONDITION, one violation per mistake, each naming file:line and key."""
+    detail = error_details_pb2.PreconditionFailure(
+        violations=[
+            error_details_pb2.PreconditionFailure.Violation(
+                type="RESPONSE_PLANS_INVALID",
+                subject=f"response_plans/{problem.where}",
+                description=f"{problem.key}: {problem.message}" if problem.key else problem.message,
+            )
+            for problem in exc.problems[:MAX_PLAN_PROBLEMS]
+        ]
+    )
+    return _status(code_pb2.FAILED_PRECONDITION, str(exc), detail)
+
+
+#: Most plan-file problems listed in one status: details travel in the trailer, which
+#: clients cap at 16 KiB by default (as the core caps field violations).
+MAX_PLAN_PROBLEMS = 16
 
 
 def internal() -> grpc.Status:

@@ -26,7 +26,8 @@ ASSUMPTIONS = (
     " the run (demand plus a 4 h drain) counts as late.",
     "After a job a unit is AVAILABLE at once and drives home (its start position) at normal"
     " speed, taking calls on the way; positions reach the engine and the policies by AVL"
-    " every 30 simulated seconds.",
+    " every 30 simulated seconds from moving units, and from standing ones whenever their"
+    " last report would otherwise outgrow the engine's trusted age (120 s).",
     "Units on duty all run (no shift changes in this slice); units not AVAILABLE in the"
     " scenario's fleet are off duty throughout.",
 )

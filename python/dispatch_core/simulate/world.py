@@ -9,7 +9,11 @@ What is modelled (assumptions the report repeats):
 - it stays on scene for the call's job time, then is AVAILABLE again and drives home (to
   where it started the run) at normal speed, taking calls on the way;
 - the control room sees positions only through AVL: every `ping_s` simulated seconds the
-  moving units report where they are (the engine and every policy rank on those reports);
+  moving units report where they are, and so does every other on-duty unit that arrived
+  somewhere since its last report or whose last report would otherwise grow older than the
+  engine's trusted age (`stale_after_seconds`) before the next ping: real AVL reports
+  standing units too, and the engine leaves out units it has not heard from for a quarter
+  of an hour (the engine and every policy rank on those reports);
 - an incident's response time runs from the call to its first unit on scene; it closes when
   every place of its requirement has been filled and every unit has cleared.
 
@@ -138,6 +142,7 @@ class World:
         self._circuity = float(config["circuity"])
         self._mobilise_s = float(config["mobilisation_seconds"]["AVAILABLE"])
         self._blue = {Grade[k]: float(v) for k, v in config["blue_light_factor"].items()}
+        self._trusted_age_s = float(config["stale_after_seconds"])
         type_speed = config["unit_type_speed_mps"]
         agency_speed = config["agency_speed_mps"]
         n = len(fleet)
@@ -161,6 +166,8 @@ class World:
         #: Positions as last reported by AVL: what the engine and every policy rank on.
         self.avl_lat = fleet.lat.copy()
         self.avl_lon = fleet.lon.copy()
+        #: When each unit last reported, simulated seconds (-inf: report at the next ping).
+        self.avl_s = np.zeros(n)
         self.legs: list[Leg | None] = [None] * n
         self.busy_since = np.full(n, np.nan)
         self.busy_s = np.zeros(n)
@@ -420,6 +427,7 @@ class World:
         self._set_status(unit, UnitStatus.ON_SCENE)
         self.legs[unit] = None
         self.avl_lat[unit], self.avl_lon[unit] = incident.call.lat, incident.call.lon
+        self.avl_s[unit] = -math.inf
         if incident.first_arrival_s is None:
             incident.first_arrival_s = self.now_s
         self._arrived[unit] = True
@@ -448,25 +456,28 @@ class World:
         self.legs[unit] = Leg(lat, lon, self.now_s, home_lat, home_lon, self.now_s + drive)
 
     def _ping(self) -> None:
-        """AVL: every moving unit reports where it is now."""
+        """AVL: every moving unit reports where it is now; a standing on-duty unit reports
+        where it stands when it arrived there since its last report, or when its last report
+        would be older than the trusted age by the next ping. So no position the engine ranks
+        on is ever charged as stale, or left out, for want of a report."""
         moving = [u for u, leg in enumerate(self.legs) if leg is not None and self.now_s >= leg.t0]
-        if not moving:
-            return
-        now = self.now_ms()
-        lats, lons = [], []
         for u in moving:
             leg = self.legs[u]
             assert leg is not None
-            lat, lon = leg.at(self.now_s)
-            self.avl_lat[u], self.avl_lon[u] = lat, lon
-            lats.append(lat)
-            lons.append(lon)
+            self.avl_lat[u], self.avl_lon[u] = leg.at(self.now_s)
             if self.now_s >= leg.t1 and self.available[u]:
                 self.legs[u] = None  # home again
+        due = self.on_duty & (self.now_s - self.avl_s + self.ping_s > self._trusted_age_s)
+        due[moving] = True
+        report = np.flatnonzero(due)
+        if report.size == 0:
+            return
+        self.avl_s[report] = self.now_s
+        now = self.now_ms()
         batch = pb.UpdateLocationsRequest(
-            unit_ids=[self.fleet.ids[u] for u in moving],
-            lat=lats,
-            lon=lons,
-            time_unix_ms=[now] * len(moving),
+            unit_ids=[self.fleet.ids[u] for u in report],
+            lat=self.avl_lat[report].tolist(),
+            lon=self.avl_lon[report].tolist(),
+            time_unix_ms=[now] * report.size,
         )
         self.core.update_locations(batch.SerializeToString(), now)

@@ -56,6 +56,7 @@ from dispatch_core._core import LocationReport
 from dispatch_core.durability.journal.base import GroupCommitJournal
 from dispatch_core.durability.observer import Observer
 from dispatch_core.durability.pipeline import Pipeline
+from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.types import Agency, Grade, UnitStatus
 from dispatch_core.views.exposition import wsgi_app
 from dispatch_core.views.picture import CoverageSpec, Picture, compute_picture
@@ -414,6 +415,13 @@ class PipelineMetrics(Observer):
         self._crew_off[overtime]()
 
 
+_PLANS_HELP = "Response plans in force (CreateIncident without requirements uses them)"
+_PLANS_TIME_HELP = (
+    "When the response plans in force were installed, Unix seconds; 0 before any"
+    " (a reload that changed them moves it)"
+)
+
+
 class StateCollector(Collector):
     """Units and incidents as they are at scrape time, from counts the core keeps: one
     pass over the unit table (agency x status) and O(grades) for incidents, whatever the
@@ -430,6 +438,8 @@ class StateCollector(Collector):
             GaugeMetricFamily(
                 "dispatch_oldest_unassigned_incident_age_seconds", _OLDEST_HELP, labels=("grade",)
             ),
+            GaugeMetricFamily("dispatch_response_plans", _PLANS_HELP),
+            GaugeMetricFamily("dispatch_response_plans_install_time_seconds", _PLANS_TIME_HELP),
         ]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -455,6 +465,20 @@ class StateCollector(Collector):
             oldest.add_metric((name,), age)
         yield open_family
         yield oldest
+
+        # A few dozen small plans: decoding them per scrape costs microseconds.
+        in_force = pb.GetResponsePlansResponse.FromString(
+            core.get_response_plans(b"")
+        ).response_plans
+        yield GaugeMetricFamily("dispatch_response_plans", _PLANS_HELP, value=len(in_force.plans))
+        installed = (
+            in_force.install_time.ToMilliseconds() / 1000.0
+            if in_force.HasField("install_time")
+            else 0.0
+        )
+        yield GaugeMetricFamily(
+            "dispatch_response_plans_install_time_seconds", _PLANS_TIME_HELP, value=installed
+        )
 
 
 class CoverageCollector(Collector):

@@ -5,6 +5,7 @@
 //! time the server journaled for it. The journal stores exactly those bytes and that time,
 //! so replaying an entry is executing it again.
 
+use crate::plans::ResponsePlan;
 use crate::store::UnitSpec;
 use crate::types::{Agency, Grade, Status};
 
@@ -19,6 +20,8 @@ pub enum Method {
     AssignUnits,
     /// The server's clock: makes the time-driven changes that are due.
     Tick,
+    /// Installs the response plans (the server sends it from its plan file).
+    ReplaceResponsePlans,
     /// Duty management ([`crate::duty`]).
     UpsertPerson,
     UpsertShift,
@@ -34,6 +37,7 @@ impl Method {
         Method::CloseIncident,
         Method::AssignUnits,
         Method::Tick,
+        Method::ReplaceResponsePlans,
         Method::UpsertPerson,
         Method::UpsertShift,
         Method::BookCrew,
@@ -49,6 +53,7 @@ impl Method {
             Method::CloseIncident => "CloseIncident",
             Method::AssignUnits => "AssignUnits",
             Method::Tick => "Tick",
+            Method::ReplaceResponsePlans => "ReplaceResponsePlans",
             Method::UpsertPerson => "UpsertPerson",
             Method::UpsertShift => "UpsertShift",
             Method::BookCrew => "BookCrew",
@@ -69,7 +74,8 @@ impl Method {
             Method::CloseIncident => 5,
             Method::AssignUnits => 6,
             Method::Tick => 7,
-            // Duty management numbers from 21, leaving 8-20 to the dispatch commands.
+            Method::ReplaceResponsePlans => 8,
+            // Duty management numbers from 21, leaving 9-20 to the dispatch commands.
             Method::UpsertPerson => 21,
             Method::UpsertShift => 22,
             Method::BookCrew => 23,
@@ -89,6 +95,9 @@ pub struct RequirementGroup {
     pub unit_types: Vec<String>,
     pub capabilities: Vec<String>,
     pub count: u32,
+    /// The group's units must reach the scene together (a firearms team): carried for
+    /// recommendations, not a ranking rule of its own.
+    pub arrive_together: bool,
 }
 
 /// Everything a new incident is created with.
@@ -101,6 +110,7 @@ pub struct NewIncident {
     pub lat: f64,
     pub lon: f64,
     pub area: String,
+    /// Empty: the response plan in force decides.
     pub requirements: Vec<RequirementGroup>,
 }
 
@@ -143,4 +153,8 @@ pub enum Command {
     Tick,
     /// A duty management command ([`crate::duty`]).
     Duty(crate::duty::wire::DutyCommand),
+    ReplaceResponsePlans {
+        plans: Vec<ResponsePlan>,
+        source: String,
+    },
 }

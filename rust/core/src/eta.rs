@@ -33,6 +33,17 @@ pub struct RankConfig {
     /// Cost, in seconds, per scarce capability a unit holds that the requirement does not
     /// ask for: keep the dog van free for the job that needs a dog.
     pub specialist_cost_seconds: f64,
+    /// Age of a position, seconds, up to which it is trusted as it is. AVL units report
+    /// every 10-30 s; two minutes of silence means a dead spot, a flat radio battery or a
+    /// unit that has moved where the last fix no longer says.
+    pub stale_after_seconds: f64,
+    /// Cost, in seconds, per second a position is older than `stale_after_seconds`: a unit
+    /// could have driven away from its last fix about as fast as it could drive to the job,
+    /// so a second of doubt costs about a second of ETA.
+    pub stale_position_weight: f64,
+    /// Age of a position, seconds, beyond which the unit is not offered at all: after a
+    /// quarter of an hour the fix says nothing about where the unit is.
+    pub stale_exclude_after_seconds: f64,
     /// Cost, in seconds, of taking a unit away from the lower-grade job it is committed to
     /// (pre-emption): that job goes back to the queue and loses the time already spent
     /// travelling to it, so a diversion must beat a free unit by this much to be offered
@@ -84,6 +95,9 @@ impl Default for RankConfig {
             shift_overrun_weight: [0.0, 0.5, 1.0, 1.0],
             expected_job_seconds: [5400.0, 3600.0, 3600.0, 1800.0],
             specialist_cost_seconds: 120.0,
+            stale_after_seconds: 120.0,
+            stale_position_weight: 1.0,
+            stale_exclude_after_seconds: 900.0,
             // Three minutes: a diverted unit is usually already moving, so it wins only when
             // a free unit is clearly further away.
             diversion_cost_seconds: 180.0,
@@ -115,6 +129,17 @@ impl RankConfig {
 
     pub fn blue_light(&self, grade: Grade) -> f64 {
         self.blue_light_factor[grade.index()]
+    }
+
+    /// The stale-position cost of a position `age_seconds` old.
+    #[inline]
+    pub fn stale_cost(&self, age_seconds: f64) -> f64 {
+        let beyond = age_seconds - self.stale_after_seconds;
+        if beyond > 0.0 {
+            beyond * self.stale_position_weight
+        } else {
+            0.0
+        }
     }
 
     /// Refuses values that would break the model or the pruning bound (which needs every
@@ -150,6 +175,18 @@ impl RankConfig {
         }
         check("cross_area_cost_seconds", self.cross_area_cost_seconds, 0.0, false)?;
         check("specialist_cost_seconds", self.specialist_cost_seconds, 0.0, false)?;
+        check("stale_after_seconds", self.stale_after_seconds, 0.0, false)?;
+        check("stale_position_weight", self.stale_position_weight, 0.0, false)?;
+        check("stale_exclude_after_seconds", self.stale_exclude_after_seconds, self.stale_after_seconds, false)
+            .map_err(|_| {
+                CoreError::invalid(
+                    "stale_exclude_after_seconds",
+                    format!(
+                        "{} must be finite and >= stale_after_seconds ({})",
+                        self.stale_exclude_after_seconds, self.stale_after_seconds
+                    ),
+                )
+            })?;
         check("diversion_cost_seconds", self.diversion_cost_seconds, 0.0, false)?;
         if self.preemptible_grades[Grade::Immediate.index()] {
             return Err(CoreError::invalid("preemptible_grades", "IMMEDIATE incidents are never pre-empted"));
@@ -179,5 +216,20 @@ mod tests {
         let c = RankConfig { cross_area_cost_seconds: -1.0, ..RankConfig::default() };
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("cross_area_cost_seconds"), "{err}");
+    }
+
+    #[test]
+    fn stale_cost_starts_after_the_trusted_age() {
+        let c = RankConfig { stale_after_seconds: 120.0, stale_position_weight: 2.0, ..RankConfig::default() };
+        assert_eq!(c.stale_cost(0.0), 0.0);
+        assert_eq!(c.stale_cost(120.0), 0.0);
+        assert_eq!(c.stale_cost(130.0), 20.0);
+    }
+
+    #[test]
+    fn exclusion_before_the_trusted_age_is_refused() {
+        let c = RankConfig { stale_after_seconds: 300.0, stale_exclude_after_seconds: 200.0, ..RankConfig::default() };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("stale_exclude_after_seconds") && err.contains("300"), "{err}");
     }
 }

@@ -9,6 +9,8 @@
 //! - [`batch`]: many waiting places × candidate units assigned at once (min-cost flow);
 //! - [`store`]: the table and the grid kept in step, with the status lifecycle;
 //! - [`duty`]: people, skills, shifts and crews, which decide a rostered unit's capabilities.
+//! - [`plans`]: response plans (run cards) and which one is in force for an incident;
+//! - [`team`]: the whole-team recommendation (one unit per place of a plan).
 //!
 //! No PyO3 here: the crate tests and benches without Python; `rust/python` binds it.
 //!
@@ -32,12 +34,14 @@ pub mod error;
 pub mod eta;
 pub mod geo;
 pub mod index;
+pub mod plans;
 pub mod rank;
 pub mod record;
 pub mod snapshot;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod team;
 pub mod time;
 pub mod types;
 pub mod units;

@@ -38,6 +38,8 @@ pub struct Query {
     pub unit_types: Vec<String>,
     /// The area (BCU) of the incident, for the cross-area cost; `None` disables it.
     pub area: Option<String>,
+    /// Rank by ETA instead of score ([`crate::team`]'s candidate pools).
+    pub by_eta: bool,
     /// Pre-emption: for an IMMEDIATE query, also offer units committed (DISPATCHED,
     /// EN_ROUTE, and ON_SCENE if configured) to incidents of a pre-emptible grade, each with
     /// the diversion cost. Ignored for any other grade.
@@ -58,6 +60,7 @@ impl Query {
             statuses: Vec::new(),
             unit_types: Vec::new(),
             area: None,
+            by_eta: false,
             diversions: false,
         }
     }
@@ -71,6 +74,8 @@ pub struct Breakdown {
     pub cross_area_cost: f64,
     pub shift_overrun_cost: f64,
     pub specialist_cost: f64,
+    /// The position's age beyond the trusted age, weighted ([`RankConfig::stale_cost`]).
+    pub stale_position_cost: f64,
     /// Cost of taking the unit from the job it is committed to (pre-emption only).
     pub diversion_cost: f64,
 }
@@ -84,6 +89,9 @@ pub struct Candidate {
     pub distance_m: f64,
     pub score: f64,
     pub breakdown: Breakdown,
+    /// Seconds between the unit's last position and the query's now (0 for a position
+    /// dated after it).
+    pub position_age_seconds: f64,
     /// The incident the unit would be diverted from (pre-emption only).
     pub diverted_from: Option<String>,
 }
@@ -110,6 +118,11 @@ pub struct Resolved {
     pub min_pace: f64,
     /// Seconds per metre of straight line for each type id, blue lights included.
     pub pace_by_type: Vec<f64>,
+    /// A position older than this, milliseconds, makes its unit ineligible.
+    pub stale_exclude_ms: f64,
+    /// Rank by ETA instead of score (what a whole-team recommendation needs: see
+    /// [`crate::team`]); ties still break on unit_id.
+    pub by_eta: bool,
     /// Pre-emption in force: the grades (index: [`Grade::index`]) whose committed units may
     /// be offered. `None`: no diversion, and a unit is judged by its status alone.
     pub diversion: Option<[bool; N_GRADES]>,
@@ -146,12 +159,22 @@ pub fn eligible(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
 }
 
 /// The tests that depend on the moment rather than on the unit's place in the index: on
-/// shift now, and under pre-emption, committed only to an incident of a grade that may be
-/// pre-empted (the grade column the state machine keeps on assignment and release).
+/// shift now; a position no older than the exclusion age (a position exactly that old is
+/// still offered); and under pre-emption, committed only to an incident of a grade that may
+/// be pre-empted (the grade column the state machine keeps on assignment and release).
 /// Ring-fencing will add its test here.
 #[inline]
 pub fn eligible_now(table: &UnitTable, slot: u32, q: &Resolved) -> bool {
-    table.on_shift(slot, q.now_ms) && divertible(table, slot, q)
+    table.on_shift(slot, q.now_ms)
+        && position_age_ms(table, slot, q.now_ms) <= q.stale_exclude_ms
+        && divertible(table, slot, q)
+}
+
+/// Milliseconds since the unit's last position, 0 when it is dated after `now_ms` (a ping
+/// may run a little ahead of the server's clock). Only for positioned units.
+#[inline]
+pub fn position_age_ms(table: &UnitTable, slot: u32, now_ms: i64) -> f64 {
+    now_ms.saturating_sub(table.location_ms[slot as usize]).max(0) as f64
 }
 
 /// Under pre-emption, a unit attached to an incident may be offered only when that
@@ -178,6 +201,19 @@ pub struct Scored {
     pub distance_m: f64,
     pub score: f64,
     pub breakdown: Breakdown,
+    pub position_age_seconds: f64,
+}
+
+impl Scored {
+    /// What the ranking orders by: the score, or the ETA for a team's candidate pools.
+    #[inline]
+    pub fn key(&self, by_eta: bool) -> f64 {
+        if by_eta {
+            self.eta_seconds
+        } else {
+            self.score
+        }
+    }
 }
 
 /// The score of an eligible unit for a query at (`lat`, `lon`), with its id.
@@ -190,6 +226,7 @@ pub fn score(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lon: f64
         distance_m: s.distance_m,
         score: s.score,
         breakdown: s.breakdown,
+        position_age_seconds: s.position_age_seconds,
         diverted_from: diverted_from(table, slot, q),
     }
 }
@@ -220,6 +257,8 @@ pub fn score_terms(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lo
     };
     let unneeded_specialisms = (table.caps[s] & model.scarce & !q.required).count_ones();
     let specialist_cost = f64::from(unneeded_specialisms) * cfg.specialist_cost_seconds;
+    let position_age_seconds = position_age_ms(table, slot, q.now_ms) / 1000.0;
+    let stale_position_cost = cfg.stale_cost(position_age_seconds);
     let diverted = q.diversion.is_some() && table.incident_grade[s] != 0;
     let diversion_cost = if diverted { cfg.diversion_cost_seconds } else { 0.0 };
     let breakdown = Breakdown {
@@ -228,13 +267,20 @@ pub fn score_terms(table: &UnitTable, model: &Model<'_>, slot: u32, lat: f64, lo
         cross_area_cost,
         shift_overrun_cost,
         specialist_cost,
+        stale_position_cost,
         diversion_cost,
     };
     Scored {
         eta_seconds,
         distance_m,
-        score: eta_seconds + cross_area_cost + shift_overrun_cost + specialist_cost + diversion_cost,
+        score: eta_seconds
+            + cross_area_cost
+            + shift_overrun_cost
+            + specialist_cost
+            + stale_position_cost
+            + diversion_cost,
         breakdown,
+        position_age_seconds,
     }
 }
 
@@ -243,19 +289,34 @@ pub fn candidate_order(a: &Candidate, b: &Candidate) -> Ordering {
     a.score.total_cmp(&b.score).then_with(|| a.unit_id.cmp(&b.unit_id))
 }
 
+/// Total order of candidates by ETA, then unit_id: the order of a team's candidate pools.
+pub fn eta_order(a: &Candidate, b: &Candidate) -> Ordering {
+    a.eta_seconds.total_cmp(&b.eta_seconds).then_with(|| a.unit_id.cmp(&b.unit_id))
+}
+
+/// The order a query asks for.
+pub fn order_of(q: &Resolved) -> fn(&Candidate, &Candidate) -> Ordering {
+    if q.by_eta {
+        eta_order
+    } else {
+        candidate_order
+    }
+}
+
 /// The oracle: every unit scored, sorted, cut at K.
 pub fn brute_force(table: &UnitTable, model: &Model<'_>, lat: f64, lon: f64, q: &Resolved) -> Vec<Candidate> {
     let mut all: Vec<Candidate> = (0..table.capacity() as u32)
         .filter(|&slot| eligible(table, slot, q))
         .map(|slot| score(table, model, slot, lat, lon, q))
         .collect();
-    all.sort_by(candidate_order);
+    all.sort_by(order_of(q));
     all.truncate(q.k);
     all
 }
 
 /// A heap item: the worst of the current top-K sits on top.
 struct Ranked<'t> {
+    /// The ordering key: the score, or the ETA when the query ranks by ETA.
     score: f64,
     id: &'t str,
     slot: u32,
@@ -301,9 +362,11 @@ pub fn search<'t>(
     let mut seen = 0usize;
     let mobilisation: [f64; N_PARTITIONS] = std::array::from_fn(|p| model.config.mobilisation_seconds[p % N_STATUSES]);
 
-    // `mobilisation` is the partition's (its status is fixed), so a unit's score is at least
+    // `mobilisation` is the partition's (its status is fixed), so a unit's ETA, and so its
+    // score (ETA plus non-negative costs, the stale-position cost included), is at least
     // mobilisation + chord × R × its type's pace (a chord is never longer than its arc):
-    // a bound with no trigonometry that skips most units before the full score.
+    // a bound with no trigonometry that skips most units before the full score. The bound
+    // holds for either ordering key.
     let scan = |entries: &[Entry], mobilisation: f64, top: &mut BinaryHeap<Ranked<'t>>, limit2: &mut f64| {
         for e in entries {
             if e.caps & q.required != q.required {
@@ -328,7 +391,7 @@ pub fn search<'t>(
                 continue;
             }
             let c = score_terms(table, model, e.slot, lat, lon, q);
-            let item = Ranked { score: c.score, id: &table.ids[e.slot as usize], slot: e.slot };
+            let item = Ranked { score: c.key(q.by_eta), id: &table.ids[e.slot as usize], slot: e.slot };
             if top.len() < q.k {
                 top.push(item);
             } else if item < *top.peek().expect("heap is full") {
@@ -379,7 +442,7 @@ pub fn search<'t>(
         r += 1;
     }
     let mut out: Vec<Candidate> = top.into_iter().map(|item| score(table, model, item.slot, lat, lon, q)).collect();
-    out.sort_by(candidate_order);
+    out.sort_by(order_of(q));
     Ok(out)
 }
 

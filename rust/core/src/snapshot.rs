@@ -3,7 +3,9 @@
 //! A snapshot holds everything replay cannot rebuild from the entries after it: units
 //! (their slots, live or removed, static attributes, status, incident link and last
 //! position with its time, since pings are not journaled), incidents, the idempotency table,
-//! the clock, the sequence and the counter behind server-chosen incident ids. The encoding
+//! the clock, the sequence, the counter behind server-chosen incident ids, the running
+//! acknowledgement deadlines, the response plans in force and the roster (people, shifts,
+//! crews and what the crews make of their units). The encoding
 //! is Protocol Buffers (messages declared here with prost), units column by column so that
 //! encoding is a few copies of packed arrays. [`FORMAT`] versions the layout; another
 //! version is refused with a message naming it, never guessed at.
@@ -12,7 +14,7 @@
 //! exactly when their snapshots are byte-equal: the replay tests compare snapshots, and
 //! [`digest`] hashes one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use imbl::OrdMap;
@@ -21,12 +23,22 @@ use prost::Message;
 use crate::caps::CapSet;
 use crate::command::{Method, RequirementGroup};
 use crate::error::{CoreError, CoreResult};
+use crate::plans::{PlanBook, ResponsePlan, TimeWindow};
 use crate::state::{Incident, Incidents, Machine, Remembered, RequestTable};
 use crate::store::{RestoredUnit, UnitStore};
 use crate::types::{Agency, Grade, IncidentStatus, Status};
 
-/// The layout version written by this build. Version 1 was the JSON of the Python engine.
-pub const FORMAT: u32 = 2;
+/// The layout version written by this build. Version 1 was the JSON of the Python engine;
+/// version 2 had no response plans (snapshot fields 18-20, incident field 16) and no roster
+/// (field 40) and is still read, as a state with neither; its acknowledgement deadlines
+/// (15-17) and `cleared` counts (incident field 15) are read as they are, and are simply
+/// absent from older writes. Version 3 gained the plans and the roster together (no build
+/// wrote version 3 without field 40 outside development), and a version 3 snapshot without
+/// field 40 reads as a state with nobody rostered.
+pub const FORMAT: u32 = 3;
+
+/// The oldest layout version this build still reads.
+pub const OLDEST_FORMAT: u32 = 2;
 
 #[derive(Clone, PartialEq, Message)]
 struct SnapshotMsg {
@@ -68,9 +80,36 @@ struct SnapshotMsg {
     /// Units flagged overdue that have not acknowledged yet, slot order.
     #[prost(uint32, repeated, tag = "17")]
     ack_overdue: Vec<u32>,
-    /// People, shifts, crews and rostered units ([`crate::duty::snapshot`]).
+    /// The response plans in force (format 3), in installation order.
+    #[prost(message, repeated, tag = "18")]
+    response_plans: Vec<ResponsePlanRow>,
+    #[prost(string, tag = "19")]
+    plans_source: String,
+    #[prost(int64, optional, tag = "20")]
+    plans_installed_ms: Option<i64>,
+    /// People, shifts, crews and rostered units (format 3; [`crate::duty::snapshot`]).
+    /// Numbered apart from the dispatch fields so that these can grow without meeting it.
     #[prost(message, optional, tag = "40")]
     duty: Option<crate::duty::snapshot::DutyMsg>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ResponsePlanRow {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "2")]
+    incident_type: String,
+    /// 0 for any grade.
+    #[prost(int32, tag = "3")]
+    grade: i32,
+    #[prost(string, optional, tag = "4")]
+    area: Option<String>,
+    #[prost(uint32, optional, tag = "5")]
+    window_start_minute: Option<u32>,
+    #[prost(uint32, optional, tag = "6")]
+    window_end_minute: Option<u32>,
+    #[prost(message, repeated, tag = "7")]
+    groups: Vec<GroupRow>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -116,6 +155,8 @@ struct GroupRow {
     capabilities: Vec<String>,
     #[prost(uint32, tag = "4")]
     count: u32,
+    #[prost(bool, tag = "5")]
+    arrive_together: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -157,6 +198,9 @@ struct IncidentRow {
     /// Units that attended and left (they still count towards the plan).
     #[prost(uint32, tag = "15")]
     cleared: u32,
+    /// The response plan the requirements came from; empty when the client sent them.
+    #[prost(string, tag = "16")]
+    response_plan: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -239,7 +283,47 @@ fn group_row(g: &RequirementGroup) -> GroupRow {
         unit_types: g.unit_types.clone(),
         capabilities: g.capabilities.clone(),
         count: g.count,
+        arrive_together: g.arrive_together,
     }
+}
+
+fn group_of(g: &GroupRow) -> CoreResult<RequirementGroup> {
+    Ok(RequirementGroup {
+        agency: Agency::from_i32(g.agency, "snapshot")?,
+        unit_types: g.unit_types.clone(),
+        capabilities: g.capabilities.clone(),
+        count: g.count,
+        arrive_together: g.arrive_together,
+    })
+}
+
+fn plan_row(p: &ResponsePlan) -> ResponsePlanRow {
+    ResponsePlanRow {
+        name: p.name.clone(),
+        incident_type: p.incident_type.clone(),
+        grade: p.grade.map_or(0, |g| g as i32),
+        area: p.area.clone(),
+        window_start_minute: p.window.map(|w| u32::from(w.start_minute)),
+        window_end_minute: p.window.map(|w| u32::from(w.end_minute)),
+        groups: p.groups.iter().map(group_row).collect(),
+    }
+}
+
+fn plan_of(row: &ResponsePlanRow) -> CoreResult<ResponsePlan> {
+    let minute = |m: u32| u16::try_from(m).map_err(|_| bad(format!("plan {:?} has a window minute {m}", row.name)));
+    let window = match (row.window_start_minute, row.window_end_minute) {
+        (Some(s), Some(e)) => Some(TimeWindow { start_minute: minute(s)?, end_minute: minute(e)? }),
+        (None, None) => None,
+        _ => return Err(bad(format!("plan {:?} has half a time window", row.name))),
+    };
+    Ok(ResponsePlan {
+        name: row.name.clone(),
+        incident_type: row.incident_type.clone(),
+        grade: (row.grade != 0).then(|| Grade::from_i32(row.grade, "snapshot")).transpose()?,
+        area: row.area.clone(),
+        window,
+        groups: row.groups.iter().map(group_of).collect::<CoreResult<Vec<_>>>()?.into(),
+    })
 }
 
 /// A copy of the whole state, taken under the state's read lock and encoded after it is
@@ -261,6 +345,7 @@ pub struct Captured {
     /// The roster: persistent maps, so the copy is a reference count.
     duty: crate::duty::Duty,
     vocabulary: crate::caps::Vocabulary,
+    plans: PlanBook,
 }
 
 impl Captured {
@@ -271,16 +356,20 @@ impl Captured {
 
     /// The snapshot bytes (canonical).
     pub fn encode(&self) -> Vec<u8> {
-        let mut plan_index: BTreeMap<*const [RequirementGroup], u32> = BTreeMap::new();
+        // Equal plans are written once, found by value: which incidents happen to share
+        // one allocation depends on history (a restore, a plan reinstalled), and the bytes
+        // must not. The pointer map makes that a value comparison per distinct allocation,
+        // not per incident.
+        let mut by_ptr: BTreeMap<*const [RequirementGroup], u32> = BTreeMap::new();
+        let mut by_value: HashMap<&[RequirementGroup], u32> = HashMap::new();
         let mut plans = Vec::new();
         let mut incidents = Vec::with_capacity(self.incidents.len());
         for i in self.incidents.values() {
-            // Shared plans are written once. Keyed by pointer: equal plans that are not
-            // shared are written twice, which keeps encoding a lookup, not a comparison.
-            let key = Arc::as_ptr(&i.requirements);
-            let plan = *plan_index.entry(key).or_insert_with(|| {
-                plans.push(PlanRow { groups: i.requirements.iter().map(group_row).collect() });
-                (plans.len() - 1) as u32
+            let plan = *by_ptr.entry(Arc::as_ptr(&i.requirements)).or_insert_with(|| {
+                *by_value.entry(&i.requirements).or_insert_with(|| {
+                    plans.push(PlanRow { groups: i.requirements.iter().map(group_row).collect() });
+                    (plans.len() - 1) as u32
+                })
             });
             incidents.push(IncidentRow {
                 incident_id: i.incident_id.clone(),
@@ -298,6 +387,7 @@ impl Captured {
                 first_on_scene_ms: i.first_on_scene_ms,
                 closed_ms: i.closed_ms,
                 cleared: i.cleared,
+                response_plan: i.response_plan.clone(),
             });
         }
         let requests = self
@@ -332,6 +422,9 @@ impl Captured {
             ack_deadlines: self.acks.deadlines().map(|(_, due)| due).collect(),
             ack_overdue: self.acks.overdue().collect(),
             duty: Some(crate::duty::snapshot::encode(&self.duty, &self.vocabulary)),
+            response_plans: self.plans.plans().iter().map(plan_row).collect(),
+            plans_source: self.plans.source.clone(),
+            plans_installed_ms: self.plans.installed_ms,
         }
         .encode_to_vec()
     }
@@ -358,6 +451,7 @@ pub fn capture(m: &Machine) -> Captured {
         acks: m.acks().clone(),
         duty: m.duty().clone(),
         vocabulary: store.vocabulary().clone(),
+        plans: m.response_plans().clone(),
     }
 }
 
@@ -382,8 +476,8 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
         )));
     }
     let s = SnapshotMsg::decode(data).map_err(|e| bad(format!("unreadable: {e}")))?;
-    if s.format != FORMAT {
-        return Err(bad(format!("has format {}; this build reads format {FORMAT}", s.format)));
+    if !(OLDEST_FORMAT..=FORMAT).contains(&s.format) {
+        return Err(bad(format!("has format {}; this build reads formats {OLDEST_FORMAT} to {FORMAT}", s.format)));
     }
     let mut store = empty;
     // Capability bits are positions in the snapshot's vocabulary: map them by name onto the
@@ -433,20 +527,7 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
     let plans: Vec<Arc<[RequirementGroup]>> = s
         .plans
         .iter()
-        .map(|p| {
-            p.groups
-                .iter()
-                .map(|g| {
-                    Ok(RequirementGroup {
-                        agency: Agency::from_i32(g.agency, "snapshot")?,
-                        unit_types: g.unit_types.clone(),
-                        capabilities: g.capabilities.clone(),
-                        count: g.count,
-                    })
-                })
-                .collect::<CoreResult<Vec<_>>>()
-                .map(Arc::from)
-        })
+        .map(|p| p.groups.iter().map(group_of).collect::<CoreResult<Vec<_>>>().map(Arc::from))
         .collect::<CoreResult<_>>()?;
     let mut incidents = Incidents::new();
     for row in s.incidents {
@@ -470,6 +551,7 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
             first_on_scene_ms: row.first_on_scene_ms,
             closed_ms: row.closed_ms,
             cleared: row.cleared,
+            response_plan: row.response_plan,
         });
     }
     incidents.next_number = s.next_incident_number;
@@ -515,6 +597,13 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
     m.incidents = incidents;
     m.acks = acks;
     m.requests = requests;
+    let plans = s.response_plans.iter().map(plan_of).collect::<CoreResult<Vec<_>>>()?;
+    // Checked as an install would be: a snapshot must not bring in plans the configured
+    // vocabulary cannot serve, nor a tie the resolution could not settle.
+    if let Some(p) = PlanBook::problems(&plans, m.vocabulary()).first() {
+        return Err(bad(format!("response plan {} is refused now: {} {}", p.plan, p.field, p.reason)));
+    }
+    m.plans = PlanBook::trusted(plans, s.plans_source, s.plans_installed_ms);
     m.clock_ms = s.clock_ms;
     m.sequence = s.sequence;
     m.check_invariants().map_err(|e| bad(format!("is inconsistent: {e}")))?;
@@ -525,4 +614,225 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
 /// have equal digests, and the simulator prints it to show two runs agree.
 pub fn digest(m: &Machine) -> u64 {
     encode(m).iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eta::RankConfig;
+    use crate::plans::TimeWindow;
+    use crate::state::JournalAnswer;
+    use crate::wire::pb;
+
+    fn store() -> UnitStore {
+        UnitStore::new(RankConfig::default(), 0.01).unwrap()
+    }
+
+    fn with_plans() -> Machine {
+        let mut m = Machine::new(store(), 100);
+        let plan = pb::ResponsePlan {
+            name: "night".into(),
+            incident_type: "burglary".into(),
+            grade: 2,
+            area: "Camden".into(),
+            time_window: Some(pb::TimeOfDayWindow { start_minute: 1320, end_minute: 360 }),
+            groups: vec![pb::RequirementGroup { agency: 1, count: 2, arrive_together: true, ..Default::default() }],
+        };
+        let request =
+            pb::ReplaceResponsePlansRequest { request_id: "p".into(), plans: vec![plan], source: "f.toml".into() };
+        let outcome = m.execute(
+            Method::ReplaceResponsePlans,
+            &request.encode_to_vec(),
+            1_750_000_000_000,
+            JournalAnswer::Unchecked,
+        );
+        assert!(matches!(outcome, crate::state::Outcome::Applied { .. }), "{outcome:?}");
+        m
+    }
+
+    #[test]
+    fn plans_survive_a_snapshot() {
+        let m = with_plans();
+        let restored = decode(&encode(&m), store(), 100).unwrap();
+        assert_eq!(restored.response_plans(), m.response_plans());
+        let p = &restored.response_plans().plans()[0];
+        assert_eq!(p.window, Some(TimeWindow { start_minute: 1320, end_minute: 360 }));
+        assert!(p.groups[0].arrive_together);
+        assert_eq!(encode(&restored), encode(&m));
+    }
+
+    #[test]
+    fn a_format_2_snapshot_loads_with_no_plans_and_other_formats_are_refused_by_number() {
+        // A format 2 snapshot is this layout without fields 18-20: what an older build wrote.
+        let mut old = SnapshotMsg::decode(encode(&Machine::new(store(), 100)).as_slice()).unwrap();
+        old.format = 2;
+        old.duty = None;
+        let m = decode(&old.encode_to_vec(), store(), 100).unwrap();
+        assert!(m.response_plans().plans().is_empty() && m.response_plans().installed_ms.is_none());
+        for format in [1, 4] {
+            old.format = format;
+            let e = decode(&old.encode_to_vec(), store(), 100).unwrap_err();
+            assert!(e.to_string().contains(&format!("has format {format}; this build reads formats 2 to 3")), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_whose_plans_the_vocabulary_lacks_is_refused() {
+        let m = with_plans();
+        let mut msg = SnapshotMsg::decode(encode(&m).as_slice()).unwrap();
+        msg.response_plans[0].groups[0].capabilities = vec!["tazer".into()];
+        let e = decode(&msg.encode_to_vec(), store(), 100).unwrap_err();
+        assert!(e.to_string().contains("response plan 0 is refused"), "{e}");
+        m.check_invariants().unwrap();
+    }
+
+    /// Plans, acknowledgement deadlines and `cleared` counts side by side in one state.
+    fn with_everything() -> Machine {
+        let mut m = with_plans();
+        m.ack_timeouts = crate::state::AckTimeouts([Some(60_000), Some(60_000), Some(60_000), None]);
+        let t = 1_750_000_000_000;
+        let mut ok = |method: Method, bytes: Vec<u8>, at: i64| {
+            let outcome = m.execute(method, &bytes, at, JournalAnswer::Unchecked);
+            assert!(matches!(outcome, crate::state::Outcome::Applied { .. }), "{method:?}: {outcome:?}");
+        };
+        for id in ["A", "B"] {
+            let unit = pb::UnitSpec { unit_id: id.into(), agency: 1, unit_type: "irv".into(), ..Default::default() };
+            ok(
+                Method::UpsertUnit,
+                pb::UpsertUnitRequest { request_id: format!("u{id}"), unit: Some(unit) }.encode_to_vec(),
+                t,
+            );
+        }
+        let create = pb::CreateIncidentRequest {
+            request_id: "c".into(),
+            incident_id: "I1".into(),
+            grade: 2,
+            incident_type: "burglary".into(),
+            location: Some(pb::Location { lat: 51.5, lon: -0.12 }),
+            requirements: vec![pb::RequirementGroup { agency: 1, count: 2, ..Default::default() }],
+            ..Default::default()
+        };
+        ok(Method::CreateIncident, create.encode_to_vec(), t + 1);
+        let assign = |rid: &str, unit: &str| {
+            pb::AssignUnitsRequest {
+                request_id: rid.into(),
+                incident_id: "I1".into(),
+                unit_ids: vec![unit.into()],
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let status = |rid: &str, unit: &str, to: Status| {
+            pb::SetUnitStatusRequest { request_id: rid.into(), unit_id: unit.into(), status: to as i32 }.encode_to_vec()
+        };
+        // A attends and leaves (cleared 1); B is dispatched and has not acknowledged yet.
+        ok(Method::AssignUnits, assign("a1", "A"), t + 2);
+        ok(Method::SetUnitStatus, status("s1", "A", Status::OnScene), t + 3);
+        ok(Method::SetUnitStatus, status("s2", "A", Status::Available), t + 4);
+        ok(Method::AssignUnits, assign("a2", "B"), t + 5);
+        assert_eq!(m.incidents().get("I1").unwrap().cleared, 1);
+        assert_eq!(m.acks().deadlines().count(), 1);
+        m
+    }
+
+    #[test]
+    fn plans_deadlines_and_cleared_counts_survive_one_snapshot_byte_for_byte() {
+        let m = with_everything();
+        let bytes = encode(&m);
+        assert_eq!(SnapshotMsg::decode(bytes.as_slice()).unwrap().format, FORMAT);
+        let restored = decode(&bytes, store(), 100).unwrap();
+        assert_eq!(restored.response_plans(), m.response_plans());
+        assert_eq!(restored.acks().deadlines().collect::<Vec<_>>(), m.acks().deadlines().collect::<Vec<_>>());
+        assert_eq!(restored.incidents().get("I1").unwrap().cleared, 1);
+        assert_eq!(encode(&restored), bytes);
+        assert_eq!(digest(&restored), digest(&m));
+    }
+
+    #[test]
+    fn a_format_2_snapshot_with_deadlines_keeps_them_and_has_no_plans() {
+        // What the build before response plans wrote: deadlines and `cleared`, no plans.
+        let mut old = SnapshotMsg::decode(encode(&with_everything()).as_slice()).unwrap();
+        old.format = 2;
+        old.duty = None;
+        old.response_plans.clear();
+        old.plans_source.clear();
+        old.plans_installed_ms = None;
+        for row in &mut old.incidents {
+            row.response_plan.clear();
+        }
+        let m = decode(&old.encode_to_vec(), store(), 100).unwrap();
+        assert!(m.response_plans().plans().is_empty());
+        assert_eq!(m.acks().deadlines().count(), 1);
+        assert_eq!(m.incidents().get("I1").unwrap().cleared, 1);
+        m.check_invariants().unwrap();
+    }
+
+    /// [`with_everything`] and a roster: unit C crewed by a firearms officer on shift.
+    fn with_roster() -> Machine {
+        let mut m = with_everything();
+        let t = 1_750_000_000_000;
+        let h = 3_600_000;
+        let ts = crate::wire::encode::timestamp;
+        let mut ok = |method: Method, bytes: Vec<u8>| {
+            let outcome = m.execute(method, &bytes, t + 10, JournalAnswer::Unchecked);
+            assert!(matches!(outcome, crate::state::Outcome::Applied { .. }), "{method:?}: {outcome:?}");
+        };
+        let unit = pb::UnitSpec { unit_id: "C".into(), agency: 1, unit_type: "arv".into(), ..Default::default() };
+        ok(Method::UpsertUnit, pb::UpsertUnitRequest { request_id: "uC".into(), unit: Some(unit) }.encode_to_vec());
+        let skill = pb::Skill { capability: "firearms".into(), valid_from: None, expiry: Some(ts(t + 4 * h)) };
+        let person = pb::Person { person_id: "P1".into(), name: "PC One".into(), skills: vec![skill] };
+        ok(
+            Method::UpsertPerson,
+            pb::UpsertPersonRequest { request_id: "p1".into(), person: Some(person) }.encode_to_vec(),
+        );
+        let shift = pb::Shift {
+            shift_id: "S1".into(),
+            person_id: "P1".into(),
+            start: Some(ts(t)),
+            end: Some(ts(t + 8 * h)),
+            ..Default::default()
+        };
+        ok(Method::UpsertShift, pb::UpsertShiftRequest { request_id: "s1".into(), shift: Some(shift) }.encode_to_vec());
+        let crew = pb::Crew {
+            crew_id: "K1".into(),
+            unit_id: "C".into(),
+            person_ids: vec!["P1".into()],
+            start: Some(ts(t)),
+            end: Some(ts(t + 8 * h)),
+            minimums: Vec::new(),
+        };
+        ok(Method::BookCrew, pb::BookCrewRequest { request_id: "k1".into(), crew: Some(crew) }.encode_to_vec());
+        m
+    }
+
+    #[test]
+    fn plans_deadlines_and_a_roster_share_format_3_byte_for_byte() {
+        let m = with_roster();
+        let bytes = encode(&m);
+        let msg = SnapshotMsg::decode(bytes.as_slice()).unwrap();
+        assert_eq!(msg.format, FORMAT);
+        assert!(!msg.response_plans.is_empty() && msg.duty.is_some());
+        let restored = decode(&bytes, store(), 100).unwrap();
+        assert_eq!(restored.duty().sizes(), (1, 1, 1, 1));
+        assert_eq!(restored.duty().next_due(), m.duty().next_due());
+        assert_eq!(restored.response_plans(), m.response_plans());
+        assert_eq!(restored.acks().deadlines().count(), 1);
+        let slot = restored.units().slot("C").unwrap() as usize;
+        assert_eq!(restored.vocabulary().decode(restored.units().table().caps[slot]), ["firearms"]);
+        assert_eq!(encode(&restored), bytes);
+        assert_eq!(digest(&restored), digest(&m));
+    }
+
+    #[test]
+    fn a_format_3_snapshot_without_the_roster_field_loads_with_nobody_rostered() {
+        // What a build with response plans but before duty management wrote.
+        let mut msg = SnapshotMsg::decode(encode(&with_everything()).as_slice()).unwrap();
+        msg.duty = None;
+        let m = decode(&msg.encode_to_vec(), store(), 100).unwrap();
+        assert_eq!(m.duty().sizes(), (0, 0, 0, 0));
+        assert_eq!(m.duty().next_due(), None);
+        assert!(!m.response_plans().plans().is_empty());
+        assert_eq!(encode(&m), encode(&with_everything()));
+        m.check_invariants().unwrap();
+    }
 }

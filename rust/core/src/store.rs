@@ -718,6 +718,8 @@ impl UnitStore {
         let pace_by_type = self.type_speed.iter().map(|&speed| self.config.circuity / (speed * blue)).collect();
         Ok(Resolved {
             pace_by_type,
+            stale_exclude_ms: self.config.stale_exclude_after_seconds * 1000.0,
+            by_eta: q.by_eta,
             now_ms: q.now_ms,
             k: q.k,
             grade: q.grade,

@@ -3,7 +3,7 @@
 //! replay and snapshot equality with rosters (as properties), and the ranking with crews
 //! against the brute-force oracle.
 
-use dispatch_engine::command::Method;
+use dispatch_engine::command::{Method, RequirementGroup};
 use dispatch_engine::error::CoreError;
 use dispatch_engine::eta::RankConfig;
 use dispatch_engine::rank::Query;
@@ -11,6 +11,7 @@ use dispatch_engine::record;
 use dispatch_engine::snapshot;
 use dispatch_engine::state::{Event, JournalAnswer, Machine, Outcome};
 use dispatch_engine::store::UnitStore;
+use dispatch_engine::team;
 use dispatch_engine::types::{Agency, Status};
 use dispatch_engine::wire::encode::timestamp;
 use dispatch_engine::wire::pb;
@@ -28,11 +29,13 @@ struct Run {
     m: Machine,
     journal: Vec<(u64, Method, Vec<u8>, Vec<u8>)>,
     n: u64,
+    /// When every unit was last pinged (pings are not journaled: a replica is given them).
+    pinged_ms: i64,
 }
 
 impl Run {
     fn new() -> Self {
-        Self { m: machine(), journal: Vec::new(), n: 0 }
+        Self { m: machine(), journal: Vec::new(), n: 0, pinged_ms: T0 }
     }
 
     fn send(&mut self, method: Method, bytes: Vec<u8>, at: i64) -> Outcome {
@@ -151,8 +154,23 @@ impl Run {
         self.m.units().table().status[self.m.units().slot(unit).unwrap() as usize]
     }
 
-    /// Units the ranking offers for a firearms job at `now`.
-    fn firearms_candidates(&self, now: i64) -> Vec<String> {
+    /// Pings every positioned unit where it stands, dated `now`: the ranking excludes a
+    /// position older than the exclusion age (15 minutes), and these tests are about crews,
+    /// not about the AVL feed going quiet.
+    fn ping_all(&mut self, now: i64) {
+        let t = self.m.units().table();
+        let slots: Vec<usize> = (0..t.len()).filter(|&s| t.live[s] && t.has_location(s as u32)).collect();
+        let ids: Vec<String> = slots.iter().map(|&s| t.ids[s].to_string()).collect();
+        let lat: Vec<f64> = slots.iter().map(|&s| t.lat[s]).collect();
+        let lon: Vec<f64> = slots.iter().map(|&s| t.lon[s]).collect();
+        let report = self.m.update_locations(&ids, &lat, &lon, &vec![now; ids.len()], now).unwrap();
+        assert_eq!(report.applied as usize, ids.len(), "{report:?}");
+        self.pinged_ms = now;
+    }
+
+    /// Units the ranking offers for a firearms job at `now` (positions fresh then).
+    fn firearms_candidates(&mut self, now: i64) -> Vec<String> {
+        self.ping_all(now);
         let mut q = Query::new(51.5, -0.12, now);
         q.required = vec!["firearms".into()];
         q.k = 10;
@@ -259,6 +277,62 @@ fn the_unit_goes_off_duty_at_shift_end_unless_committed_then_it_is_on_overtime()
     assert_eq!(r.m.duty().next_due(), Some(T0 + 24 * H));
     r.tick(T0 + 24 * H);
     assert_eq!(r.status("ARV1"), Status::Available);
+}
+
+/// The whole-team recommendation for two firearms places at `now`, positions as they are.
+fn firearms_team(r: &Run, now: i64) -> team::Team {
+    let group = RequirementGroup {
+        agency: Agency::Police,
+        unit_types: Vec::new(),
+        capabilities: vec!["firearms".into()],
+        count: 2,
+        arrive_together: true,
+    };
+    team::recommend(r.m.units(), &Query::new(51.5, -0.12, now), &[group], None, false).unwrap()
+}
+
+#[test]
+fn the_whole_team_takes_crew_skills_and_windows_under_the_eligibility_rules() {
+    let mut r = arv();
+    // IRV1 declares firearms, but its crew, on from 1h, holds none: the crew decides.
+    r.unit("IRV1", &["firearms"], T0);
+    r.person("E", &[("taser", None, None)], T0);
+    let req = r.shift_request("SE", "E", T0 + H, T0 + 9 * H);
+    r.ok(Method::UpsertShift, req, T0);
+    let req = r.crew_request("C5", "IRV1", &["E"], T0 + H, T0 + 9 * H, 1);
+    r.ok(Method::BookCrew, req, T0);
+    // ARV3 declares nothing; a crew of one firearms officer comes on at 1h.
+    r.unit("ARV3", &[], T0);
+    r.person("F", &[("firearms", None, None)], T0);
+    let req = r.shift_request("SF", "F", T0 + H, T0 + 9 * H);
+    r.ok(Method::UpsertShift, req, T0);
+    let req = r.crew_request("C6", "ARV3", &["F"], T0 + H, T0 + 9 * H, 1);
+    r.ok(Method::BookCrew, req, T0);
+    r.m.update_locations(&["IRV1", "ARV3"], &[51.501, 51.502], &[-0.12, -0.12], &[T0, T0], T0).unwrap();
+
+    // Before 1h ARV3's crew window has not opened (off shift): one place short.
+    r.ping_all(T0 + 60_000);
+    let t = firearms_team(&r, T0 + 60_000);
+    assert_eq!(t.members.iter().map(|m| m.candidate.unit_id.as_str()).collect::<Vec<_>>(), ["ARV1"]);
+    assert_eq!(t.shortfalls.len(), 1);
+    assert_eq!(t.shortfalls[0].missing, 1);
+
+    // From 1h, after the tick: ARV3 has its officer's firearms; IRV1 still has none.
+    r.tick(T0 + H);
+    r.ping_all(T0 + H);
+    let t = firearms_team(&r, T0 + H);
+    let mut ids: Vec<&str> = t.members.iter().map(|m| m.candidate.unit_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["ARV1", "ARV3"]);
+    assert!(t.shortfalls.is_empty());
+    assert!(!r.caps("IRV1").contains(&"firearms".to_owned()));
+
+    // Main's stale-position rule holds for rostered units too: ARV1 silent for 20 minutes.
+    let later = T0 + H + 20 * 60_000;
+    r.m.update_locations(&["ARV3"], &[51.502], &[-0.12], &[later], later).unwrap();
+    let t = firearms_team(&r, later);
+    assert_eq!(t.members.iter().map(|m| m.candidate.unit_id.as_str()).collect::<Vec<_>>(), ["ARV3"]);
+    assert_eq!(t.shortfalls[0].reason, team::ShortfallReason::PositionsStale);
 }
 
 fn refused(r: &mut Run, method: Method, bytes: Vec<u8>, at: i64) -> CoreError {
@@ -407,7 +481,9 @@ fn play(steps: &[(Step, u8)]) -> Run {
                 }
             }
         }
-        // The ranking sees exactly what the table holds: search = brute force.
+        // The ranking sees exactly what the table holds: search = brute force, with the
+        // positions fresh so that eligibility turns on the crews' shifts and skills.
+        r.ping_all(now);
         for required in CAPS {
             let mut q = Query::new(51.5, -0.12, now);
             q.required = vec![required.into()];
@@ -464,8 +540,9 @@ proptest! {
             replayed.replay(*seq, method.name(), payload, response).unwrap();
         }
         // Positions are not journaled: give the replica the same pings before comparing.
+        let pinged = live.pinged_ms;
         for u in 0..4 {
-            replayed.update_locations(&[format!("U{u}")], &[51.5 + 0.01 * f64::from(u)], &[-0.12], &[T0], T0).unwrap();
+            replayed.update_locations(&[format!("U{u}")], &[51.5 + 0.01 * f64::from(u)], &[-0.12], &[pinged], pinged).unwrap();
         }
         prop_assert_eq!(snapshot::encode(&replayed), bytes.clone());
         // From a snapshot taken midway (by replaying a prefix), then the rest.
@@ -479,7 +556,7 @@ proptest! {
             restored.replay(*seq, method.name(), payload, response).unwrap();
         }
         for u in 0..4 {
-            restored.update_locations(&[format!("U{u}")], &[51.5 + 0.01 * f64::from(u)], &[-0.12], &[T0], T0).unwrap();
+            restored.update_locations(&[format!("U{u}")], &[51.5 + 0.01 * f64::from(u)], &[-0.12], &[pinged], pinged).unwrap();
         }
         prop_assert_eq!(snapshot::encode(&restored), bytes);
     }

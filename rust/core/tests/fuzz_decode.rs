@@ -23,7 +23,13 @@ fn cases() -> u32 {
 }
 
 fn group() -> pb::RequirementGroup {
-    pb::RequirementGroup { agency: 1, unit_types: vec!["irv".into()], capabilities: vec!["taser".into()], count: 1 }
+    pb::RequirementGroup {
+        agency: 1,
+        unit_types: vec!["irv".into()],
+        capabilities: vec!["taser".into()],
+        count: 1,
+        ..Default::default()
+    }
 }
 
 /// A machine with units (positioned, one with a taser) and an open incident with one unit.
@@ -85,6 +91,8 @@ fn requests() -> Vec<(Option<Method>, Vec<u8>)> {
         })),
         k: 3,
         eligible_statuses: vec![1],
+        max_eta_seconds: Some(600.0),
+        explain: true,
         include_diversions: true,
     };
     let by_id = pb::RecommendUnitsRequest {

@@ -25,6 +25,8 @@ struct UnitGen {
     area: Option<usize>,
     shift: Option<(i64, i64)>,
     pos: Option<(f64, f64)>,
+    /// When the position was taken, Unix ms: any age relative to the queries' now.
+    pos_ms: i64,
     /// For a unit in an attached status: the grade of its incident (pre-emption).
     incident_grade: usize,
 }
@@ -37,21 +39,40 @@ fn unit_gen(spread: f64) -> impl Strategy<Value = UnitGen> {
         prop::option::of(0..AREAS.len()),
         prop::option::of((0i64..4_000_000, 1i64..8_000_000)),
         prop::option::weighted(0.95, (51.5 - spread..51.5 + spread, -0.1 - spread..-0.1 + spread)),
+        1i64..10_000_000,
         0..4usize,
     )
-        .prop_map(|(type_ix, caps, status, area, shift, pos, incident_grade)| UnitGen {
+        .prop_map(|(type_ix, caps, status, area, shift, pos, pos_ms, incident_grade)| UnitGen {
             type_ix,
             caps,
             status,
             area,
             shift: shift.map(|(s, len)| (s, s + len)),
             pos,
+            pos_ms,
             incident_grade,
         })
 }
 
-fn build(units: &[UnitGen], cell_deg: f64) -> UnitStore {
-    build_with(units, cell_deg, RankConfig::default())
+/// Stale-position settings (trusted age, weight, exclusion age, seconds) from none at all
+/// to harsh, so the searches meet penalised and excluded positions of every age.
+fn stale_gen() -> impl Strategy<Value = (f64, f64, f64)> {
+    prop::sample::select(vec![
+        (1e7, 0.0, 1e7),
+        (120.0, 1.0, 900.0),
+        (0.0, 3.0, 2_000.0),
+        (500.0, 0.5, 500.0),
+        (60.0, 10.0, 6_000.0),
+    ])
+}
+
+fn config((stale_after, weight, exclude): (f64, f64, f64)) -> RankConfig {
+    RankConfig {
+        stale_after_seconds: stale_after,
+        stale_position_weight: weight,
+        stale_exclude_after_seconds: exclude,
+        ..RankConfig::default()
+    }
 }
 
 /// Units in an attached status are dispatched to an incident of their generated grade
@@ -83,7 +104,7 @@ fn build_with(units: &[UnitGen], cell_deg: f64, config: RankConfig) -> UnitStore
             store.upsert(&id, &spec).unwrap();
         }
         if let Some((lat, lon)) = u.pos {
-            store.update_location(&id, lat, lon, 1).unwrap();
+            store.update_location(&id, lat, lon, u.pos_ms).unwrap();
         }
     }
     store
@@ -101,6 +122,7 @@ struct QueryGen {
     statuses: Vec<usize>,
     unit_types: Vec<usize>,
     area: Option<usize>,
+    by_eta: bool,
     diversions: bool,
 }
 
@@ -116,10 +138,26 @@ fn query_gen(spread: f64) -> impl Strategy<Value = QueryGen> {
         prop::collection::vec(0..TYPES.len(), 0..2),
         prop::option::of(0..AREAS.len() + 1),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|((lat, lon), now_ms, k, grade, required, agencies, statuses, unit_types, area, diversions)| {
-            QueryGen { lat, lon, now_ms, k, grade, required, agencies, statuses, unit_types, area, diversions }
-        })
+        .prop_map(
+            |((lat, lon), now_ms, k, grade, required, agencies, statuses, unit_types, area, by_eta, diversions)| {
+                QueryGen {
+                    lat,
+                    lon,
+                    now_ms,
+                    k,
+                    grade,
+                    required,
+                    agencies,
+                    statuses,
+                    unit_types,
+                    area,
+                    by_eta,
+                    diversions,
+                }
+            },
+        )
 }
 
 fn to_query(g: &QueryGen) -> Query {
@@ -134,6 +172,7 @@ fn to_query(g: &QueryGen) -> Query {
         statuses: g.statuses.iter().map(|&s| Status::ALL[s]).collect(),
         unit_types: g.unit_types.iter().map(|&t| TYPES[t].1.to_string()).collect(),
         area: g.area.map(|a| AREAS.get(a).copied().unwrap_or("Nowhere").to_string()),
+        by_eta: g.by_eta,
         diversions: g.diversions,
     }
 }
@@ -146,8 +185,9 @@ proptest! {
         units in prop::collection::vec(unit_gen(0.2), 0..120),
         queries in prop::collection::vec(query_gen(0.2), 1..6),
         cell_deg in prop::sample::select(vec![0.002, 0.01, 0.05, 1.0]),
+        stale in stale_gen(),
     ) {
-        let store = build(&units, cell_deg);
+        let store = build_with(&units, cell_deg, config(stale));
         for g in &queries {
             let q = to_query(g);
             let fast = store.rank(&q).unwrap();
@@ -157,8 +197,9 @@ proptest! {
     }
 
     /// Pre-emption: committed units of pre-emptible grades join IMMEDIATE queries with the
-    /// diversion cost. The search and the oracle decide eligibility through the same
-    /// function, so they must agree for any configuration.
+    /// diversion cost, while positions of every age meet the stale rule. The search and the
+    /// oracle decide eligibility through the same function, so they must agree for any
+    /// configuration.
     #[test]
     fn search_equals_brute_force_with_diversions(
         units in prop::collection::vec(unit_gen(0.2), 0..120),
@@ -167,12 +208,13 @@ proptest! {
         preemptible in prop::array::uniform3(any::<bool>()),
         on_scene in any::<bool>(),
         cost in prop::sample::select(vec![0.0, 180.0, 5000.0]),
+        stale in stale_gen(),
     ) {
         let config = RankConfig {
             preemptible_grades: [false, preemptible[0], preemptible[1], preemptible[2]],
             preempt_on_scene: on_scene,
             diversion_cost_seconds: cost,
-            ..RankConfig::default()
+            ..config(stale)
         };
         let store = build_with(&units, cell_deg, config.clone());
         for g in &queries {
@@ -197,6 +239,9 @@ proptest! {
                         prop_assert!(c.diverted_from.is_none());
                     }
                 }
+                // The stale rule holds for diverted and free units alike.
+                prop_assert!(c.position_age_seconds <= config.stale_exclude_after_seconds);
+                prop_assert_eq!(c.breakdown.stale_position_cost, config.stale_cost(c.position_age_seconds));
             }
         }
     }
@@ -224,8 +269,9 @@ proptest! {
         points in prop::collection::vec((51.1f64..51.9, -0.5f64..0.3), 1..40),
         target_s in 0.0f64..3000.0,
         cell_deg in prop::sample::select(vec![0.002, 0.01, 0.05]),
+        stale in stale_gen(),
     ) {
-        let store = build(&units, cell_deg);
+        let store = build_with(&units, cell_deg, config(stale));
         let q = to_query(&query);
         prop_assert_eq!(
             store.coverage(&q, &points, target_s).unwrap(),

@@ -17,7 +17,7 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use common::{Cmd, Entry, Group, Seen};
+use common::{Cmd, Entry, Group, PlanSpec, Seen};
 use dispatch_engine::command::Method;
 use dispatch_engine::snapshot;
 use dispatch_engine::state::requests::RETENTION_MS;
@@ -105,10 +105,40 @@ fn group() -> BoxedStrategy<Group> {
 fn groups() -> BoxedStrategy<Vec<Group>> {
     prop_oneof![
         20 => prop::collection::vec(group(), 1..3),
-        1 => Just(Vec::new()),
+        // Empty: the response plan in force decides (or the command is refused).
+        6 => Just(Vec::new()),
         1 => prop::collection::vec(group(), 17..=17),
     ]
     .boxed()
+}
+
+/// Response plans over the incident types the commands use: selectors that overlap and
+/// windows that straddle midnight, so resolution, ties and refusals all occur.
+fn plans() -> BoxedStrategy<Vec<PlanSpec>> {
+    let window = prop_oneof![
+        3 => Just(None),
+        1 => Just(Some((1320, 360))),
+        1 => Just(Some((360, 1320))),
+        1 => Just(Some((600, 660))),
+        1 => Just(Some((700, 700))),
+    ];
+    let plan = (
+        select(&["p1", "p2", "p3", "p4"][..]),
+        pick(&["burglary", "rtc"]),
+        prop_oneof![3 => Just(0), 1 => 1..=2, 1 => select(common::HOSTILE_ENUMS)],
+        prop_oneof![3 => Just(String::new()), 1 => pick(common::AREAS)],
+        window,
+        prop::collection::vec(group(), 1..3),
+    )
+        .prop_map(|(name, incident_type, grade, area, window, groups)| PlanSpec {
+            name: name.to_owned(),
+            incident_type,
+            grade,
+            area,
+            window,
+            groups,
+        });
+    prop::collection::vec(plan, 0..4).boxed()
 }
 
 /// Mostly fresh request_ids; some shared by unrelated commands; some hostile.
@@ -192,6 +222,7 @@ fn cmd() -> BoxedStrategy<Cmd> {
         any::<bool>(),
     )
         .prop_map(|(rid, incident_id, unit_ids, divert)| Cmd::Assign { rid, incident_id, unit_ids, divert });
+    let replace_plans = (request_id(), plans()).prop_map(|(rid, plans)| Cmd::Plans { rid, plans });
     let raw = (select(Method::ALL), prop::collection::vec(any::<u8>(), 0..40))
         .prop_map(|(method, bytes)| Cmd::Raw { method, bytes });
     prop_oneof![
@@ -202,6 +233,7 @@ fn cmd() -> BoxedStrategy<Cmd> {
         1 => close,
         4 => assign,
         1 => Just(Cmd::Tick),
+        1 => replace_plans,
         1 => raw,
     ]
     .boxed()

@@ -915,6 +915,8 @@ impl Sim {
                 target: Some(pb::recommend_units_request::Target::IncidentId((*id).into())),
                 k: 0,
                 eligible_statuses: vec![],
+                max_eta_seconds: None,
+                explain: true,
                 include_diversions: true,
             };
             requests.push(("Recommend", r.encode_to_vec()));
@@ -1111,6 +1113,12 @@ fn recommend_request(g: &mut Gen) -> pb::RecommendUnitsRequest {
             g.rng.random_range(0..4)
         },
         eligible_statuses: (0..g.rng.random_range(0..3)).map(|_| g.enum_value(7)).collect(),
+        max_eta_seconds: match g.rng.random_range(0..10) {
+            0 => Some(*[0.0, -1.0, f64::NAN, f64::INFINITY].choose(&mut g.rng).expect("not empty")),
+            1..4 => Some(g.rng.random_range(30.0..3000.0)),
+            _ => None,
+        },
+        explain: g.chance(0.5),
         include_diversions: g.chance(0.3),
     }
 }
@@ -1146,6 +1154,23 @@ fn check_recommendation(
             if j > 0 && !ordered(g.candidates[j - 1].score, c.score) {
                 return Err(format!("candidates not best first: {} then {}", g.candidates[j - 1].score, c.score));
             }
+        }
+    }
+    // The team: each place of each group filled once or counted short, no unit twice.
+    for (i, t) in r.team.iter().enumerate() {
+        if r.team[..i].iter().any(|u| u.unit_id == t.unit_id) {
+            return Err(format!("team member {:?} fills two places", t.unit_id));
+        }
+        if m.units().table().slot(&t.unit_id).is_none() {
+            return Err(format!("team member {:?} is not a registered unit", t.unit_id));
+        }
+    }
+    for (i, g) in r.groups.iter().enumerate() {
+        let count = g.group.as_ref().map_or(0, |x| x.count);
+        let filled = r.team.iter().filter(|t| t.group_index as usize == i).count() as u32;
+        let short: u32 = r.shortfalls.iter().filter(|s| s.group_index as usize == i).map(|s| s.missing).sum();
+        if filled + short != count {
+            return Err(format!("group {i} of count {count}: {filled} team members and {short} short"));
         }
     }
     Ok(())

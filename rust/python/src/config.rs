@@ -34,6 +34,9 @@ pub fn config_to_dict<'py>(py: Python<'py>, c: &RankConfig, scarce: &[String]) -
     d.set_item("shift_overrun_weight", per(&grade_names, &c.shift_overrun_weight)?)?;
     d.set_item("expected_job_seconds", per(&grade_names, &c.expected_job_seconds)?)?;
     d.set_item("specialist_cost_seconds", c.specialist_cost_seconds)?;
+    d.set_item("stale_after_seconds", c.stale_after_seconds)?;
+    d.set_item("stale_position_weight", c.stale_position_weight)?;
+    d.set_item("stale_exclude_after_seconds", c.stale_exclude_after_seconds)?;
     d.set_item("diversion_cost_seconds", c.diversion_cost_seconds)?;
     let preemptible: Vec<&str> = Grade::ALL.iter().filter(|g| c.preemptible(**g)).map(|g| g.name()).collect();
     d.set_item("preemptible_grades", preemptible)?;
@@ -67,6 +70,9 @@ pub fn apply_overrides(c: &mut RankConfig, overrides: &Bound<'_, PyMapping>) -> 
             "circuity" => c.circuity = float(&value, &key)?,
             "cross_area_cost_seconds" => c.cross_area_cost_seconds = float(&value, &key)?,
             "specialist_cost_seconds" => c.specialist_cost_seconds = float(&value, &key)?,
+            "stale_after_seconds" => c.stale_after_seconds = float(&value, &key)?,
+            "stale_position_weight" => c.stale_position_weight = float(&value, &key)?,
+            "stale_exclude_after_seconds" => c.stale_exclude_after_seconds = float(&value, &key)?,
             "diversion_cost_seconds" => c.diversion_cost_seconds = float(&value, &key)?,
             "preempt_on_scene" => {
                 c.preempt_on_scene = value.extract::<bool>().map_err(|_| bad(key.clone(), "must be a bool".into()))?;

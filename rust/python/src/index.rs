@@ -76,6 +76,7 @@ pub fn build_query(
         statuses: statuses(status_values)?,
         unit_types: unit_types.unwrap_or_default(),
         area,
+        by_eta: false,
         diversions: false,
     })
 }

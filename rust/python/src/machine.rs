@@ -14,7 +14,7 @@ use dispatch_engine::state::{
 };
 use dispatch_engine::store::UnitStore;
 use dispatch_engine::types::{Agency, Grade, Status, N_GRADES};
-use dispatch_engine::wire::reads;
+use dispatch_engine::wire::{encode, reads};
 use dispatch_engine::CoreError;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use parking_lot::RwLock;
@@ -338,6 +338,35 @@ impl DispatchCore {
     }
 
     // ------------------------------------------------------------------------ reads
+
+    fn get_response_plans<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        bytes_out(py, self.read(py, |s| reads::get_response_plans(s, request)))
+    }
+
+    /// Reads the response-plan file at `path` (and its includes) and checks it against
+    /// this core's vocabulary and ranking model. Returns (the plans as an encoded
+    /// ReplaceResponsePlansRequest without request_id, the files read, the problems); the
+    /// plans are None when there is any problem, each problem being (file, line, key,
+    /// message).
+    #[allow(clippy::type_complexity)]
+    fn load_response_plans<'py>(
+        &self,
+        py: Python<'py>,
+        path: std::path::PathBuf,
+    ) -> (Option<Bound<'py, PyBytes>>, Vec<String>, Vec<(String, usize, String, String)>) {
+        let config = self.read(py, |s| s.units().config().clone());
+        let vocab = &self.vocab;
+        let loaded = py.detach(|| dispatch_planfile::load(&path, dispatch_planfile::Rules { vocab, config: &config }));
+        match loaded {
+            Ok(file) => {
+                let request = encode::replace_plans_request(&file.plans, &path.display().to_string());
+                (Some(PyBytes::new(py, &request)), file.files, Vec::new())
+            }
+            Err(problems) => {
+                (None, Vec::new(), problems.into_iter().map(|p| (p.file, p.line, p.key, p.message)).collect())
+            }
+        }
+    }
 
     fn get_unit<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
         bytes_out(py, self.read(py, |s| reads::get_unit(s, request)))

@@ -21,6 +21,8 @@ pub struct ScoreBreakdown {
     pub(crate) shift_overrun_cost: f64,
     #[pyo3(get)]
     pub(crate) specialist_cost: f64,
+    #[pyo3(get)]
+    pub(crate) stale_position_cost: f64,
 }
 
 /// One ranked unit.
@@ -38,6 +40,8 @@ pub struct Candidate {
     pub(crate) score: f64,
     #[pyo3(get)]
     pub(crate) breakdown: ScoreBreakdown,
+    #[pyo3(get)]
+    pub(crate) position_age_seconds: f64,
 }
 
 #[pymethods]
@@ -62,7 +66,9 @@ impl From<rank::Candidate> for Candidate {
                 cross_area_cost: b.cross_area_cost,
                 shift_overrun_cost: b.shift_overrun_cost,
                 specialist_cost: b.specialist_cost,
+                stale_position_cost: b.stale_position_cost,
             },
+            position_age_seconds: c.position_age_seconds,
         }
     }
 }

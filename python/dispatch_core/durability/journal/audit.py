@@ -236,25 +236,44 @@ _MARK_SQL = (
 )
 
 
+#: The trail's own SQLite file beside the journal's. SQLite has one writer per file: in the
+#: journal's file, every audit batch held the write lock that command commits wait for
+#: (measured: a tenth of the journal writer's time went to waiting at BEGIN under a busy
+#: evening's load, and SQLite's busy handler sleeps in steps of up to 100 ms).
+AUDIT_FILE = "audit.sqlite3"
+
+
 class SqliteAuditStore:
-    """`audit` and `audit_refs` in the journal's SQLite file, on a connection of their own."""
+    """`audit`, `audit_refs` and `audit_mark` in `audit.sqlite3` beside the journal, on a
+    connection of their own. A data directory from before the trail had its own file keeps
+    its records in the journal's file: they are copied over once, at the first open."""
 
     def __init__(self, data_dir: Path, *, read_only: bool = False) -> None:
-        path = data_dir / DB_FILE
+        path = data_dir / AUDIT_FILE
+        self._select = _COLUMNS.replace("id,", "a.id,", 1)
         if read_only:
+            if not path.exists() and (data_dir / DB_FILE).exists():
+                path = data_dir / DB_FILE  # an older data directory, never opened since
             self._conn = sqlite3.connect(
                 f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
             )
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(audit)")}
+            if columns and "sequence" not in columns:  # a trail from before the column
+                self._select = self._select.replace("sequence", "0 AS sequence")
         else:
+            new = not path.exists()
             self._conn = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=30.0
             )
             self._conn.execute("PRAGMA busy_timeout = 30000")
-            # WAL is the journal's mode already; NORMAL makes an audit commit a write to the
-            # WAL without an fsync (the journal's next FULL commit syncs it too).
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            # No fsync per batch: a crash may lose the last batches of read records, and the
+            # records of commands are found again in the journal (`reconcile`).
             self._conn.execute("PRAGMA synchronous = NORMAL")
             for ddl in _SQLITE_DDL:
                 self._conn.execute(ddl)
+            if new:
+                self._adopt_journal_trail(data_dir / DB_FILE)
             columns = {row[1] for row in self._conn.execute("PRAGMA table_info(audit)")}
             if "sequence" not in columns:
                 self._conn.execute(
@@ -264,6 +283,36 @@ class SqliteAuditStore:
                 self._conn.execute(ddl)
         self._lock = threading.Lock()
         self._next = self._max_id() + 1
+
+    def _adopt_journal_trail(self, journal: Path) -> None:
+        """Copies the records an older release kept in the journal's file, once."""
+        if not journal.exists():
+            return
+        self._conn.execute("ATTACH DATABASE ? AS old", (str(journal),))
+        try:
+            tables = {
+                row[0]
+                for row in self._conn.execute(
+                    "SELECT name FROM old.sqlite_master WHERE type='table'"
+                )
+            }
+            if "audit" not in tables:
+                return
+            old_columns = [row[1] for row in self._conn.execute("PRAGMA old.table_info(audit)")]
+            shared = ", ".join(c for c in _COLUMNS.replace(" ", "").split(",") if c in old_columns)
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(f"INSERT INTO audit ({shared}) SELECT {shared} FROM old.audit")
+            if "audit_refs" in tables:
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO audit_refs SELECT ref, id FROM old.audit_refs"
+                )
+            if "audit_mark" in tables:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO audit_mark SELECT one, sequence FROM old.audit_mark"
+                )
+            self._conn.execute("COMMIT")
+        finally:
+            self._conn.execute("DETACH DATABASE old")
 
     def _max_id(self) -> int:
         try:
@@ -296,7 +345,7 @@ class SqliteAuditStore:
     def query(self, query: AuditQuery) -> list[AuditRow]:
         where, params = _where(query, "?")
         sql = (
-            f"SELECT {_COLUMNS.replace('id,', 'a.id,', 1)} FROM audit a WHERE "
+            f"SELECT {self._select} FROM audit a WHERE "
             f"{where.format(refs='audit_refs')} ORDER BY a.id LIMIT ?"
         )
         with self._lock:

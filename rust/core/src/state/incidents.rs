@@ -20,6 +20,8 @@ pub struct Incident {
     pub area: String,
     /// Shared: most incidents carry one of a handful of response plans.
     pub requirements: Arc<[RequirementGroup]>,
+    /// The response plan the requirements came from; empty when the client sent them.
+    pub response_plan: String,
     pub status: IncidentStatus,
     /// Every unit ever assigned, in assignment order.
     pub assigned: Vec<u32>,

@@ -27,6 +27,7 @@ use crate::caps::Vocabulary;
 use crate::command::{Command, IncidentChange, Method, NewIncident, RequirementGroup};
 use crate::error::{CoreError, CoreResult};
 use crate::geo;
+use crate::plans::{self, PlanBook, ResponsePlan};
 use crate::status::Transition;
 use crate::store::{validate_id, LocationReport, UnitStore};
 use crate::time::{self, DEFAULT_MAX_FUTURE_SKEW_MS};
@@ -101,6 +102,7 @@ pub enum Reply {
         roster: Vec<crate::duty::RosterChange>,
     },
     Duty(crate::duty::wire::DutyReply),
+    Plans,
 }
 
 /// A command applied: its answer, its events, and its effect on assignments (which the
@@ -197,6 +199,8 @@ pub struct Machine {
     pub(crate) clock_ms: i64,
     /// Sequence of the latest command applied: the journal's numbering.
     pub(crate) sequence: u64,
+    /// The response plans in force (installed by `ReplaceResponsePlans`).
+    pub(crate) plans: PlanBook,
     /// How far ahead of the arrival time a ping may be dated. Configuration, not state.
     pub max_future_skew_ms: i64,
     /// How long closed incidents stay in memory. Configuration, not state.
@@ -215,6 +219,7 @@ impl Machine {
             duty: crate::duty::Duty::default(),
             clock_ms: 0,
             sequence: 0,
+            plans: PlanBook::default(),
             max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
             retention: Retention::default(),
             ack_timeouts: AckTimeouts::default(),
@@ -243,6 +248,11 @@ impl Machine {
 
     pub fn vocabulary(&self) -> &Vocabulary {
         self.units.vocabulary()
+    }
+
+    /// The response plans in force.
+    pub fn response_plans(&self) -> &PlanBook {
+        &self.plans
     }
 
     pub fn clock_ms(&self) -> i64 {
@@ -410,6 +420,7 @@ impl Machine {
             }
             Command::Tick => Ok(self.tick(now)),
             Command::Duty(c) => self.apply_duty(c, now),
+            Command::ReplaceResponsePlans { plans, source } => self.replace_plans(plans, source, now),
         }?;
         self.clock_ms = now;
         Ok(applied)
@@ -512,7 +523,28 @@ impl Machine {
             }
         }
         check_incident_fields(&new.incident_type, (new.lat, new.lon), &new.area)?;
-        check_groups("requirements", &new.requirements, self.units.vocabulary())?;
+        // No requirements sent: the plan in force at the command's time decides, and
+        // without one the command is refused as an empty list always was.
+        let (requirements, response_plan) = if new.requirements.is_empty() {
+            let plan = self.plans.resolve(&new.incident_type, new.grade, &new.area, now).ok_or_else(|| {
+                CoreError::invalid(
+                    "requirements",
+                    format!(
+                        "is empty and no response plan matches incident_type {:?} (grade {}, area {:?}) at {:02}:{:02} \
+                         Europe/London; send the requirement groups or add a plan for this type",
+                        new.incident_type,
+                        new.grade.name(),
+                        new.area,
+                        plans::london_minute_of_day(now) / 60,
+                        plans::london_minute_of_day(now) % 60
+                    ),
+                )
+            })?;
+            (Arc::clone(&plan.groups), plan.name.clone())
+        } else {
+            check_groups("requirements", &new.requirements, self.units.vocabulary())?;
+            (Arc::from(new.requirements.clone()), String::new())
+        };
         let incident_id = match &new.incident_id {
             Some(id) => id.clone(),
             None => self.incidents.allocate_id(),
@@ -524,7 +556,8 @@ impl Machine {
             lat: new.lat,
             lon: new.lon,
             area: new.area.clone(),
-            requirements: Arc::from(new.requirements.clone()),
+            requirements,
+            response_plan,
             status: IncidentStatus::Open,
             assigned: Vec::new(),
             attached: Vec::new(),
@@ -574,6 +607,8 @@ impl Machine {
             }
             if let Some(groups) = &change.requirements {
                 i.requirements = Arc::from(groups.clone());
+                // The dispatcher's own groups now: no longer the plan's.
+                i.response_plan.clear();
             }
         });
         Ok(Applied::reply(Reply::Incident { incident_id: incident_id.to_owned() }))
@@ -659,6 +694,14 @@ impl Machine {
         applied.events.extend(event);
         applied.assign = slots.into_iter().map(|s| (s, incident_id.to_owned())).collect();
         Ok(applied)
+    }
+
+    fn replace_plans(&mut self, plans: &[ResponsePlan], source: &str, now: i64) -> CoreResult<Applied> {
+        let book = PlanBook::new(plans.to_vec(), source.to_owned(), now, self.units.vocabulary())?;
+        // Nothing below can fail. Incidents keep the groups they were created with: a plan
+        // decides what is sent when the call comes in, not afterwards.
+        self.plans = book;
+        Ok(Applied::reply(Reply::Plans))
     }
 
     fn tick(&mut self, now: i64) -> Applied {
@@ -823,19 +866,41 @@ fn check_incident_fields(incident_type: &str, (lat, lon): (f64, f64), area: &str
 /// The limits of a response plan, checked in the core so no caller can store one it could
 /// not serve (the wire layer names the same limits field by field).
 fn check_groups(field: &str, groups: &[RequirementGroup], vocab: &Vocabulary) -> CoreResult<()> {
-    if groups.is_empty() || groups.len() > wire::limits::MAX_GROUPS {
-        return Err(CoreError::invalid(field, format!("needs 1 to {} requirement groups", wire::limits::MAX_GROUPS)));
+    match group_problems(groups, vocab).into_iter().next() {
+        Some((at, reason)) => Err(CoreError::invalid(format!("{field}{at}"), reason)),
+        None => Ok(()),
+    }
+}
+
+/// Every way `groups` break the limits of a response plan: (field path below the list,
+/// e.g. `[1].count`, empty for the list itself; what is wrong).
+pub(crate) fn group_problems(groups: &[RequirementGroup], vocab: &Vocabulary) -> Vec<(String, String)> {
+    use wire::limits::{MAX_GROUPS, MAX_GROUP_COUNT, MAX_GROUP_NAMES};
+    let mut out = Vec::new();
+    if groups.is_empty() || groups.len() > MAX_GROUPS {
+        out.push((String::new(), format!("needs 1 to {MAX_GROUPS} requirement groups, has {}", groups.len())));
+        return out;
     }
     for (i, g) in groups.iter().enumerate() {
-        vocab.encode(&g.capabilities).map_err(|e| e.within(&format!("{field}[{i}].")))?;
-        if !(1..=wire::limits::MAX_GROUP_COUNT).contains(&g.count) {
-            return Err(CoreError::invalid(format!("{field}[{i}].count"), "is outside the allowed range"));
+        if g.capabilities.len() > MAX_GROUP_NAMES || g.unit_types.len() > MAX_GROUP_NAMES {
+            out.push((format!("[{i}]"), format!("names more than {MAX_GROUP_NAMES} unit types or capabilities")));
+            continue;
+        }
+        for (j, name) in g.capabilities.iter().enumerate() {
+            if vocab.encode(&[name]).is_err() {
+                out.push((format!("[{i}].capabilities[{j}]"), format!("{name:?} is not in the capability vocabulary")));
+            }
+        }
+        if !(1..=MAX_GROUP_COUNT).contains(&g.count) {
+            out.push((format!("[{i}].count"), format!("{} is outside [1, {MAX_GROUP_COUNT}]", g.count)));
         }
         for (j, t) in g.unit_types.iter().enumerate() {
-            validate_id(&format!("{field}[{i}].unit_types[{j}]"), t)?;
+            if let Err(e) = validate_id("unit_type", t) {
+                out.push((format!("[{i}].unit_types[{j}]"), e.to_string()));
+            }
         }
     }
-    Ok(())
+    out
 }
 
 #[cfg(test)]
@@ -1060,6 +1125,38 @@ mod dispatch_rules_tests {
         assert_eq!(m.units().table().status[slot as usize], Status::Dispatched);
         assert_eq!(m.units().table().attached_grade(slot), Some(Grade::Immediate));
         m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn the_team_never_diverts_even_when_the_groups_offer_diversions() {
+        let mut m = machine();
+        create(&mut m, "S1", Grade::Significant, 2, T0);
+        create(&mut m, "I1", Grade::Immediate, 2, T0 + 1);
+        ok(&mut m, Method::AssignUnits, assign("S1", &["A", "B"], false, "a1"), T0 + 2);
+        ok(&mut m, Method::SetUnitStatus, status("A", Status::EnRoute, "s1"), T0 + 3);
+        let r = pb::RecommendUnitsRequest {
+            target: Some(pb::recommend_units_request::Target::IncidentId("I1".into())),
+            k: 5,
+            include_diversions: true,
+            ..Default::default()
+        };
+        let rec =
+            pb::RecommendUnitsResponse::decode(reads::recommend(&m, &r.encode_to_vec(), T0 + 4).unwrap().as_slice())
+                .unwrap();
+        // A and B, nearer than C, are offered as diversions (A, on the spot, first even with
+        // the diversion cost)...
+        let offered: Vec<(&str, &str)> = rec.groups[0]
+            .candidates
+            .iter()
+            .map(|c| (c.unit_id.as_str(), c.diverted_from_incident_id.as_str()))
+            .collect();
+        assert_eq!(offered, [("A", "S1"), ("C", ""), ("B", "S1")]);
+        // ...but the team takes only the free unit and names the other place committed.
+        assert_eq!(rec.team.iter().map(|t| t.unit_id.as_str()).collect::<Vec<_>>(), ["C"]);
+        assert_eq!(
+            rec.shortfalls,
+            [pb::Shortfall { group_index: 0, missing: 1, reason: pb::ShortfallReason::AllCommitted as i32 }]
+        );
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub fn best_candidate(
         statuses: vec![Status::Available],
         unit_types: g.unit_types.clone(),
         area: (!incident.area.is_empty()).then(|| incident.area.clone()),
+        by_eta: false,
         diversions,
     };
     // The plan and location were validated when stored, so the ranking cannot refuse.

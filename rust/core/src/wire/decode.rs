@@ -4,11 +4,14 @@
 //! drops unknown ones) is what the journal stores and what a retry is compared with, so two
 //! encodings of the same request by different clients are the same request.
 
+use std::sync::Arc;
+
 use prost::Message;
 
 use crate::caps::Vocabulary;
 use crate::command::{Command, IncidentChange, Method, NewIncident, RequirementGroup};
 use crate::error::{CoreError, CoreResult};
+use crate::plans::{ResponsePlan, TimeWindow};
 use crate::store::UnitSpec;
 use crate::time;
 use crate::types::{Agency, Grade, Status};
@@ -51,6 +54,7 @@ pub fn groups(groups: &[pb::RequirementGroup]) -> CoreResult<Vec<RequirementGrou
                 unit_types: g.unit_types.clone(),
                 capabilities: g.capabilities.clone(),
                 count: g.count,
+                arrive_together: g.arrive_together,
             })
         })
         .collect()
@@ -132,7 +136,32 @@ pub fn command(method: Method, bytes: &[u8], vocab: &Vocabulary) -> CoreResult<D
             Ok(Decoded { request_id, command: Command::Duty(command), canonical })
         }
         Method::Tick => Ok(Decoded { request_id: String::new(), command: Command::Tick, canonical: Vec::new() }),
+        Method::ReplaceResponsePlans => {
+            let r: pb::ReplaceResponsePlansRequest = message(bytes, "ReplaceResponsePlansRequest")?;
+            refuse_if(validate::replace_response_plans(&r))?;
+            let plans = r.plans.iter().map(plan).collect::<CoreResult<Vec<_>>>()?;
+            let command = Command::ReplaceResponsePlans { plans, source: r.source.clone() };
+            Ok(decoded(r.request_id.clone(), command, &r))
+        }
     }
+}
+
+/// A response plan of a request whose enums and window `validate` has checked; the rest
+/// (names, groups, ties) is the plan book's to check.
+pub fn plan(p: &pb::ResponsePlan) -> CoreResult<ResponsePlan> {
+    let window = p.time_window.map(|w| TimeWindow {
+        // Checked to lie below MINUTES_PER_DAY by validation.
+        start_minute: w.start_minute as u16,
+        end_minute: w.end_minute as u16,
+    });
+    Ok(ResponsePlan {
+        name: p.name.clone(),
+        incident_type: p.incident_type.clone(),
+        grade: (p.grade != 0).then(|| Grade::from_i32(p.grade, "grade")).transpose()?,
+        area: (!p.area.is_empty()).then(|| p.area.clone()),
+        window,
+        groups: Arc::from(groups(&p.groups)?),
+    })
 }
 
 fn decoded<M: Message>(request_id: String, command: Command, request: &M) -> Decoded {

@@ -4,9 +4,11 @@
 use prost::Message;
 
 use crate::command::{Method, RequirementGroup};
+use crate::plans::{PlanBook, ResponsePlan};
 use crate::rank::Candidate;
 use crate::state::{Incident, Machine, Reply};
 use crate::store::UnitStore;
+use crate::team::Team;
 use crate::time;
 use crate::units::NO_TIME;
 use crate::wire::pb;
@@ -46,6 +48,41 @@ pub fn group(g: &RequirementGroup) -> pb::RequirementGroup {
         unit_types: g.unit_types.clone(),
         capabilities: g.capabilities.clone(),
         count: g.count,
+        arrive_together: g.arrive_together,
+    }
+}
+
+/// The response plans in force as the API shows them.
+pub fn plan_set(book: &PlanBook) -> pb::ResponsePlanSet {
+    pb::ResponsePlanSet {
+        plans: book.plans().iter().map(plan).collect(),
+        source: book.source.clone(),
+        install_time: book.installed_ms.map(timestamp),
+    }
+}
+
+/// The command installing `plans` read from `source`, without its request_id (the caller
+/// chooses one).
+pub fn replace_plans_request(plans: &[ResponsePlan], source: &str) -> Vec<u8> {
+    pb::ReplaceResponsePlansRequest {
+        request_id: String::new(),
+        plans: plans.iter().map(plan).collect(),
+        source: source.to_owned(),
+    }
+    .encode_to_vec()
+}
+
+pub fn plan(p: &ResponsePlan) -> pb::ResponsePlan {
+    pb::ResponsePlan {
+        name: p.name.clone(),
+        incident_type: p.incident_type.clone(),
+        grade: p.grade.map_or(0, |g| g as i32),
+        area: p.area.clone().unwrap_or_default(),
+        time_window: p.window.map(|w| pb::TimeOfDayWindow {
+            start_minute: u32::from(w.start_minute),
+            end_minute: u32::from(w.end_minute),
+        }),
+        groups: p.groups.iter().map(group).collect(),
     }
 }
 
@@ -66,6 +103,7 @@ pub fn incident(store: &UnitStore, i: &Incident) -> pb::Incident {
         first_assigned_time: i.first_assigned_ms.map(timestamp),
         first_on_scene_time: i.first_on_scene_ms.map(timestamp),
         close_time: i.closed_ms.map(timestamp),
+        response_plan: i.response_plan.clone(),
     }
 }
 
@@ -82,10 +120,47 @@ pub fn candidate(c: &Candidate) -> pb::Candidate {
             cross_area_cost_seconds: b.cross_area_cost,
             shift_overrun_cost_seconds: b.shift_overrun_cost,
             specialist_cost_seconds: b.specialist_cost,
+            stale_position_cost_seconds: b.stale_position_cost,
             diversion_cost_seconds: b.diversion_cost,
         }),
+        position_age_seconds: c.position_age_seconds,
         diverted_from_incident_id: c.diverted_from.clone().unwrap_or_default(),
     }
+}
+
+/// A recommended team; `explain` adds each member's passed-over unit.
+pub fn team(t: &Team, explain: bool) -> (Vec<pb::TeamMember>, Vec<pb::Shortfall>) {
+    let members = t
+        .members
+        .iter()
+        .map(|m| {
+            let c = candidate(&m.candidate);
+            pb::TeamMember {
+                unit_id: c.unit_id,
+                group_index: m.group as u32,
+                eta_seconds: c.eta_seconds,
+                score: c.score,
+                distance_m: c.distance_m,
+                breakdown: c.breakdown,
+                position_age_seconds: c.position_age_seconds,
+                next_best: m.next_best.as_ref().filter(|_| explain).map(|p| pb::PassedOver {
+                    unit_id: p.unit_id.clone(),
+                    eta_seconds: p.eta_seconds,
+                    reason: match p.other_group {
+                        Some(_) => pb::PassedOverReason::InOtherGroup,
+                        None => pb::PassedOverReason::LaterArrival,
+                    } as i32,
+                    other_group_index: p.other_group.unwrap_or(0) as u32,
+                }),
+            }
+        })
+        .collect();
+    let shortfalls = t
+        .shortfalls
+        .iter()
+        .map(|s| pb::Shortfall { group_index: s.group as u32, missing: s.missing, reason: s.reason as i32 })
+        .collect();
+    (members, shortfalls)
 }
 
 fn incident_of(m: &Machine, incident_id: &str) -> Option<pb::Incident> {
@@ -153,5 +228,8 @@ pub fn reply(m: &Machine, method: Method, r: &Reply) -> Vec<u8> {
             roster_changes: roster.iter().map(|c| crate::duty::wire::roster_change(c, store)).collect(),
         }
         .encode_to_vec(),
+        Reply::Plans => {
+            pb::ReplaceResponsePlansResponse { response_plans: Some(plan_set(m.response_plans())) }.encode_to_vec()
+        }
     }
 }

@@ -7,6 +7,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::rank::Query;
 use crate::state::{queue, Machine};
 use crate::store::LocationReport;
+use crate::team;
 use crate::types::{Agency, Grade, IncidentStatus, Status};
 use crate::wire::decode::{groups, message};
 use crate::wire::limits::{DEFAULT_K, MAX_K};
@@ -18,6 +19,12 @@ fn refuse_if(violations: validate::Violations) -> CoreResult<()> {
     } else {
         Err(CoreError::InvalidFields(violations))
     }
+}
+
+/// The response plans in force.
+pub fn get_response_plans(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
+    let _: pb::GetResponsePlansRequest = message(bytes, "GetResponsePlansRequest")?;
+    Ok(pb::GetResponsePlansResponse { response_plans: Some(encode::plan_set(m.response_plans())) }.encode_to_vec())
 }
 
 pub fn get_unit(m: &Machine, bytes: &[u8]) -> CoreResult<Vec<u8>> {
@@ -151,6 +158,7 @@ fn recommend_one(m: &Machine, r: &pb::RecommendUnitsRequest, now_ms: i64) -> Cor
             statuses: statuses.clone(),
             unit_types: g.unit_types.clone(),
             area: (!area.is_empty()).then(|| area.clone()),
+            by_eta: false,
             diversions: r.include_diversions,
         };
         let ranked = m.units().rank(&query).map_err(|e| e.within(&format!("requirements[{i}].")))?;
@@ -160,6 +168,28 @@ fn recommend_one(m: &Machine, r: &pb::RecommendUnitsRequest, now_ms: i64) -> Cor
             candidates: ranked.iter().map(encode::candidate).collect(),
         });
     }
+    // Every group's filters were accepted above, so the team's queries cannot fail on them.
+    let base = Query {
+        lat,
+        lon,
+        now_ms,
+        k: 1,
+        grade,
+        required: Vec::new(),
+        agencies: Vec::new(),
+        statuses,
+        unit_types: Vec::new(),
+        area: (!area.is_empty()).then_some(area),
+        by_eta: true,
+        // The team never takes a unit from another incident: a diversion is the
+        // dispatcher's explicit choice among the groups' candidates (AssignUnits with
+        // allow_diversion), and a team chosen by ETA would otherwise prefer units already
+        // moving, whatever the diversion cost.
+        diversions: false,
+    };
+    let team = team::recommend(m.units(), &base, &plan, r.max_eta_seconds, r.explain)?;
+    out.team_eta_seconds = team.eta_seconds();
+    (out.team, out.shortfalls) = encode::team(&team, r.explain);
     Ok(out)
 }
 

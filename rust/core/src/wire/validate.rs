@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 
 use crate::caps::Vocabulary;
 use crate::error::CoreError;
+use crate::plans::{MAX_PLANS, MINUTES_PER_DAY};
 use crate::time;
 use crate::types::{Agency, Grade, IncidentStatus, Status};
 use crate::wire::limits::{
@@ -125,7 +126,15 @@ pub(crate) fn capabilities(v: &mut Violations, field: &str, names: &[String], vo
 }
 
 fn groups(v: &mut Violations, field: &str, groups: &[pb::RequirementGroup], vocab: &Vocabulary) {
+    groups_of(v, field, groups, vocab, false);
+}
+
+/// Requirement groups; `may_be_empty` where an empty list means "from the response plan".
+fn groups_of(v: &mut Violations, field: &str, groups: &[pb::RequirementGroup], vocab: &Vocabulary, may_be_empty: bool) {
     if groups.is_empty() {
+        if may_be_empty {
+            return;
+        }
         push(v, field, "needs at least one requirement group");
     } else if groups.len() > MAX_GROUPS {
         push(v, field, format!("has {} groups; the limit is {MAX_GROUPS}", groups.len()));
@@ -309,7 +318,54 @@ pub fn create_incident(r: &pb::CreateIncidentRequest, vocab: &Vocabulary) -> Vio
     id(&mut v, "incident_type", &r.incident_type, true);
     location(&mut v, "location", r.location.as_ref());
     id(&mut v, "area", &r.area, false);
-    groups(&mut v, "requirements", &r.requirements, vocab);
+    // Empty: the response plan in force supplies them (the state machine resolves it).
+    groups_of(&mut v, "requirements", &r.requirements, vocab, true);
+    v
+}
+
+/// The parts of a plan request the decoder needs sound (enums, window bounds, counts);
+/// names, groups and ties are checked whole by the plan book, which names the same fields.
+pub fn replace_response_plans(r: &pb::ReplaceResponsePlansRequest) -> Violations {
+    let mut v = Violations::new();
+    id(&mut v, "request_id", &r.request_id, true);
+    if r.plans.len() > MAX_PLANS {
+        push(&mut v, "plans", format!("has {} plans; the limit is {MAX_PLANS}", r.plans.len()));
+        return v;
+    }
+    for (i, p) in r.plans.iter().enumerate() {
+        if p.grade != 0 {
+            enum_value(&mut v, &format!("plans[{i}].grade"), p.grade, Kind::Grade);
+        }
+        if let Some(w) = &p.time_window {
+            for (name, minute) in [("start_minute", w.start_minute), ("end_minute", w.end_minute)] {
+                if minute >= u32::from(MINUTES_PER_DAY) {
+                    push(
+                        &mut v,
+                        format!("plans[{i}].time_window.{name}"),
+                        format!("{minute} is outside [0, {MINUTES_PER_DAY})"),
+                    );
+                }
+            }
+        }
+        if p.groups.len() > MAX_GROUPS {
+            push(
+                &mut v,
+                format!("plans[{i}].groups"),
+                format!("has {} groups; the limit is {MAX_GROUPS}", p.groups.len()),
+            );
+            continue;
+        }
+        for (j, g) in p.groups.iter().enumerate() {
+            enum_value(&mut v, &format!("plans[{i}].groups[{j}].agency"), g.agency, Kind::Agency);
+            if g.unit_types.len() > MAX_GROUP_NAMES || g.capabilities.len() > MAX_GROUP_NAMES {
+                push(
+                    &mut v,
+                    format!("plans[{i}].groups[{j}]"),
+                    format!("names more than {MAX_GROUP_NAMES} types or capabilities"),
+                );
+            }
+        }
+    }
     v
 }
 
@@ -427,6 +483,11 @@ fn recommend(v: &mut Violations, at: &str, r: &pb::RecommendUnitsRequest, vocab:
         push(v, format!("{at}k"), format!("{} is outside [1, {MAX_K}] (0 for the default)", r.k));
     }
     enum_values(v, &format!("{at}eligible_statuses"), &r.eligible_statuses, Kind::UnitStatus);
+    if let Some(limit) = r.max_eta_seconds {
+        if !(limit.is_finite() && limit > 0.0) {
+            push(v, format!("{at}max_eta_seconds"), format!("{limit} must be finite and above 0"));
+        }
+    }
 }
 
 pub fn recommend_units(r: &pb::RecommendUnitsRequest, vocab: &Vocabulary) -> Violations {
@@ -482,7 +543,7 @@ mod tests {
     }
 
     fn group() -> pb::RequirementGroup {
-        pb::RequirementGroup { agency: 1, unit_types: vec!["irv".into()], capabilities: vec![], count: 1 }
+        pb::RequirementGroup { agency: 1, unit_types: vec!["irv".into()], count: 1, ..Default::default() }
     }
 
     fn spec() -> pb::UnitSpec {
@@ -514,8 +575,21 @@ mod tests {
             })),
             k,
             eligible_statuses: vec![],
+            max_eta_seconds: None,
+            explain: false,
             include_diversions: false,
         }
+    }
+
+    #[test]
+    fn an_eta_limit_must_be_finite_and_positive() {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let r = pb::RecommendUnitsRequest { max_eta_seconds: Some(bad), ..ad_hoc(0) };
+            let v = recommend_units(&r, &vocab());
+            assert_eq!(v.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["max_eta_seconds"], "{bad}");
+        }
+        let r = pb::RecommendUnitsRequest { max_eta_seconds: Some(0.5), ..ad_hoc(0) };
+        assert_eq!(recommend_units(&r, &vocab()), Violations::new());
     }
 
     #[test]

@@ -93,6 +93,30 @@ pub struct Group {
     pub count: u32,
 }
 
+/// A response plan as the server sends it in ReplaceResponsePlans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanSpec {
+    pub name: String,
+    pub incident_type: String,
+    pub grade: i32,
+    pub area: String,
+    pub window: Option<(u32, u32)>,
+    pub groups: Vec<Group>,
+}
+
+impl PlanSpec {
+    pub fn pb(&self) -> pb::ResponsePlan {
+        pb::ResponsePlan {
+            name: self.name.clone(),
+            incident_type: self.incident_type.clone(),
+            grade: self.grade,
+            area: self.area.clone(),
+            time_window: self.window.map(|(s, e)| pb::TimeOfDayWindow { start_minute: s, end_minute: e }),
+            groups: self.groups.iter().map(Group::pb).collect(),
+        }
+    }
+}
+
 impl Group {
     pub fn pb(&self) -> pb::RequirementGroup {
         pb::RequirementGroup {
@@ -100,6 +124,7 @@ impl Group {
             unit_types: self.unit_types.clone(),
             capabilities: self.capabilities.clone(),
             count: self.count,
+            arrive_together: false,
         }
     }
 }
@@ -152,6 +177,11 @@ pub enum Cmd {
         divert: bool,
     },
     Tick,
+    /// Installs response plans.
+    Plans {
+        rid: String,
+        plans: Vec<PlanSpec>,
+    },
     /// Bytes that are not (or not only) a well-formed request of `method`.
     Raw {
         method: Method,
@@ -180,6 +210,7 @@ impl Cmd {
             Cmd::Close { .. } => Method::CloseIncident,
             Cmd::Assign { .. } => Method::AssignUnits,
             Cmd::Tick => Method::Tick,
+            Cmd::Plans { .. } => Method::ReplaceResponsePlans,
             Cmd::Raw { method, .. } => *method,
         }
     }
@@ -191,7 +222,8 @@ impl Cmd {
             | Cmd::Create { rid, .. }
             | Cmd::Update { rid, .. }
             | Cmd::Close { rid, .. }
-            | Cmd::Assign { rid, .. } => Some(rid),
+            | Cmd::Assign { rid, .. }
+            | Cmd::Plans { rid, .. } => Some(rid),
             Cmd::Tick | Cmd::Raw { .. } => None,
         }
     }
@@ -203,7 +235,8 @@ impl Cmd {
             | Cmd::Create { rid, .. }
             | Cmd::Update { rid, .. }
             | Cmd::Close { rid, .. }
-            | Cmd::Assign { rid, .. } => *rid = id.to_owned(),
+            | Cmd::Assign { rid, .. }
+            | Cmd::Plans { rid, .. } => *rid = id.to_owned(),
             Cmd::Tick | Cmd::Raw { .. } => {}
         }
         self
@@ -262,6 +295,12 @@ impl Cmd {
                     .encode_to_vec()
             }
             Cmd::Tick => Vec::new(),
+            Cmd::Plans { rid, plans } => pb::ReplaceResponsePlansRequest {
+                request_id: rid,
+                plans: plans.iter().map(PlanSpec::pb).collect(),
+                source: "plans.toml".into(),
+            }
+            .encode_to_vec(),
             Cmd::Raw { bytes, .. } => bytes,
         }
     }
@@ -318,6 +357,18 @@ impl Cmd {
                     unit_ids.reverse();
                 } else {
                     *incident_id = other(INCIDENT_IDS, incident_id);
+                }
+            }
+            Cmd::Plans { plans, .. } => {
+                if plans.pop().is_none() {
+                    plans.push(PlanSpec {
+                        name: "p".into(),
+                        incident_type: "rtc".into(),
+                        grade: 0,
+                        area: String::new(),
+                        window: None,
+                        groups: vec![Group { agency: 1, unit_types: vec![], capabilities: vec![], count: 1 }],
+                    });
                 }
             }
             Cmd::Tick | Cmd::Raw { .. } => {}

@@ -43,6 +43,21 @@ class IncidentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INCIDENT_STATUS_DISPATCHED: _ClassVar[IncidentStatus]
     INCIDENT_STATUS_ATTENDED: _ClassVar[IncidentStatus]
     INCIDENT_STATUS_CLOSED: _ClassVar[IncidentStatus]
+
+class ShortfallReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SHORTFALL_REASON_UNSPECIFIED: _ClassVar[ShortfallReason]
+    SHORTFALL_REASON_NONE_ON_DUTY: _ClassVar[ShortfallReason]
+    SHORTFALL_REASON_ALL_COMMITTED: _ClassVar[ShortfallReason]
+    SHORTFALL_REASON_POSITIONS_STALE: _ClassVar[ShortfallReason]
+    SHORTFALL_REASON_BEYOND_LIMIT: _ClassVar[ShortfallReason]
+    SHORTFALL_REASON_NEEDED_BY_OTHER_GROUP: _ClassVar[ShortfallReason]
+
+class PassedOverReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PASSED_OVER_REASON_UNSPECIFIED: _ClassVar[PassedOverReason]
+    PASSED_OVER_REASON_IN_OTHER_GROUP: _ClassVar[PassedOverReason]
+    PASSED_OVER_REASON_LATER_ARRIVAL: _ClassVar[PassedOverReason]
 AGENCY_UNSPECIFIED: Agency
 AGENCY_POLICE: Agency
 AGENCY_FIRE: Agency
@@ -65,6 +80,15 @@ INCIDENT_STATUS_OPEN: IncidentStatus
 INCIDENT_STATUS_DISPATCHED: IncidentStatus
 INCIDENT_STATUS_ATTENDED: IncidentStatus
 INCIDENT_STATUS_CLOSED: IncidentStatus
+SHORTFALL_REASON_UNSPECIFIED: ShortfallReason
+SHORTFALL_REASON_NONE_ON_DUTY: ShortfallReason
+SHORTFALL_REASON_ALL_COMMITTED: ShortfallReason
+SHORTFALL_REASON_POSITIONS_STALE: ShortfallReason
+SHORTFALL_REASON_BEYOND_LIMIT: ShortfallReason
+SHORTFALL_REASON_NEEDED_BY_OTHER_GROUP: ShortfallReason
+PASSED_OVER_REASON_UNSPECIFIED: PassedOverReason
+PASSED_OVER_REASON_IN_OTHER_GROUP: PassedOverReason
+PASSED_OVER_REASON_LATER_ARRIVAL: PassedOverReason
 
 class PingRequest(_message.Message):
     __slots__ = ()
@@ -257,19 +281,21 @@ class StreamLocationsResponse(_message.Message):
     def __init__(self, applied: _Optional[int] = ..., skipped_unknown_unit: _Optional[int] = ..., skipped_bad_coordinate: _Optional[int] = ..., skipped_stale: _Optional[int] = ..., batches: _Optional[int] = ..., skipped_bad_time: _Optional[int] = ..., skipped_future: _Optional[int] = ...) -> None: ...
 
 class RequirementGroup(_message.Message):
-    __slots__ = ("agency", "unit_types", "capabilities", "count")
+    __slots__ = ("agency", "unit_types", "capabilities", "count", "arrive_together")
     AGENCY_FIELD_NUMBER: _ClassVar[int]
     UNIT_TYPES_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    ARRIVE_TOGETHER_FIELD_NUMBER: _ClassVar[int]
     agency: Agency
     unit_types: _containers.RepeatedScalarFieldContainer[str]
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     count: int
-    def __init__(self, agency: _Optional[_Union[Agency, str]] = ..., unit_types: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Iterable[str]] = ..., count: _Optional[int] = ...) -> None: ...
+    arrive_together: bool
+    def __init__(self, agency: _Optional[_Union[Agency, str]] = ..., unit_types: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Iterable[str]] = ..., count: _Optional[int] = ..., arrive_together: _Optional[bool] = ...) -> None: ...
 
 class Incident(_message.Message):
-    __slots__ = ("incident_id", "grade", "incident_type", "location", "area", "requirements", "status", "assigned_unit_ids", "attached_unit_ids", "create_time", "first_assigned_time", "first_on_scene_time", "close_time")
+    __slots__ = ("incident_id", "grade", "incident_type", "location", "area", "requirements", "status", "assigned_unit_ids", "attached_unit_ids", "create_time", "first_assigned_time", "first_on_scene_time", "close_time", "response_plan")
     INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
     GRADE_FIELD_NUMBER: _ClassVar[int]
     INCIDENT_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -283,6 +309,7 @@ class Incident(_message.Message):
     FIRST_ASSIGNED_TIME_FIELD_NUMBER: _ClassVar[int]
     FIRST_ON_SCENE_TIME_FIELD_NUMBER: _ClassVar[int]
     CLOSE_TIME_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_PLAN_FIELD_NUMBER: _ClassVar[int]
     incident_id: str
     grade: Grade
     incident_type: str
@@ -296,7 +323,8 @@ class Incident(_message.Message):
     first_assigned_time: _timestamp_pb2.Timestamp
     first_on_scene_time: _timestamp_pb2.Timestamp
     close_time: _timestamp_pb2.Timestamp
-    def __init__(self, incident_id: _Optional[str] = ..., grade: _Optional[_Union[Grade, str]] = ..., incident_type: _Optional[str] = ..., location: _Optional[_Union[Location, _Mapping]] = ..., area: _Optional[str] = ..., requirements: _Optional[_Iterable[_Union[RequirementGroup, _Mapping]]] = ..., status: _Optional[_Union[IncidentStatus, str]] = ..., assigned_unit_ids: _Optional[_Iterable[str]] = ..., attached_unit_ids: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_assigned_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_on_scene_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    response_plan: str
+    def __init__(self, incident_id: _Optional[str] = ..., grade: _Optional[_Union[Grade, str]] = ..., incident_type: _Optional[str] = ..., location: _Optional[_Union[Location, _Mapping]] = ..., area: _Optional[str] = ..., requirements: _Optional[_Iterable[_Union[RequirementGroup, _Mapping]]] = ..., status: _Optional[_Union[IncidentStatus, str]] = ..., assigned_unit_ids: _Optional[_Iterable[str]] = ..., attached_unit_ids: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_assigned_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_on_scene_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., response_plan: _Optional[str] = ...) -> None: ...
 
 class CreateIncidentRequest(_message.Message):
     __slots__ = ("request_id", "incident_id", "grade", "incident_type", "location", "area", "requirements")
@@ -413,50 +441,100 @@ class AdHocTarget(_message.Message):
     def __init__(self, location: _Optional[_Union[Location, _Mapping]] = ..., grade: _Optional[_Union[Grade, str]] = ..., area: _Optional[str] = ..., requirements: _Optional[_Iterable[_Union[RequirementGroup, _Mapping]]] = ...) -> None: ...
 
 class RecommendUnitsRequest(_message.Message):
-    __slots__ = ("incident_id", "ad_hoc", "k", "eligible_statuses", "include_diversions")
+    __slots__ = ("incident_id", "ad_hoc", "k", "eligible_statuses", "include_diversions", "max_eta_seconds", "explain")
     INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
     AD_HOC_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     ELIGIBLE_STATUSES_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_DIVERSIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     incident_id: str
     ad_hoc: AdHocTarget
     k: int
     eligible_statuses: _containers.RepeatedScalarFieldContainer[UnitStatus]
     include_diversions: bool
-    def __init__(self, incident_id: _Optional[str] = ..., ad_hoc: _Optional[_Union[AdHocTarget, _Mapping]] = ..., k: _Optional[int] = ..., eligible_statuses: _Optional[_Iterable[_Union[UnitStatus, str]]] = ..., include_diversions: _Optional[bool] = ...) -> None: ...
+    max_eta_seconds: float
+    explain: bool
+    def __init__(self, incident_id: _Optional[str] = ..., ad_hoc: _Optional[_Union[AdHocTarget, _Mapping]] = ..., k: _Optional[int] = ..., eligible_statuses: _Optional[_Iterable[_Union[UnitStatus, str]]] = ..., include_diversions: _Optional[bool] = ..., max_eta_seconds: _Optional[float] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class ScoreBreakdown(_message.Message):
-    __slots__ = ("mobilisation_seconds", "travel_seconds", "cross_area_cost_seconds", "shift_overrun_cost_seconds", "specialist_cost_seconds", "diversion_cost_seconds")
+    __slots__ = ("mobilisation_seconds", "travel_seconds", "cross_area_cost_seconds", "shift_overrun_cost_seconds", "specialist_cost_seconds", "stale_position_cost_seconds", "diversion_cost_seconds")
     MOBILISATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TRAVEL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CROSS_AREA_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SHIFT_OVERRUN_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SPECIALIST_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STALE_POSITION_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DIVERSION_COST_SECONDS_FIELD_NUMBER: _ClassVar[int]
     mobilisation_seconds: float
     travel_seconds: float
     cross_area_cost_seconds: float
     shift_overrun_cost_seconds: float
     specialist_cost_seconds: float
+    stale_position_cost_seconds: float
     diversion_cost_seconds: float
-    def __init__(self, mobilisation_seconds: _Optional[float] = ..., travel_seconds: _Optional[float] = ..., cross_area_cost_seconds: _Optional[float] = ..., shift_overrun_cost_seconds: _Optional[float] = ..., specialist_cost_seconds: _Optional[float] = ..., diversion_cost_seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, mobilisation_seconds: _Optional[float] = ..., travel_seconds: _Optional[float] = ..., cross_area_cost_seconds: _Optional[float] = ..., shift_overrun_cost_seconds: _Optional[float] = ..., specialist_cost_seconds: _Optional[float] = ..., stale_position_cost_seconds: _Optional[float] = ..., diversion_cost_seconds: _Optional[float] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("unit_id", "eta_seconds", "distance_m", "score", "breakdown", "diverted_from_incident_id")
+    __slots__ = ("unit_id", "eta_seconds", "distance_m", "score", "breakdown", "position_age_seconds", "diverted_from_incident_id")
     UNIT_ID_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     BREAKDOWN_FIELD_NUMBER: _ClassVar[int]
+    POSITION_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DIVERTED_FROM_INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
     unit_id: str
     eta_seconds: float
     distance_m: float
     score: float
     breakdown: ScoreBreakdown
+    position_age_seconds: float
     diverted_from_incident_id: str
-    def __init__(self, unit_id: _Optional[str] = ..., eta_seconds: _Optional[float] = ..., distance_m: _Optional[float] = ..., score: _Optional[float] = ..., breakdown: _Optional[_Union[ScoreBreakdown, _Mapping]] = ..., diverted_from_incident_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, unit_id: _Optional[str] = ..., eta_seconds: _Optional[float] = ..., distance_m: _Optional[float] = ..., score: _Optional[float] = ..., breakdown: _Optional[_Union[ScoreBreakdown, _Mapping]] = ..., position_age_seconds: _Optional[float] = ..., diverted_from_incident_id: _Optional[str] = ...) -> None: ...
+
+class PassedOver(_message.Message):
+    __slots__ = ("unit_id", "eta_seconds", "reason", "other_group_index")
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OTHER_GROUP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    unit_id: str
+    eta_seconds: float
+    reason: PassedOverReason
+    other_group_index: int
+    def __init__(self, unit_id: _Optional[str] = ..., eta_seconds: _Optional[float] = ..., reason: _Optional[_Union[PassedOverReason, str]] = ..., other_group_index: _Optional[int] = ...) -> None: ...
+
+class TeamMember(_message.Message):
+    __slots__ = ("unit_id", "group_index", "eta_seconds", "score", "distance_m", "breakdown", "position_age_seconds", "next_best")
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
+    BREAKDOWN_FIELD_NUMBER: _ClassVar[int]
+    POSITION_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_BEST_FIELD_NUMBER: _ClassVar[int]
+    unit_id: str
+    group_index: int
+    eta_seconds: float
+    score: float
+    distance_m: float
+    breakdown: ScoreBreakdown
+    position_age_seconds: float
+    next_best: PassedOver
+    def __init__(self, unit_id: _Optional[str] = ..., group_index: _Optional[int] = ..., eta_seconds: _Optional[float] = ..., score: _Optional[float] = ..., distance_m: _Optional[float] = ..., breakdown: _Optional[_Union[ScoreBreakdown, _Mapping]] = ..., position_age_seconds: _Optional[float] = ..., next_best: _Optional[_Union[PassedOver, _Mapping]] = ...) -> None: ...
+
+class Shortfall(_message.Message):
+    __slots__ = ("group_index", "missing", "reason")
+    GROUP_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    group_index: int
+    missing: int
+    reason: ShortfallReason
+    def __init__(self, group_index: _Optional[int] = ..., missing: _Optional[int] = ..., reason: _Optional[_Union[ShortfallReason, str]] = ...) -> None: ...
 
 class GroupRecommendation(_message.Message):
     __slots__ = ("group_index", "group", "candidates")
@@ -469,12 +547,18 @@ class GroupRecommendation(_message.Message):
     def __init__(self, group_index: _Optional[int] = ..., group: _Optional[_Union[RequirementGroup, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ...) -> None: ...
 
 class RecommendUnitsResponse(_message.Message):
-    __slots__ = ("groups", "incident_id")
+    __slots__ = ("groups", "incident_id", "team", "shortfalls", "team_eta_seconds")
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    SHORTFALLS_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
     groups: _containers.RepeatedCompositeFieldContainer[GroupRecommendation]
     incident_id: str
-    def __init__(self, groups: _Optional[_Iterable[_Union[GroupRecommendation, _Mapping]]] = ..., incident_id: _Optional[str] = ...) -> None: ...
+    team: _containers.RepeatedCompositeFieldContainer[TeamMember]
+    shortfalls: _containers.RepeatedCompositeFieldContainer[Shortfall]
+    team_eta_seconds: float
+    def __init__(self, groups: _Optional[_Iterable[_Union[GroupRecommendation, _Mapping]]] = ..., incident_id: _Optional[str] = ..., team: _Optional[_Iterable[_Union[TeamMember, _Mapping]]] = ..., shortfalls: _Optional[_Iterable[_Union[Shortfall, _Mapping]]] = ..., team_eta_seconds: _Optional[float] = ...) -> None: ...
 
 class BatchRecommendUnitsRequest(_message.Message):
     __slots__ = ("queries",)
@@ -563,7 +647,7 @@ class WatchEventsRequest(_message.Message):
     def __init__(self, from_sequence: _Optional[int] = ..., from_now: _Optional[bool] = ...) -> None: ...
 
 class WatchEventsResponse(_message.Message):
-    __slots__ = ("sequence", "time", "actor", "method", "request_id", "unit_upserted", "unit_status_set", "incident_created", "incident_updated", "incident_closed", "units_assigned", "clock_ticked", "person_upserted", "shift_upserted", "crew_booked")
+    __slots__ = ("sequence", "time", "actor", "method", "request_id", "unit_upserted", "unit_status_set", "incident_created", "incident_updated", "incident_closed", "units_assigned", "clock_ticked", "person_upserted", "shift_upserted", "crew_booked", "response_plans_replaced")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -579,6 +663,7 @@ class WatchEventsResponse(_message.Message):
     PERSON_UPSERTED_FIELD_NUMBER: _ClassVar[int]
     SHIFT_UPSERTED_FIELD_NUMBER: _ClassVar[int]
     CREW_BOOKED_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_PLANS_REPLACED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     time: _timestamp_pb2.Timestamp
     actor: str
@@ -594,7 +679,8 @@ class WatchEventsResponse(_message.Message):
     person_upserted: UpsertPersonResponse
     shift_upserted: UpsertShiftResponse
     crew_booked: BookCrewResponse
-    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., method: _Optional[str] = ..., request_id: _Optional[str] = ..., unit_upserted: _Optional[_Union[UpsertUnitResponse, _Mapping]] = ..., unit_status_set: _Optional[_Union[SetUnitStatusResponse, _Mapping]] = ..., incident_created: _Optional[_Union[CreateIncidentResponse, _Mapping]] = ..., incident_updated: _Optional[_Union[UpdateIncidentResponse, _Mapping]] = ..., incident_closed: _Optional[_Union[CloseIncidentResponse, _Mapping]] = ..., units_assigned: _Optional[_Union[AssignUnitsResponse, _Mapping]] = ..., clock_ticked: _Optional[_Union[ClockTick, _Mapping]] = ..., person_upserted: _Optional[_Union[UpsertPersonResponse, _Mapping]] = ..., shift_upserted: _Optional[_Union[UpsertShiftResponse, _Mapping]] = ..., crew_booked: _Optional[_Union[BookCrewResponse, _Mapping]] = ...) -> None: ...
+    response_plans_replaced: ReplaceResponsePlansResponse
+    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., method: _Optional[str] = ..., request_id: _Optional[str] = ..., unit_upserted: _Optional[_Union[UpsertUnitResponse, _Mapping]] = ..., unit_status_set: _Optional[_Union[SetUnitStatusResponse, _Mapping]] = ..., incident_created: _Optional[_Union[CreateIncidentResponse, _Mapping]] = ..., incident_updated: _Optional[_Union[UpdateIncidentResponse, _Mapping]] = ..., incident_closed: _Optional[_Union[CloseIncidentResponse, _Mapping]] = ..., units_assigned: _Optional[_Union[AssignUnitsResponse, _Mapping]] = ..., clock_ticked: _Optional[_Union[ClockTick, _Mapping]] = ..., person_upserted: _Optional[_Union[UpsertPersonResponse, _Mapping]] = ..., shift_upserted: _Optional[_Union[UpsertShiftResponse, _Mapping]] = ..., crew_booked: _Optional[_Union[BookCrewResponse, _Mapping]] = ..., response_plans_replaced: _Optional[_Union[ReplaceResponsePlansResponse, _Mapping]] = ...) -> None: ...
 
 class ClockTick(_message.Message):
     __slots__ = ("time", "expired_request_ids", "archived_incidents", "overdue_acknowledgements", "roster_changes")
@@ -931,3 +1017,75 @@ class BookCrewResponse(_message.Message):
     created: bool
     unit: Unit
     def __init__(self, crew: _Optional[_Union[Crew, _Mapping]] = ..., created: _Optional[bool] = ..., unit: _Optional[_Union[Unit, _Mapping]] = ...) -> None: ...
+
+class TimeOfDayWindow(_message.Message):
+    __slots__ = ("start_minute", "end_minute")
+    START_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    END_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    start_minute: int
+    end_minute: int
+    def __init__(self, start_minute: _Optional[int] = ..., end_minute: _Optional[int] = ...) -> None: ...
+
+class ResponsePlan(_message.Message):
+    __slots__ = ("name", "incident_type", "grade", "area", "time_window", "groups")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    GRADE_FIELD_NUMBER: _ClassVar[int]
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    TIME_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    incident_type: str
+    grade: Grade
+    area: str
+    time_window: TimeOfDayWindow
+    groups: _containers.RepeatedCompositeFieldContainer[RequirementGroup]
+    def __init__(self, name: _Optional[str] = ..., incident_type: _Optional[str] = ..., grade: _Optional[_Union[Grade, str]] = ..., area: _Optional[str] = ..., time_window: _Optional[_Union[TimeOfDayWindow, _Mapping]] = ..., groups: _Optional[_Iterable[_Union[RequirementGroup, _Mapping]]] = ...) -> None: ...
+
+class ResponsePlanSet(_message.Message):
+    __slots__ = ("plans", "source", "install_time")
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    INSTALL_TIME_FIELD_NUMBER: _ClassVar[int]
+    plans: _containers.RepeatedCompositeFieldContainer[ResponsePlan]
+    source: str
+    install_time: _timestamp_pb2.Timestamp
+    def __init__(self, plans: _Optional[_Iterable[_Union[ResponsePlan, _Mapping]]] = ..., source: _Optional[str] = ..., install_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ReplaceResponsePlansRequest(_message.Message):
+    __slots__ = ("request_id", "plans", "source")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    plans: _containers.RepeatedCompositeFieldContainer[ResponsePlan]
+    source: str
+    def __init__(self, request_id: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[ResponsePlan, _Mapping]]] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ReplaceResponsePlansResponse(_message.Message):
+    __slots__ = ("response_plans",)
+    RESPONSE_PLANS_FIELD_NUMBER: _ClassVar[int]
+    response_plans: ResponsePlanSet
+    def __init__(self, response_plans: _Optional[_Union[ResponsePlanSet, _Mapping]] = ...) -> None: ...
+
+class GetResponsePlansRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetResponsePlansResponse(_message.Message):
+    __slots__ = ("response_plans",)
+    RESPONSE_PLANS_FIELD_NUMBER: _ClassVar[int]
+    response_plans: ResponsePlanSet
+    def __init__(self, response_plans: _Optional[_Union[ResponsePlanSet, _Mapping]] = ...) -> None: ...
+
+class ReloadResponsePlansRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadResponsePlansResponse(_message.Message):
+    __slots__ = ("changed", "response_plans")
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_PLANS_FIELD_NUMBER: _ClassVar[int]
+    changed: bool
+    response_plans: ResponsePlanSet
+    def __init__(self, changed: _Optional[bool] = ..., response_plans: _Optional[_Union[ResponsePlanSet, _Mapping]] = ...) -> None: ...

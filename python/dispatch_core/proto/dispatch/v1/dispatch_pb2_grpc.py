@@ -156,6 +156,16 @@ class DispatchServiceStub:
                 request_serializer=dispatch_dot_v1_dot_dispatch__pb2.BookCrewRequest.SerializeToString,
                 response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.BookCrewResponse.FromString,
                 _registered_method=True)
+        self.GetResponsePlans = channel.unary_unary(
+                '/dispatch.v1.DispatchService/GetResponsePlans',
+                request_serializer=dispatch_dot_v1_dot_dispatch__pb2.GetResponsePlansRequest.SerializeToString,
+                response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.GetResponsePlansResponse.FromString,
+                _registered_method=True)
+        self.ReloadResponsePlans = channel.unary_unary(
+                '/dispatch.v1.DispatchService/ReloadResponsePlans',
+                request_serializer=dispatch_dot_v1_dot_dispatch__pb2.ReloadResponsePlansRequest.SerializeToString,
+                response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.ReloadResponsePlansResponse.FromString,
+                _registered_method=True)
 
 
 class DispatchServiceServicer:
@@ -383,6 +393,26 @@ class DispatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetResponsePlans(self, request, context):
+        """The response plans (run cards) in force: what CreateIncident without requirements
+        takes its requirement groups from, with where they came from and when they were
+        installed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReloadResponsePlans(self, request, context):
+        """Reads the server's response-plan file (--response-plans) again and installs its plans
+        through a journaled command, so replay sees exactly the plans in force. Nothing is
+        journaled when the file holds the plans already in force. A file that does not
+        validate changes nothing: FAILED_PRECONDITION, with every error naming the file, line
+        and key in the PreconditionFailure details (subject "response_plans/<file>:<line>").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -505,6 +535,16 @@ def add_DispatchServiceServicer_to_server(servicer, server):
                     servicer.BookCrew,
                     request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.BookCrewRequest.FromString,
                     response_serializer=dispatch_dot_v1_dot_dispatch__pb2.BookCrewResponse.SerializeToString,
+            ),
+            'GetResponsePlans': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResponsePlans,
+                    request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.GetResponsePlansRequest.FromString,
+                    response_serializer=dispatch_dot_v1_dot_dispatch__pb2.GetResponsePlansResponse.SerializeToString,
+            ),
+            'ReloadResponsePlans': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadResponsePlans,
+                    request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.ReloadResponsePlansRequest.FromString,
+                    response_serializer=dispatch_dot_v1_dot_dispatch__pb2.ReloadResponsePlansResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1157,6 +1197,60 @@ class DispatchService:
             '/dispatch.v1.DispatchService/BookCrew',
             dispatch_dot_v1_dot_dispatch__pb2.BookCrewRequest.SerializeToString,
             dispatch_dot_v1_dot_dispatch__pb2.BookCrewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResponsePlans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dispatch.v1.DispatchService/GetResponsePlans',
+            dispatch_dot_v1_dot_dispatch__pb2.GetResponsePlansRequest.SerializeToString,
+            dispatch_dot_v1_dot_dispatch__pb2.GetResponsePlansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadResponsePlans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dispatch.v1.DispatchService/ReloadResponsePlans',
+            dispatch_dot_v1_dot_dispatch__pb2.ReloadResponsePlansRequest.SerializeToString,
+            dispatch_dot_v1_dot_dispatch__pb2.ReloadResponsePlansResponse.FromString,
             options,
             channel_credentials,
             insecure,
