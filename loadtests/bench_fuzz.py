@@ -98,6 +98,12 @@ WEIGHTS: dict[str, float] = {
     "GetOperatingPicture": 0.1,
     # The audit trail is the service's, not the core's, and refuses unauthenticated callers.
     "QueryAudit": 0.1,
+    # Duty management: a few people, shifts and crews on the fleet's units, so that crews
+    # get booked and the clock's roster deadlines fire while the rest runs.
+    "UpsertPerson": 1.0,
+    "GetPerson": 0.5,
+    "UpsertShift": 1.0,
+    "BookCrew": 1.0,
     # The plans in force, and a reload of the server's own file (nothing to change).
     "GetResponsePlans": 0.2,
     "ReloadResponsePlans": 0.05,
@@ -361,6 +367,12 @@ class Generator:
             if self.c.chance(0.9) and (known := self.recall(p.incident_ids)):
                 return known
             return f"INC-{self.c.integer(1, 50):06d}"
+        if name in ("person_id", "person_ids"):
+            return f"FZ-P{self.c.integer(0, 7)}"
+        if name in ("shift_id", "crew_id"):
+            return f"FZ-{name[0].upper()}{self.c.integer(0, 15)}"
+        if name == "capability":
+            return self.c.pick(p.capabilities)
         if name in ("area", "home_area"):
             return "" if self.c.chance(0.3) else self.c.pick(p.areas)
         if name in ("unit_type", "unit_types"):
@@ -407,7 +419,7 @@ class Generator:
             return self.time_ms()
         if name in ("k", "page_size"):
             return self.c.integer(0, 12)
-        if name == "count":
+        if name in ("count", "holders"):
             return self.c.integer(1, 3)
         return max(lo, min(hi, self.c.integer(0, 100)))
 

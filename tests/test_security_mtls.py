@@ -28,6 +28,7 @@ ROLES = (
     "dispatcher",
     "supervisor",
     "avl_feed",
+    "duty_planner",
     "monitor",
     "partner",
     "auditor",
@@ -54,9 +55,14 @@ RPCS = (
     "GetOperatingPicture",
     "WatchOperatingPicture",
     "QueryAudit",
+    "UpsertPerson",
+    "GetPerson",
+    "UpsertShift",
+    "BookCrew",
     "GetResponsePlans",
     "ReloadResponsePlans",
 )
+_DUTY = {"UpsertPerson", "GetPerson", "UpsertShift", "BookCrew"}
 _READS = {"Ping", "GetUnit", "ListUnits", "GetIncident", "ListIncidents", "GetOperatingPicture"}
 _CALL_TAKER = {
     "Ping",
@@ -84,11 +90,13 @@ _DISPATCHER = _CALL_TAKER | {
 ALLOWED: dict[str, set[str]] = {
     "call_taker": _CALL_TAKER,
     "dispatcher": _DISPATCHER,
-    "supervisor": _DISPATCHER | {"UpsertUnit", "ReloadResponsePlans"},
+    "supervisor": _DISPATCHER | {"UpsertUnit", "ReloadResponsePlans"} | _DUTY,
     "avl_feed": {"Ping", "UpdateLocations", "StreamLocations"},
+    "duty_planner": _DUTY | {"Ping", "GetUnit", "ListUnits"},
     "monitor": {"Ping", "GetOperatingPicture", "WatchOperatingPicture", "GetUnit", "ListUnits"},
     "partner": set(_READS),
-    "auditor": _READS | {"ListPending", "WatchEvents", "QueryAudit", "GetResponsePlans"},
+    "auditor": _READS
+    | {"ListPending", "WatchEvents", "QueryAudit", "GetPerson", "GetResponsePlans"},
     # "*" is every RPC but the audit trail's: separation of duties.
     "admin": set(RPCS) - {"QueryAudit"},
 }
@@ -206,6 +214,10 @@ def _calls(stub: pb_grpc.DispatchServiceStub) -> dict[str, Callable[[], object]]
             pb.BatchRecommendUnitsRequest(), timeout=10
         ),
         "AssignUnits": lambda: stub.AssignUnits(pb.AssignUnitsRequest(), timeout=10),
+        "UpsertPerson": lambda: stub.UpsertPerson(pb.UpsertPersonRequest(), timeout=10),
+        "GetPerson": lambda: stub.GetPerson(pb.GetPersonRequest(person_id="NOPE"), timeout=10),
+        "UpsertShift": lambda: stub.UpsertShift(pb.UpsertShiftRequest(), timeout=10),
+        "BookCrew": lambda: stub.BookCrew(pb.BookCrewRequest(), timeout=10),
         # Allowed, it waits for an event that never comes: DEADLINE_EXCEEDED.
         "WatchEvents": lambda: _first(
             stub.WatchEvents(pb.WatchEventsRequest(from_now=True), timeout=0.5)

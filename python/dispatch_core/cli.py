@@ -597,6 +597,31 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--units", type=int, default=400, help="fleet size (default 400)")
     demo.add_argument("--seed", type=int, default=7, help="fleet layout seed (default 7)")
 
+    roster = sub.add_parser(
+        "roster",
+        help="duty management: import people, skills and shifts from CSV into a server",
+    )
+    roster_sub = roster.add_subparsers(dest="roster_command", required=True)
+    roster_import = roster_sub.add_parser(
+        "import",
+        help="send a roster CSV (people with skills, shifts) to a running server",
+        description="Check a roster CSV whole (columns kind,id,person_id,name,skills,start,"
+        "end,role,area; README, 'Duty management'), then send it to the server as "
+        "UpsertPerson and UpsertShift calls. Errors are named by line; a file with any bad "
+        "line sends nothing unless --skip-bad.",
+    )
+    roster_import.add_argument("file", type=Path, help="the CSV file")
+    roster_import.add_argument(
+        "--skip-bad", action="store_true", help="send the good lines, listing every skipped one"
+    )
+    roster_import.add_argument(
+        "--target",
+        default=os.environ.get("DISPATCH_TARGET", f"{DEFAULT_HOST}:{DEFAULT_PORT}"),
+        help="server address (env DISPATCH_TARGET; default %(default)s)",
+    )
+    _add_logging_args(roster_import, defaults=False)
+    add_client_tls_args(roster_import)
+
     # Options are parsed by dispatch_core.loadtest.main (`dispatch-core loadtest --help`),
     # imported only when asked for: the generator's modules are not needed to serve.
     # prefix_chars="+" hands every "--option" through untouched as one REMAINDER list.
@@ -726,6 +751,16 @@ def _main(argv: Sequence[str] | None) -> int:
 
         check_journal_spec(args.journal)
         return run_audit(args, sys.stdout)
+    if args.command == "roster":
+        from dispatch_core.roster.importer import run_import  # noqa: PLC0415
+
+        return run_import(
+            args.target,
+            args.file,
+            sys.stdout,
+            credentials=ClientCredentials(args.tls_ca, args.tls_cert, args.tls_key, args.token),
+            skip_bad=args.skip_bad,
+        )
     if args.command == "certs":
         from dispatch_core.security.certs import write_dev_certs  # noqa: PLC0415
         from dispatch_core.security.policy import ROLES  # noqa: PLC0415

@@ -38,6 +38,10 @@ class Observer:
     def diverted(self, from_grade: int) -> None:
         """A unit was taken from an incident of `from_grade` for an IMMEDIATE one."""
 
+    def crew_off(self, overtime: bool) -> None:
+        """A unit's crew went off shift with no crew following: the unit went OFF_DUTY, or,
+        committed to a job, stayed on it (`overtime`)."""
+
     def journal_durable(self, seconds: float) -> None:
         """A command waited `seconds` from queueing its journal entry to its being durable
         (group-commit queueing included). Called outside the writer lock."""

@@ -190,6 +190,8 @@ class Pipeline:
                 self.observer.ack_overdue(grade)
             elif kind == "diverted":
                 self.observer.diverted(grade)
+            elif kind == "crew_off":
+                self.observer.crew_off(bool(value))
 
     # -------------------------------------------------------------------------- pings
 

@@ -23,6 +23,9 @@ METHODS: dict[str, tuple[type[Message] | None, type[Message], str]] = {
     "CloseIncident": (pb.CloseIncidentRequest, pb.CloseIncidentResponse, "incident_closed"),
     "AssignUnits": (pb.AssignUnitsRequest, pb.AssignUnitsResponse, "units_assigned"),
     "Tick": (None, pb.ClockTick, "clock_ticked"),
+    "UpsertPerson": (pb.UpsertPersonRequest, pb.UpsertPersonResponse, "person_upserted"),
+    "UpsertShift": (pb.UpsertShiftRequest, pb.UpsertShiftResponse, "shift_upserted"),
+    "BookCrew": (pb.BookCrewRequest, pb.BookCrewResponse, "crew_booked"),
     "ReplaceResponsePlans": (
         pb.ReplaceResponsePlansRequest,
         pb.ReplaceResponsePlansResponse,
@@ -80,6 +83,16 @@ def summary(entry: Entry) -> str:
         i = response.incident
         verb = "opened" if entry.method == "CreateIncident" else "updated"
         return f"incident {i.incident_id} {verb} ({pb.Grade.Name(i.grade)} {i.incident_type})"
+    if isinstance(response, pb.UpsertPersonResponse):
+        p = response.person
+        verb = "registered" if response.created else "updated"
+        return f"person {p.person_id} {verb} ({len(p.skills)} skills)"
+    if isinstance(response, pb.UpsertShiftResponse):
+        s = response.shift
+        return f"shift {s.shift_id} of {s.person_id} {'booked' if response.created else 'changed'}"
+    if isinstance(response, pb.BookCrewResponse):
+        c = response.crew
+        return f"crew {c.crew_id} on {c.unit_id}: {', '.join(c.person_ids)}"
     if isinstance(response, pb.ReplaceResponsePlansResponse):
         plans = response.response_plans
         return f"response plans replaced: {len(plans.plans)} plans from {plans.source}"
@@ -90,6 +103,12 @@ def summary(entry: Entry) -> str:
             + "".join(
                 f", {o.unit_id} overdue acknowledging {o.incident_id}"
                 for o in response.overdue_acknowledgements
+            )
+            + "".join(
+                f", {c.unit.unit_id}"
+                f" {'on overtime' if c.overtime else pb.UnitStatus.Name(c.unit.status)}"
+                f" (crew {c.crew_id or 'none'})"
+                for c in response.roster_changes
             )
         )
     return entry.method

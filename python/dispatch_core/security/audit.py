@@ -95,6 +95,9 @@ def record_ids(
                     units.extend(message.unit_ids)
                 if name == "UpsertUnit" and message.unit.unit_id:
                     units.append(message.unit.unit_id)
+                # A crew booking changes what its unit can do: the unit is what it names.
+                if name == "BookCrew" and message.crew.unit_id:
+                    units.append(message.crew.unit_id)
     if response is not None:
         response_type = getattr(pb, f"{name}Response", None)
         answer = response

@@ -36,6 +36,7 @@ ROLES = (
     "dispatcher",
     "supervisor",
     "avl_feed",
+    "duty_planner",
     "monitor",
     "partner",
     "auditor",

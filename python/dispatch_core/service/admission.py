@@ -78,6 +78,10 @@ PRIORITY: dict[str, int] = {
             "StreamLocations",
             "BatchRecommendUnits",
             "QueryAudit",
+            # Roster edits arrive in imports of thousands: they yield to dispatch work.
+            "UpsertPerson",
+            "UpsertShift",
+            "BookCrew",
             # Re-reads and validates a file: rare, and never more urgent than dispatch.
             "ReloadResponsePlans",
         )

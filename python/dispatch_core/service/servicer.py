@@ -54,6 +54,9 @@ COMMANDS = (
     "UpdateIncident",
     "CloseIncident",
     "AssignUnits",
+    "UpsertPerson",
+    "UpsertShift",
+    "BookCrew",
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -137,6 +140,7 @@ class DispatchServicer:
         core, pipeline = self._core, self._pipeline
         return raw | {
             "GetUnit": _guarded(lambda request, context: core.get_unit(request)),
+            "GetPerson": _guarded(lambda request, context: core.get_person(request)),
             "ListUnits": _guarded(lambda request, context: core.list_units(request)),
             "GetIncident": _guarded(lambda request, context: pipeline.get_incident(request)),
             "ListIncidents": _guarded(lambda request, context: core.list_incidents(request)),

@@ -39,6 +39,10 @@ PER_RPC: dict[str, int] = {
     "GetResponsePlans": 1 * KIB,  # empty
     "ReloadResponsePlans": 1 * KIB,  # empty: the server reads its own file
     "SetUnitStatus": 4 * KIB,
+    "GetPerson": 4 * KIB,
+    "UpsertShift": 4 * KIB,  # five ids of 64 bytes and two timestamps
+    "BookCrew": 32 * KIB,  # 16 people and 128 minimums of 64-byte names: 11 kB
+    "UpsertPerson": 32 * KIB,  # 128 skills of 64-byte names and two timestamps: 13 kB
     "CloseIncident": 16 * KIB,
     "AssignUnits": 16 * KIB,  # 100 unit ids of 64 bytes: 6.6 kB
     "UpsertUnit": 32 * KIB,  # 128 capabilities of 64 bytes: 8.5 kB

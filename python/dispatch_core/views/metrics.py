@@ -252,6 +252,16 @@ class Metrics:
             ("grade",),
             registry=r,
         )
+        self.crew_off = Counter(
+            "dispatch_roster_crew_off",
+            "Units whose booked crew went off shift with no crew following, by result:"
+            " off_duty (the unit went OFF_DUTY) or overtime (it was committed to a job and"
+            " stayed on it).",
+            ("result",),
+            registry=r,
+        )
+        for result in ("off_duty", "overtime"):
+            self.crew_off.labels(result)
         # Every series exists from the start at 0: a rate over a series that appears only
         # at its first event would miss that event, and alerts see 0 rather than nothing.
         for result in PING_RESULTS:
@@ -358,6 +368,10 @@ class PipelineMetrics(Observer):
         self._target_s = {int(g): s for g, s in RESPONSE_TARGET_S.items()}
         self._ack_overdue = {int(g): metrics.ack_overdue.labels(g.name).inc for g in Grade}
         self._diverted = {int(g): metrics.diversions.labels(g.name).inc for g in Grade}
+        self._crew_off = {
+            False: metrics.crew_off.labels("off_duty").inc,
+            True: metrics.crew_off.labels("overtime").inc,
+        }
 
     def ranked(self, seconds: float) -> None:
         self._rank(seconds)
@@ -396,6 +410,9 @@ class PipelineMetrics(Observer):
 
     def diverted(self, from_grade: int) -> None:
         self._diverted[from_grade]()
+
+    def crew_off(self, overtime: bool) -> None:
+        self._crew_off[overtime]()
 
 
 _PLANS_HELP = "Response plans in force (CreateIncident without requirements uses them)"

@@ -22,6 +22,10 @@ pub enum Method {
     Tick,
     /// Installs the response plans (the server sends it from its plan file).
     ReplaceResponsePlans,
+    /// Duty management ([`crate::duty`]).
+    UpsertPerson,
+    UpsertShift,
+    BookCrew,
 }
 
 impl Method {
@@ -34,6 +38,9 @@ impl Method {
         Method::AssignUnits,
         Method::Tick,
         Method::ReplaceResponsePlans,
+        Method::UpsertPerson,
+        Method::UpsertShift,
+        Method::BookCrew,
     ];
 
     /// The RPC name (and the journal's `method` column).
@@ -47,6 +54,9 @@ impl Method {
             Method::AssignUnits => "AssignUnits",
             Method::Tick => "Tick",
             Method::ReplaceResponsePlans => "ReplaceResponsePlans",
+            Method::UpsertPerson => "UpsertPerson",
+            Method::UpsertShift => "UpsertShift",
+            Method::BookCrew => "BookCrew",
         }
     }
 
@@ -65,6 +75,10 @@ impl Method {
             Method::AssignUnits => 6,
             Method::Tick => 7,
             Method::ReplaceResponsePlans => 8,
+            // Duty management numbers from 21, leaving 9-20 to the dispatch commands.
+            Method::UpsertPerson => 21,
+            Method::UpsertShift => 22,
+            Method::BookCrew => 23,
         }
     }
 
@@ -137,6 +151,8 @@ pub enum Command {
         allow_diversion: bool,
     },
     Tick,
+    /// A duty management command ([`crate::duty`]).
+    Duty(crate::duty::wire::DutyCommand),
     ReplaceResponsePlans {
         plans: Vec<ResponsePlan>,
         source: String,

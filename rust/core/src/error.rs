@@ -28,6 +28,11 @@ pub enum CoreError {
     IncidentExists(String),
     /// The incident is closed: it takes no more changes.
     IncidentClosed(String),
+    /// A person (or another duty record) that is not known: its kind and id.
+    UnknownRecord { kind: &'static str, id: String },
+    /// A roster change that conflicts with a record already held; `subject` names that
+    /// record (`shift/S-1`, `crew/C-1`, `person/P-1`) and `reason` says what clashes.
+    RosterConflict { subject: String, reason: String },
     /// The command cannot be applied now for a reason outside the request (the server's
     /// clock is outside the valid range): retrying later may succeed.
     Unavailable(String),
@@ -78,6 +83,8 @@ impl fmt::Display for CoreError {
             Self::UnknownIncident(id) => write!(f, "incident {id:?} not found"),
             Self::IncidentExists(id) => write!(f, "incident {id:?} already exists"),
             Self::IncidentClosed(id) => write!(f, "incident/{id}: incident {id:?} is closed"),
+            Self::UnknownRecord { kind, id } => write!(f, "{kind} {id:?} not found"),
+            Self::RosterConflict { subject, reason } => write!(f, "{subject}: {reason}"),
             Self::Unavailable(reason) => write!(f, "{reason}"),
         }
     }

@@ -8,6 +8,7 @@
 //! - [`coverage`]: which places some eligible unit can reach within a target time;
 //! - [`batch`]: many waiting places × candidate units assigned at once (min-cost flow);
 //! - [`store`]: the table and the grid kept in step, with the status lifecycle;
+//! - [`duty`]: people, skills, shifts and crews, which decide a rostered unit's capabilities.
 //! - [`plans`]: response plans (run cards) and which one is in force for an incident;
 //! - [`team`]: the whole-team recommendation (one unit per place of a plan).
 //!
@@ -28,6 +29,7 @@ pub mod batch;
 pub mod caps;
 pub mod command;
 pub mod coverage;
+pub mod duty;
 pub mod error;
 pub mod eta;
 pub mod geo;

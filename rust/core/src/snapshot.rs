@@ -4,7 +4,8 @@
 //! (their slots, live or removed, static attributes, status, incident link and last
 //! position with its time, since pings are not journaled), incidents, the idempotency table,
 //! the clock, the sequence, the counter behind server-chosen incident ids, the running
-//! acknowledgement deadlines and the response plans in force. The encoding
+//! acknowledgement deadlines, the response plans in force and the roster (people, shifts,
+//! crews and what the crews make of their units). The encoding
 //! is Protocol Buffers (messages declared here with prost), units column by column so that
 //! encoding is a few copies of packed arrays. [`FORMAT`] versions the layout; another
 //! version is refused with a message naming it, never guessed at.
@@ -28,9 +29,12 @@ use crate::store::{RestoredUnit, UnitStore};
 use crate::types::{Agency, Grade, IncidentStatus, Status};
 
 /// The layout version written by this build. Version 1 was the JSON of the Python engine;
-/// version 2 had no response plans (snapshot fields 18-20, incident field 16) and is still
-/// read, as a state with none; its acknowledgement deadlines (15-17) and `cleared` counts
-/// (incident field 15) are read as they are, and are simply absent from older writes.
+/// version 2 had no response plans (snapshot fields 18-20, incident field 16) and no roster
+/// (field 40) and is still read, as a state with neither; its acknowledgement deadlines
+/// (15-17) and `cleared` counts (incident field 15) are read as they are, and are simply
+/// absent from older writes. Version 3 gained the plans and the roster together (no build
+/// wrote version 3 without field 40 outside development), and a version 3 snapshot without
+/// field 40 reads as a state with nobody rostered.
 pub const FORMAT: u32 = 3;
 
 /// The oldest layout version this build still reads.
@@ -83,6 +87,10 @@ struct SnapshotMsg {
     plans_source: String,
     #[prost(int64, optional, tag = "20")]
     plans_installed_ms: Option<i64>,
+    /// People, shifts, crews and rostered units (format 3; [`crate::duty::snapshot`]).
+    /// Numbered apart from the dispatch fields so that these can grow without meeting it.
+    #[prost(message, optional, tag = "40")]
+    duty: Option<crate::duty::snapshot::DutyMsg>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -334,6 +342,9 @@ pub struct Captured {
     requests: RequestTable,
     /// Units waiting to acknowledge (a few per open incident): copied whole.
     acks: crate::state::AckDeadlines,
+    /// The roster: persistent maps, so the copy is a reference count.
+    duty: crate::duty::Duty,
+    vocabulary: crate::caps::Vocabulary,
     plans: PlanBook,
 }
 
@@ -410,6 +421,7 @@ impl Captured {
             ack_slots: self.acks.deadlines().map(|(slot, _)| slot).collect(),
             ack_deadlines: self.acks.deadlines().map(|(_, due)| due).collect(),
             ack_overdue: self.acks.overdue().collect(),
+            duty: Some(crate::duty::snapshot::encode(&self.duty, &self.vocabulary)),
             response_plans: self.plans.plans().iter().map(plan_row).collect(),
             plans_source: self.plans.source.clone(),
             plans_installed_ms: self.plans.installed_ms,
@@ -437,6 +449,8 @@ pub fn capture(m: &Machine) -> Captured {
         incidents: m.incidents().shared(),
         requests: m.requests().clone(),
         acks: m.acks().clone(),
+        duty: m.duty().clone(),
+        vocabulary: store.vocabulary().clone(),
         plans: m.response_plans().clone(),
     }
 }
@@ -575,7 +589,11 @@ pub fn decode(data: &[u8], empty: UnitStore, request_capacity: usize) -> CoreRes
     if s.ack_slots.iter().chain(&s.ack_overdue).any(|&x| x as usize >= n) {
         return Err(bad("an acknowledgement deadline refers to an unknown unit"));
     }
+    let remap_caps =
+        |stored: CapSet| (0..remap.len()).filter(|&b| stored & (1 << b) != 0).fold(0, |acc, b| acc | remap[b]);
+    let duty = crate::duty::snapshot::decode(s.duty.unwrap_or_default(), &vocab, &remap_caps, n)?;
     let mut m = Machine::new(store, request_capacity);
+    m.duty = duty;
     m.incidents = incidents;
     m.acks = acks;
     m.requests = requests;
@@ -648,6 +666,7 @@ mod tests {
         // A format 2 snapshot is this layout without fields 18-20: what an older build wrote.
         let mut old = SnapshotMsg::decode(encode(&Machine::new(store(), 100)).as_slice()).unwrap();
         old.format = 2;
+        old.duty = None;
         let m = decode(&old.encode_to_vec(), store(), 100).unwrap();
         assert!(m.response_plans().plans().is_empty() && m.response_plans().installed_ms.is_none());
         for format in [1, 4] {
@@ -734,6 +753,7 @@ mod tests {
         // What the build before response plans wrote: deadlines and `cleared`, no plans.
         let mut old = SnapshotMsg::decode(encode(&with_everything()).as_slice()).unwrap();
         old.format = 2;
+        old.duty = None;
         old.response_plans.clear();
         old.plans_source.clear();
         old.plans_installed_ms = None;
@@ -744,6 +764,75 @@ mod tests {
         assert!(m.response_plans().plans().is_empty());
         assert_eq!(m.acks().deadlines().count(), 1);
         assert_eq!(m.incidents().get("I1").unwrap().cleared, 1);
+        m.check_invariants().unwrap();
+    }
+
+    /// [`with_everything`] and a roster: unit C crewed by a firearms officer on shift.
+    fn with_roster() -> Machine {
+        let mut m = with_everything();
+        let t = 1_750_000_000_000;
+        let h = 3_600_000;
+        let ts = crate::wire::encode::timestamp;
+        let mut ok = |method: Method, bytes: Vec<u8>| {
+            let outcome = m.execute(method, &bytes, t + 10, JournalAnswer::Unchecked);
+            assert!(matches!(outcome, crate::state::Outcome::Applied { .. }), "{method:?}: {outcome:?}");
+        };
+        let unit = pb::UnitSpec { unit_id: "C".into(), agency: 1, unit_type: "arv".into(), ..Default::default() };
+        ok(Method::UpsertUnit, pb::UpsertUnitRequest { request_id: "uC".into(), unit: Some(unit) }.encode_to_vec());
+        let skill = pb::Skill { capability: "firearms".into(), valid_from: None, expiry: Some(ts(t + 4 * h)) };
+        let person = pb::Person { person_id: "P1".into(), name: "PC One".into(), skills: vec![skill] };
+        ok(
+            Method::UpsertPerson,
+            pb::UpsertPersonRequest { request_id: "p1".into(), person: Some(person) }.encode_to_vec(),
+        );
+        let shift = pb::Shift {
+            shift_id: "S1".into(),
+            person_id: "P1".into(),
+            start: Some(ts(t)),
+            end: Some(ts(t + 8 * h)),
+            ..Default::default()
+        };
+        ok(Method::UpsertShift, pb::UpsertShiftRequest { request_id: "s1".into(), shift: Some(shift) }.encode_to_vec());
+        let crew = pb::Crew {
+            crew_id: "K1".into(),
+            unit_id: "C".into(),
+            person_ids: vec!["P1".into()],
+            start: Some(ts(t)),
+            end: Some(ts(t + 8 * h)),
+            minimums: Vec::new(),
+        };
+        ok(Method::BookCrew, pb::BookCrewRequest { request_id: "k1".into(), crew: Some(crew) }.encode_to_vec());
+        m
+    }
+
+    #[test]
+    fn plans_deadlines_and_a_roster_share_format_3_byte_for_byte() {
+        let m = with_roster();
+        let bytes = encode(&m);
+        let msg = SnapshotMsg::decode(bytes.as_slice()).unwrap();
+        assert_eq!(msg.format, FORMAT);
+        assert!(!msg.response_plans.is_empty() && msg.duty.is_some());
+        let restored = decode(&bytes, store(), 100).unwrap();
+        assert_eq!(restored.duty().sizes(), (1, 1, 1, 1));
+        assert_eq!(restored.duty().next_due(), m.duty().next_due());
+        assert_eq!(restored.response_plans(), m.response_plans());
+        assert_eq!(restored.acks().deadlines().count(), 1);
+        let slot = restored.units().slot("C").unwrap() as usize;
+        assert_eq!(restored.vocabulary().decode(restored.units().table().caps[slot]), ["firearms"]);
+        assert_eq!(encode(&restored), bytes);
+        assert_eq!(digest(&restored), digest(&m));
+    }
+
+    #[test]
+    fn a_format_3_snapshot_without_the_roster_field_loads_with_nobody_rostered() {
+        // What a build with response plans but before duty management wrote.
+        let mut msg = SnapshotMsg::decode(encode(&with_everything()).as_slice()).unwrap();
+        msg.duty = None;
+        let m = decode(&msg.encode_to_vec(), store(), 100).unwrap();
+        assert_eq!(m.duty().sizes(), (0, 0, 0, 0));
+        assert_eq!(m.duty().next_due(), None);
+        assert!(!m.response_plans().plans().is_empty());
+        assert_eq!(encode(&m), encode(&with_everything()));
         m.check_invariants().unwrap();
     }
 }

@@ -318,6 +318,19 @@ impl UnitStore {
         Ok(slot)
     }
 
+    /// Sets the capabilities and shift window a unit's crew gives it ([`crate::duty`]),
+    /// through the same path as [`Self::upsert`]: the table and the grid entry together, so
+    /// the ranking sees crew-derived capabilities exactly as upserted ones.
+    pub fn set_crew_attributes(&mut self, slot: u32, caps: CapSet, shift_start_ms: i64, shift_end_ms: i64) {
+        let s = slot as usize;
+        let t = &mut self.table;
+        t.caps[s] = caps;
+        t.shift_start_ms[s] = shift_start_ms;
+        t.shift_end_ms[s] = shift_end_ms;
+        let unit_type = t.unit_type[s];
+        self.grid.set_attributes(slot, caps, unit_type);
+    }
+
     /// Live units with an id greater than `after` that pass the filters (an empty filter
     /// passes every unit), in id order: what ListUnits pages through.
     pub fn units_after<'a>(

@@ -329,7 +329,7 @@ fn run(case: &Case, cov: &Coverage) -> Result<(), String> {
                     Event::FirstAssigned { .. } => _ = cov.first_assigned.fetch_add(1, Relaxed),
                     Event::FirstOnScene { .. } => _ = cov.first_on_scene.fetch_add(1, Relaxed),
                     Event::RequestsExpired { .. } => _ = cov.expired.fetch_add(1, Relaxed),
-                    Event::Diverted { .. } | Event::AckOverdue { .. } => {}
+                    Event::Diverted { .. } | Event::AckOverdue { .. } | Event::CrewOff { .. } => {}
                 }
             }
             cov.released.fetch_add(release.len(), Relaxed);

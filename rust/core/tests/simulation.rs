@@ -499,6 +499,7 @@ impl Sim {
                     Event::RequestsExpired { .. } => self.stats.expiring_ticks += 1,
                     Event::Diverted { .. } => self.stats.diverted += 1,
                     Event::AckOverdue { .. } => self.stats.ack_overdue += 1,
+                    Event::CrewOff { .. } => {}
                 }
             }
             self.stats.released += release.len() as u64;

@@ -108,6 +108,11 @@ impl Refusal {
                     quoted(&unit_id)
                 ),
             ),
+            CoreError::UnknownRecord { kind, id } => Refusal {
+                resource: Some((kind, id.clone())),
+                ..plain("NOT_FOUND", format!("{kind} {} not found", quoted(&id)))
+            },
+            CoreError::RosterConflict { subject, reason } => precondition("ROSTER_CONFLICT", subject, reason),
             CoreError::Unavailable(reason) => plain("UNAVAILABLE", reason),
         }
     }

@@ -104,6 +104,7 @@ fn event(e: &Event) -> (&'static str, i32, i64) {
         Event::RequestsExpired { count } => ("requests_expired", 0, count as i64),
         Event::Diverted { from_grade } => ("diverted", from_grade as i32, 0),
         Event::AckOverdue { grade } => ("ack_overdue", grade as i32, 0),
+        Event::CrewOff { overtime } => ("crew_off", 0, i64::from(overtime)),
     }
 }
 
@@ -369,6 +370,11 @@ impl DispatchCore {
 
     fn get_unit<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
         bytes_out(py, self.read(py, |s| reads::get_unit(s, request)))
+    }
+
+    /// GetPerson: a person with their skills, shifts and crews (request and answer bytes).
+    fn get_person<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        bytes_out(py, self.read(py, |s| dispatch_engine::duty::wire::get_person(s.duty(), s.units(), request)))
     }
 
     fn list_units<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyBytes>> {

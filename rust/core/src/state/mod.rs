@@ -53,6 +53,9 @@ pub enum Event {
     Diverted { from_grade: Grade },
     /// A unit dispatched to an incident of `grade` did not acknowledge in time.
     AckOverdue { grade: Grade },
+    /// A unit's crew went off with no crew following: it went OFF_DUTY, or, committed,
+    /// kept working (`overtime`).
+    CrewOff { overtime: bool },
 }
 
 /// A unit flagged at a tick for not acknowledging its dispatch in time.
@@ -72,6 +75,8 @@ pub enum Reply {
     Unit {
         slot: u32,
         created: bool,
+        /// The unit has crew bookings: its capabilities and shift come from them.
+        rostered: bool,
     },
     Status {
         slot: u32,
@@ -94,7 +99,9 @@ pub enum Reply {
         expired: u64,
         archived: u64,
         overdue: Vec<Overdue>,
+        roster: Vec<crate::duty::RosterChange>,
     },
+    Duty(crate::duty::wire::DutyReply),
     Plans,
 }
 
@@ -186,6 +193,8 @@ pub struct Machine {
     pub(crate) requests: RequestTable,
     /// Acknowledgement deadlines of DISPATCHED units, and those flagged overdue.
     pub(crate) acks: AckDeadlines,
+    /// People, shifts and crews, and what the crews make of their units.
+    pub(crate) duty: crate::duty::Duty,
     /// Time of the latest command applied (never goes back); 0 before the first.
     pub(crate) clock_ms: i64,
     /// Sequence of the latest command applied: the journal's numbering.
@@ -207,6 +216,7 @@ impl Machine {
             incidents: Incidents::new(),
             requests: RequestTable::new(request_capacity),
             acks: AckDeadlines::default(),
+            duty: crate::duty::Duty::default(),
             clock_ms: 0,
             sequence: 0,
             plans: PlanBook::default(),
@@ -218,6 +228,10 @@ impl Machine {
 
     pub fn acks(&self) -> &AckDeadlines {
         &self.acks
+    }
+
+    pub fn duty(&self) -> &crate::duty::Duty {
+        &self.duty
     }
 
     pub fn units(&self) -> &UnitStore {
@@ -260,6 +274,7 @@ impl Machine {
         let now = now_ms.max(self.clock_ms);
         self.requests.next_expiry_ms().is_some_and(|due| now >= due)
             || self.acks.earliest().is_some_and(|due| now >= due)
+            || self.duty.next_due().is_some_and(|due| now >= due)
             || self.incidents.closed_len() > self.retention.count
             || self
                 .incidents
@@ -404,6 +419,7 @@ impl Machine {
                 self.assign_units(incident_id, unit_ids, *allow_diversion, now)
             }
             Command::Tick => Ok(self.tick(now)),
+            Command::Duty(c) => self.apply_duty(c, now),
             Command::ReplaceResponsePlans { plans, source } => self.replace_plans(plans, source, now),
         }?;
         self.clock_ms = now;
@@ -418,7 +434,38 @@ impl Machine {
         }
         let created = self.units.table().slot(unit_id).is_none();
         let slot = self.units.upsert(unit_id, spec).map_err(|e| e.within("unit."))?;
-        Ok(Applied::reply(Reply::Unit { slot, created }))
+        let rostered = self.duty.after_upsert(&mut self.units, slot);
+        Ok(Applied::reply(Reply::Unit { slot, created, rostered }))
+    }
+
+    fn apply_duty(&mut self, command: &crate::duty::wire::DutyCommand, now: i64) -> CoreResult<Applied> {
+        use crate::duty::wire::{DutyCommand, DutyReply};
+        let (reply, offs) = match command {
+            DutyCommand::UpsertPerson { person_id, name, skills } => {
+                let (created, _, offs) =
+                    self.duty.upsert_person(&mut self.units, person_id, name.clone(), skills.clone(), now);
+                (DutyReply::Person { person_id: person_id.clone(), created }, offs)
+            }
+            DutyCommand::UpsertShift { shift_id, shift } => {
+                let created = self.duty.upsert_shift(shift_id, shift.clone())?;
+                (DutyReply::Shift { shift_id: shift_id.clone(), created }, Vec::new())
+            }
+            DutyCommand::BookCrew { crew_id, unit_id, members, start_ms, end_ms, minimums } => {
+                let slot = self.units.slot(unit_id)?;
+                let crew = crate::duty::Crew {
+                    slot,
+                    members: members.clone(),
+                    start_ms: *start_ms,
+                    end_ms: *end_ms,
+                    minimums: minimums.clone(),
+                };
+                let (created, _, offs) = self.duty.book_crew(&mut self.units, crew_id, crew, now)?;
+                (DutyReply::Crew { crew_id: crew_id.clone(), created }, offs)
+            }
+        };
+        let mut applied = Applied::reply(Reply::Duty(reply));
+        applied.events = offs.into_iter().map(|o| Event::CrewOff { overtime: o.overtime }).collect();
+        Ok(applied)
     }
 
     fn set_unit_status(&mut self, unit_id: &str, to: Status, now: i64) -> CoreResult<Applied> {
@@ -661,9 +708,11 @@ impl Machine {
         let expired = self.requests.expire(now);
         let archived = self.archive_closed(now);
         let overdue = self.flag_overdue(now);
+        let (roster, offs) = self.duty.tick(&mut self.units, now);
         let mut events: Vec<Event> = overdue.iter().map(|o| Event::AckOverdue { grade: o.grade }).collect();
+        events.extend(offs.into_iter().map(|o| Event::CrewOff { overtime: o.overtime }));
         let mut applied =
-            Applied::reply(Reply::Tick { time_ms: now, expired, archived: archived.len() as u64, overdue });
+            Applied::reply(Reply::Tick { time_ms: now, expired, archived: archived.len() as u64, overdue, roster });
         if expired > 0 {
             events.push(Event::RequestsExpired { count: expired });
         }
@@ -734,6 +783,7 @@ impl Machine {
         self.incidents.check_counts()?;
         self.requests.check()?;
         self.acks.check()?;
+        self.duty.check(&self.units)?;
         let t = self.units.table();
         for (slot, _) in self.acks.deadlines() {
             if t.status[slot as usize] != Status::Dispatched {

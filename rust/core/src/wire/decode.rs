@@ -131,6 +131,10 @@ pub fn command(method: Method, bytes: &[u8], vocab: &Vocabulary) -> CoreResult<D
             };
             Ok(decoded(r.request_id.clone(), command, &r))
         }
+        Method::UpsertPerson | Method::UpsertShift | Method::BookCrew => {
+            let (request_id, command, canonical) = crate::duty::wire::decode(method, bytes, vocab)?;
+            Ok(Decoded { request_id, command: Command::Duty(command), canonical })
+        }
         Method::Tick => Ok(Decoded { request_id: String::new(), command: Command::Tick, canonical: Vec::new() }),
         Method::ReplaceResponsePlans => {
             let r: pb::ReplaceResponsePlansRequest = message(bytes, "ReplaceResponsePlansRequest")?;

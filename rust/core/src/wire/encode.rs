@@ -171,9 +171,17 @@ fn incident_of(m: &Machine, incident_id: &str) -> Option<pb::Incident> {
 pub fn reply(m: &Machine, method: Method, r: &Reply) -> Vec<u8> {
     let store = m.units();
     match r {
-        Reply::Unit { slot, created } => {
-            pb::UpsertUnitResponse { unit: Some(unit(store, *slot)), created: *created }.encode_to_vec()
+        Reply::Unit { slot, created, rostered } => pb::UpsertUnitResponse {
+            unit: Some(unit(store, *slot)),
+            created: *created,
+            roster_overridden_fields: if *rostered {
+                ["capabilities", "shift_start", "shift_end"].map(String::from).to_vec()
+            } else {
+                Vec::new()
+            },
         }
+        .encode_to_vec(),
+        Reply::Duty(d) => crate::duty::wire::reply(m.duty(), store, d),
         Reply::Status { slot, released } => pb::SetUnitStatusResponse {
             unit: Some(unit(store, *slot)),
             released_incident_id: released.clone().unwrap_or_default(),
@@ -203,7 +211,7 @@ pub fn reply(m: &Machine, method: Method, r: &Reply) -> Vec<u8> {
             released_unit_ids: released.iter().map(|&s| store.table().ids[s as usize].to_string()).collect(),
         }
         .encode_to_vec(),
-        Reply::Tick { time_ms, expired, archived, overdue } => pb::ClockTick {
+        Reply::Tick { time_ms, expired, archived, overdue, roster } => pb::ClockTick {
             time: Some(timestamp(*time_ms)),
             expired_request_ids: *expired,
             archived_incidents: *archived,
@@ -217,6 +225,7 @@ pub fn reply(m: &Machine, method: Method, r: &Reply) -> Vec<u8> {
                     proposed: o.proposed.as_ref().map(candidate),
                 })
                 .collect(),
+            roster_changes: roster.iter().map(|c| crate::duty::wire::roster_change(c, store)).collect(),
         }
         .encode_to_vec(),
         Reply::Plans => {

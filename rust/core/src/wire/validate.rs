@@ -62,7 +62,7 @@ impl Kind {
 /// violations travel back in the status trailer (the message and the BadRequest details),
 /// which clients cap at 16 KiB by default: 500 bad unit types in one plan would otherwise
 /// reach the client as RESOURCE_EXHAUSTED with nothing it can read.
-fn push(v: &mut Violations, field: impl Into<String>, reason: impl Into<String>) {
+pub(crate) fn push(v: &mut Violations, field: impl Into<String>, reason: impl Into<String>) {
     match v.len().cmp(&MAX_VIOLATIONS) {
         std::cmp::Ordering::Less => v.push((field.into(), reason.into())),
         std::cmp::Ordering::Equal => v.push((
@@ -75,7 +75,7 @@ fn push(v: &mut Violations, field: impl Into<String>, reason: impl Into<String>)
 
 /// An identifier: the grammar of [`ident`]; empty only when not `required` (empty is
 /// "none" there).
-fn id(v: &mut Violations, field: &str, value: &str, required: bool) {
+pub(crate) fn id(v: &mut Violations, field: &str, value: &str, required: bool) {
     match ident::admit(value) {
         Ok(()) => {}
         Err(ident::Refusal::Empty) if !required => {}
@@ -117,7 +117,7 @@ fn location(v: &mut Violations, field: &str, location: Option<&pb::Location>) {
     }
 }
 
-fn capabilities(v: &mut Violations, field: &str, names: &[String], vocab: &Vocabulary) {
+pub(crate) fn capabilities(v: &mut Violations, field: &str, names: &[String], vocab: &Vocabulary) {
     for (i, name) in names.iter().enumerate() {
         if vocab.encode(&[name]).is_err() {
             push(v, format!("{field}[{i}]"), format!("{} is not in the capability vocabulary", py_repr(name)));
@@ -180,7 +180,7 @@ fn page(v: &mut Violations, listing: token::Listing, page_size: i32, page_token:
 
 /// A shift bound: a valid Timestamp in the range [`time::in_range`] accepts. Its Unix ms
 /// when it is one.
-fn shift_bound(v: &mut Violations, field: &str, ts: &prost_types::Timestamp) -> Option<i64> {
+pub(crate) fn shift_bound(v: &mut Violations, field: &str, ts: &prost_types::Timestamp) -> Option<i64> {
     if !(0..1_000_000_000).contains(&ts.nanos) {
         push(v, field, format!("nanos {} is outside [0, 999999999]", ts.nanos));
         return None;
@@ -240,7 +240,7 @@ fn py_printable(c: char) -> bool {
 
 /// `s` as Python's `repr(str)` prints it: single quotes unless only double quotes avoid
 /// escaping, backslash escapes for controls and other unprintable characters.
-fn py_repr(s: &str) -> String {
+pub(crate) fn py_repr(s: &str) -> String {
     let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);

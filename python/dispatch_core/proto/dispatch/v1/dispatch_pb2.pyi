@@ -159,12 +159,14 @@ class UpsertUnitRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., unit: _Optional[_Union[UnitSpec, _Mapping]] = ...) -> None: ...
 
 class UpsertUnitResponse(_message.Message):
-    __slots__ = ("unit", "created")
+    __slots__ = ("unit", "created", "roster_overridden_fields")
     UNIT_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    ROSTER_OVERRIDDEN_FIELDS_FIELD_NUMBER: _ClassVar[int]
     unit: Unit
     created: bool
-    def __init__(self, unit: _Optional[_Union[Unit, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+    roster_overridden_fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, unit: _Optional[_Union[Unit, _Mapping]] = ..., created: _Optional[bool] = ..., roster_overridden_fields: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetUnitRequest(_message.Message):
     __slots__ = ("unit_id",)
@@ -645,7 +647,7 @@ class WatchEventsRequest(_message.Message):
     def __init__(self, from_sequence: _Optional[int] = ..., from_now: _Optional[bool] = ...) -> None: ...
 
 class WatchEventsResponse(_message.Message):
-    __slots__ = ("sequence", "time", "actor", "method", "request_id", "unit_upserted", "unit_status_set", "incident_created", "incident_updated", "incident_closed", "units_assigned", "clock_ticked", "response_plans_replaced")
+    __slots__ = ("sequence", "time", "actor", "method", "request_id", "unit_upserted", "unit_status_set", "incident_created", "incident_updated", "incident_closed", "units_assigned", "clock_ticked", "person_upserted", "shift_upserted", "crew_booked", "response_plans_replaced")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -658,6 +660,9 @@ class WatchEventsResponse(_message.Message):
     INCIDENT_CLOSED_FIELD_NUMBER: _ClassVar[int]
     UNITS_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
     CLOCK_TICKED_FIELD_NUMBER: _ClassVar[int]
+    PERSON_UPSERTED_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_UPSERTED_FIELD_NUMBER: _ClassVar[int]
+    CREW_BOOKED_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_PLANS_REPLACED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     time: _timestamp_pb2.Timestamp
@@ -671,20 +676,35 @@ class WatchEventsResponse(_message.Message):
     incident_closed: CloseIncidentResponse
     units_assigned: AssignUnitsResponse
     clock_ticked: ClockTick
+    person_upserted: UpsertPersonResponse
+    shift_upserted: UpsertShiftResponse
+    crew_booked: BookCrewResponse
     response_plans_replaced: ReplaceResponsePlansResponse
-    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., method: _Optional[str] = ..., request_id: _Optional[str] = ..., unit_upserted: _Optional[_Union[UpsertUnitResponse, _Mapping]] = ..., unit_status_set: _Optional[_Union[SetUnitStatusResponse, _Mapping]] = ..., incident_created: _Optional[_Union[CreateIncidentResponse, _Mapping]] = ..., incident_updated: _Optional[_Union[UpdateIncidentResponse, _Mapping]] = ..., incident_closed: _Optional[_Union[CloseIncidentResponse, _Mapping]] = ..., units_assigned: _Optional[_Union[AssignUnitsResponse, _Mapping]] = ..., clock_ticked: _Optional[_Union[ClockTick, _Mapping]] = ..., response_plans_replaced: _Optional[_Union[ReplaceResponsePlansResponse, _Mapping]] = ...) -> None: ...
+    def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., method: _Optional[str] = ..., request_id: _Optional[str] = ..., unit_upserted: _Optional[_Union[UpsertUnitResponse, _Mapping]] = ..., unit_status_set: _Optional[_Union[SetUnitStatusResponse, _Mapping]] = ..., incident_created: _Optional[_Union[CreateIncidentResponse, _Mapping]] = ..., incident_updated: _Optional[_Union[UpdateIncidentResponse, _Mapping]] = ..., incident_closed: _Optional[_Union[CloseIncidentResponse, _Mapping]] = ..., units_assigned: _Optional[_Union[AssignUnitsResponse, _Mapping]] = ..., clock_ticked: _Optional[_Union[ClockTick, _Mapping]] = ..., person_upserted: _Optional[_Union[UpsertPersonResponse, _Mapping]] = ..., shift_upserted: _Optional[_Union[UpsertShiftResponse, _Mapping]] = ..., crew_booked: _Optional[_Union[BookCrewResponse, _Mapping]] = ..., response_plans_replaced: _Optional[_Union[ReplaceResponsePlansResponse, _Mapping]] = ...) -> None: ...
 
 class ClockTick(_message.Message):
-    __slots__ = ("time", "expired_request_ids", "archived_incidents", "overdue_acknowledgements")
+    __slots__ = ("time", "expired_request_ids", "archived_incidents", "overdue_acknowledgements", "roster_changes")
     TIME_FIELD_NUMBER: _ClassVar[int]
     EXPIRED_REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
     ARCHIVED_INCIDENTS_FIELD_NUMBER: _ClassVar[int]
     OVERDUE_ACKNOWLEDGEMENTS_FIELD_NUMBER: _ClassVar[int]
+    ROSTER_CHANGES_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     expired_request_ids: int
     archived_incidents: int
     overdue_acknowledgements: _containers.RepeatedCompositeFieldContainer[OverdueAcknowledgement]
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expired_request_ids: _Optional[int] = ..., archived_incidents: _Optional[int] = ..., overdue_acknowledgements: _Optional[_Iterable[_Union[OverdueAcknowledgement, _Mapping]]] = ...) -> None: ...
+    roster_changes: _containers.RepeatedCompositeFieldContainer[RosterChange]
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expired_request_ids: _Optional[int] = ..., archived_incidents: _Optional[int] = ..., overdue_acknowledgements: _Optional[_Iterable[_Union[OverdueAcknowledgement, _Mapping]]] = ..., roster_changes: _Optional[_Iterable[_Union[RosterChange, _Mapping]]] = ...) -> None: ...
+
+class RosterChange(_message.Message):
+    __slots__ = ("unit", "crew_id", "overtime")
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    CREW_ID_FIELD_NUMBER: _ClassVar[int]
+    OVERTIME_FIELD_NUMBER: _ClassVar[int]
+    unit: Unit
+    crew_id: str
+    overtime: bool
+    def __init__(self, unit: _Optional[_Union[Unit, _Mapping]] = ..., crew_id: _Optional[str] = ..., overtime: _Optional[bool] = ...) -> None: ...
 
 class OverdueAcknowledgement(_message.Message):
     __slots__ = ("unit_id", "incident_id", "grade", "deadline", "proposed")
@@ -871,6 +891,132 @@ class AuditRecord(_message.Message):
     request_id: str
     peer: str
     def __init__(self, id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., method: _Optional[str] = ..., code: _Optional[str] = ..., incident_ids: _Optional[_Iterable[str]] = ..., unit_ids: _Optional[_Iterable[str]] = ..., location_count: _Optional[int] = ..., justification: _Optional[str] = ..., request_id: _Optional[str] = ..., peer: _Optional[str] = ...) -> None: ...
+
+class Skill(_message.Message):
+    __slots__ = ("capability", "valid_from", "expiry")
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    VALID_FROM_FIELD_NUMBER: _ClassVar[int]
+    EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    capability: str
+    valid_from: _timestamp_pb2.Timestamp
+    expiry: _timestamp_pb2.Timestamp
+    def __init__(self, capability: _Optional[str] = ..., valid_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expiry: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Person(_message.Message):
+    __slots__ = ("person_id", "name", "skills")
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SKILLS_FIELD_NUMBER: _ClassVar[int]
+    person_id: str
+    name: str
+    skills: _containers.RepeatedCompositeFieldContainer[Skill]
+    def __init__(self, person_id: _Optional[str] = ..., name: _Optional[str] = ..., skills: _Optional[_Iterable[_Union[Skill, _Mapping]]] = ...) -> None: ...
+
+class UpsertPersonRequest(_message.Message):
+    __slots__ = ("request_id", "person")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PERSON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    person: Person
+    def __init__(self, request_id: _Optional[str] = ..., person: _Optional[_Union[Person, _Mapping]] = ...) -> None: ...
+
+class UpsertPersonResponse(_message.Message):
+    __slots__ = ("person", "created")
+    PERSON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    person: Person
+    created: bool
+    def __init__(self, person: _Optional[_Union[Person, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class GetPersonRequest(_message.Message):
+    __slots__ = ("person_id",)
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    person_id: str
+    def __init__(self, person_id: _Optional[str] = ...) -> None: ...
+
+class GetPersonResponse(_message.Message):
+    __slots__ = ("person", "shifts", "crews")
+    PERSON_FIELD_NUMBER: _ClassVar[int]
+    SHIFTS_FIELD_NUMBER: _ClassVar[int]
+    CREWS_FIELD_NUMBER: _ClassVar[int]
+    person: Person
+    shifts: _containers.RepeatedCompositeFieldContainer[Shift]
+    crews: _containers.RepeatedCompositeFieldContainer[Crew]
+    def __init__(self, person: _Optional[_Union[Person, _Mapping]] = ..., shifts: _Optional[_Iterable[_Union[Shift, _Mapping]]] = ..., crews: _Optional[_Iterable[_Union[Crew, _Mapping]]] = ...) -> None: ...
+
+class Shift(_message.Message):
+    __slots__ = ("shift_id", "person_id", "start", "end", "role", "area")
+    SHIFT_ID_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    shift_id: str
+    person_id: str
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    role: str
+    area: str
+    def __init__(self, shift_id: _Optional[str] = ..., person_id: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., role: _Optional[str] = ..., area: _Optional[str] = ...) -> None: ...
+
+class UpsertShiftRequest(_message.Message):
+    __slots__ = ("request_id", "shift")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    shift: Shift
+    def __init__(self, request_id: _Optional[str] = ..., shift: _Optional[_Union[Shift, _Mapping]] = ...) -> None: ...
+
+class UpsertShiftResponse(_message.Message):
+    __slots__ = ("shift", "created")
+    SHIFT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    shift: Shift
+    created: bool
+    def __init__(self, shift: _Optional[_Union[Shift, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class CapabilityMinimum(_message.Message):
+    __slots__ = ("capability", "holders")
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    HOLDERS_FIELD_NUMBER: _ClassVar[int]
+    capability: str
+    holders: int
+    def __init__(self, capability: _Optional[str] = ..., holders: _Optional[int] = ...) -> None: ...
+
+class Crew(_message.Message):
+    __slots__ = ("crew_id", "unit_id", "person_ids", "start", "end", "minimums")
+    CREW_ID_FIELD_NUMBER: _ClassVar[int]
+    UNIT_ID_FIELD_NUMBER: _ClassVar[int]
+    PERSON_IDS_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    MINIMUMS_FIELD_NUMBER: _ClassVar[int]
+    crew_id: str
+    unit_id: str
+    person_ids: _containers.RepeatedScalarFieldContainer[str]
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    minimums: _containers.RepeatedCompositeFieldContainer[CapabilityMinimum]
+    def __init__(self, crew_id: _Optional[str] = ..., unit_id: _Optional[str] = ..., person_ids: _Optional[_Iterable[str]] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., minimums: _Optional[_Iterable[_Union[CapabilityMinimum, _Mapping]]] = ...) -> None: ...
+
+class BookCrewRequest(_message.Message):
+    __slots__ = ("request_id", "crew")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CREW_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    crew: Crew
+    def __init__(self, request_id: _Optional[str] = ..., crew: _Optional[_Union[Crew, _Mapping]] = ...) -> None: ...
+
+class BookCrewResponse(_message.Message):
+    __slots__ = ("crew", "created", "unit")
+    CREW_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    crew: Crew
+    created: bool
+    unit: Unit
+    def __init__(self, crew: _Optional[_Union[Crew, _Mapping]] = ..., created: _Optional[bool] = ..., unit: _Optional[_Union[Unit, _Mapping]] = ...) -> None: ...
 
 class TimeOfDayWindow(_message.Message):
     __slots__ = ("start_minute", "end_minute")

@@ -136,6 +136,26 @@ class DispatchServiceStub:
                 request_serializer=dispatch_dot_v1_dot_dispatch__pb2.QueryAuditRequest.SerializeToString,
                 response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.QueryAuditResponse.FromString,
                 _registered_method=True)
+        self.UpsertPerson = channel.unary_unary(
+                '/dispatch.v1.DispatchService/UpsertPerson',
+                request_serializer=dispatch_dot_v1_dot_dispatch__pb2.UpsertPersonRequest.SerializeToString,
+                response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.UpsertPersonResponse.FromString,
+                _registered_method=True)
+        self.GetPerson = channel.unary_unary(
+                '/dispatch.v1.DispatchService/GetPerson',
+                request_serializer=dispatch_dot_v1_dot_dispatch__pb2.GetPersonRequest.SerializeToString,
+                response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.GetPersonResponse.FromString,
+                _registered_method=True)
+        self.UpsertShift = channel.unary_unary(
+                '/dispatch.v1.DispatchService/UpsertShift',
+                request_serializer=dispatch_dot_v1_dot_dispatch__pb2.UpsertShiftRequest.SerializeToString,
+                response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.UpsertShiftResponse.FromString,
+                _registered_method=True)
+        self.BookCrew = channel.unary_unary(
+                '/dispatch.v1.DispatchService/BookCrew',
+                request_serializer=dispatch_dot_v1_dot_dispatch__pb2.BookCrewRequest.SerializeToString,
+                response_deserializer=dispatch_dot_v1_dot_dispatch__pb2.BookCrewResponse.FromString,
+                _registered_method=True)
         self.GetResponsePlans = channel.unary_unary(
                 '/dispatch.v1.DispatchService/GetResponsePlans',
                 request_serializer=dispatch_dot_v1_dot_dispatch__pb2.GetResponsePlansRequest.SerializeToString,
@@ -330,6 +350,49 @@ class DispatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpsertPerson(self, request, context):
+        """Duty management: people, their skills, their shifts, and the crews that book them onto
+        units. A unit with a crew booked takes its capabilities and its on-shift window from the
+        crew (see UpsertPerson and BookCrew), not from UpsertUnit.
+
+        Registers a person (an officer or member of staff) or replaces their name and skills.
+        A skill whose expiry is not after its valid_from is INVALID_ARGUMENT naming it. The
+        units whose crews hold the person take the change at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPerson(self, request, context):
+        """One person with their skills, shifts and crew bookings. NOT_FOUND for an unknown
+        person_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertShift(self, request, context):
+        """Books a shift for a person, or changes one. FAILED_PRECONDITION naming the other shift
+        (`shift/<id>`) when it overlaps another shift of the same person, or naming the crew
+        (`crew/<id>`) when the change would leave a booked crew member off shift; NOT_FOUND for
+        an unknown person. Nothing changes then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BookCrew(self, request, context):
+        """Books a crew (people) onto a unit for a time window, or changes a booking. Every member
+        must be on one shift covering the whole window (FAILED_PRECONDITION naming
+        `person/<id>`), in no other crew during it, and the unit in no other crew during it
+        (FAILED_PRECONDITION naming the other `crew/<id>`). While the crew is on, the unit's
+        capabilities are its members' valid skills (each held by at least the crew's minimum
+        number of members) and its shift is the crew's window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetResponsePlans(self, request, context):
         """The response plans (run cards) in force: what CreateIncident without requirements
         takes its requirement groups from, with where they came from and when they were
@@ -452,6 +515,26 @@ def add_DispatchServiceServicer_to_server(servicer, server):
                     servicer.QueryAudit,
                     request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.QueryAuditRequest.FromString,
                     response_serializer=dispatch_dot_v1_dot_dispatch__pb2.QueryAuditResponse.SerializeToString,
+            ),
+            'UpsertPerson': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertPerson,
+                    request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.UpsertPersonRequest.FromString,
+                    response_serializer=dispatch_dot_v1_dot_dispatch__pb2.UpsertPersonResponse.SerializeToString,
+            ),
+            'GetPerson': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPerson,
+                    request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.GetPersonRequest.FromString,
+                    response_serializer=dispatch_dot_v1_dot_dispatch__pb2.GetPersonResponse.SerializeToString,
+            ),
+            'UpsertShift': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertShift,
+                    request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.UpsertShiftRequest.FromString,
+                    response_serializer=dispatch_dot_v1_dot_dispatch__pb2.UpsertShiftResponse.SerializeToString,
+            ),
+            'BookCrew': grpc.unary_unary_rpc_method_handler(
+                    servicer.BookCrew,
+                    request_deserializer=dispatch_dot_v1_dot_dispatch__pb2.BookCrewRequest.FromString,
+                    response_serializer=dispatch_dot_v1_dot_dispatch__pb2.BookCrewResponse.SerializeToString,
             ),
             'GetResponsePlans': grpc.unary_unary_rpc_method_handler(
                     servicer.GetResponsePlans,
@@ -1006,6 +1089,114 @@ class DispatchService:
             '/dispatch.v1.DispatchService/QueryAudit',
             dispatch_dot_v1_dot_dispatch__pb2.QueryAuditRequest.SerializeToString,
             dispatch_dot_v1_dot_dispatch__pb2.QueryAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertPerson(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dispatch.v1.DispatchService/UpsertPerson',
+            dispatch_dot_v1_dot_dispatch__pb2.UpsertPersonRequest.SerializeToString,
+            dispatch_dot_v1_dot_dispatch__pb2.UpsertPersonResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPerson(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dispatch.v1.DispatchService/GetPerson',
+            dispatch_dot_v1_dot_dispatch__pb2.GetPersonRequest.SerializeToString,
+            dispatch_dot_v1_dot_dispatch__pb2.GetPersonResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertShift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dispatch.v1.DispatchService/UpsertShift',
+            dispatch_dot_v1_dot_dispatch__pb2.UpsertShiftRequest.SerializeToString,
+            dispatch_dot_v1_dot_dispatch__pb2.UpsertShiftResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BookCrew(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dispatch.v1.DispatchService/BookCrew',
+            dispatch_dot_v1_dot_dispatch__pb2.BookCrewRequest.SerializeToString,
+            dispatch_dot_v1_dot_dispatch__pb2.BookCrewResponse.FromString,
             options,
             channel_credentials,
             insecure,
