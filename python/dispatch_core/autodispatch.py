@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 ACTOR_PREFIX = "server:auto-dispatch:"
 #: Pending incidents looked at per pass.
 PAGE = 100
+#: Seconds between passes after one that assigned nothing.
+IDLE_GAP_S = 0.1
 
 
 class AutoDispatcher:
@@ -77,9 +79,14 @@ class AutoDispatcher:
             if self._stop.is_set() or self.pipeline.failed is not None:
                 return
             try:
-                self.work_queue()
+                made = self.work_queue()
             except Exception:  # one bad pass must not end automatic dispatch
                 log.exception("auto-dispatch pass failed")
+                made = 0
+            if not made:
+                # Nothing could be sent: in a surge every journal entry would start another
+                # futile pass of up to PAGE rankings. Wait a little before looking again.
+                self._stop.wait(IDLE_GAP_S)
 
     def work_queue(self) -> int:
         """One pass over the pending queue of the auto grades; returns assignments made."""

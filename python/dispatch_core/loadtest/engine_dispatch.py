@@ -76,18 +76,11 @@ class EngineRun(ScenarioRun):
     # -- triggers: creation, units freed, the sweep
 
     def _create(self, flow: Flow, req: pb.CreateIncidentRequest, intended: int) -> None:
-        assert self.loop is not None
         self._by_id[flow.incident_id] = flow
+        super()._create(flow, req, intended)
 
-        def done(fut: grpc.Future, now: int) -> None:
-            if fut.code() != grpc.StatusCode.OK:
-                flow.failed = f"CreateIncident {fut.code().name}"
-                return
-            flow.created = True
-            self._created_ids.append(flow.incident_id)
-            self._cycle(now)
-
-        self.loop.call("CreateIncident", self.stub.CreateIncident, req, intended, done)
+    def _created(self, flow: Flow, now: int) -> None:
+        self._cycle(now)  # the engine's queue decides when it gets units
 
     def _wake(self, freed: int, now: int) -> None:
         self._cycle(now)

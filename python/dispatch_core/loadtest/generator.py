@@ -631,9 +631,13 @@ class ScenarioRun:
                 return
             flow.created = True
             self._created_ids.append(flow.incident_id)
-            self.loop.at(now, functools.partial(self._recommend, flow))  # type: ignore[union-attr]
+            self._created(flow, now)
 
         self.loop.call("CreateIncident", self.stub.CreateIncident, req, intended, done)
+
+    def _created(self, flow: Flow, now: int) -> None:
+        """The incident exists: greedy asks for its nearest units at once."""
+        self.loop.at(now, functools.partial(self._recommend, flow))  # type: ignore[union-attr]
 
     def _recommend(self, flow: Flow, intended: int) -> None:
         assert self.loop is not None

@@ -20,6 +20,7 @@ import grpc
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
 from dispatch_core.security.identity import Identity
 from dispatch_core.service.servicer import ACTOR_METADATA
+from dispatch_core.service.wireformat import first_field
 
 #: Metadata a client may send to correlate a call that has no request_id field (a read).
 REQUEST_ID_METADATA = "x-request-id"
@@ -154,41 +155,7 @@ class Call:
 
 
 def string_field(message: bytes, number: int) -> str:
-    """The first top-level string field `number` of a serialized protobuf message ("" if
-    absent or malformed), read from the wire format without building the message: the
-    servicer hands requests to the core as bytes, and decoding a whole one to log its id
-    would cost more than the call."""
-    i, end = 0, len(message)
-    try:
-        while i < end:
-            key, i = _varint(message, i)
-            wire = key & 7
-            if wire == 0:
-                _, i = _varint(message, i)
-            elif wire == 1:
-                i += 8
-            elif wire == 5:
-                i += 4
-            elif wire == 2:
-                length, i = _varint(message, i)
-                if key >> 3 == number:
-                    return message[i : i + length].decode("utf-8", "replace")
-                i += length
-            else:  # groups (3, 4) are not used by dispatch.v1
-                return ""
-    except IndexError:
-        return ""
-    return ""
-
-
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        byte = data[i]
-        i += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, i
-        shift += 7
-        if shift > 63:
-            raise IndexError("varint too long")
+    """The first top-level string field `number` of a serialized message ("" if absent or
+    malformed), read without building the message (`wireformat.py`)."""
+    value = first_field(message, number)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dispatch_core._core import DispatchCore, Refused
 from dispatch_core.proto.dispatch.v1 import dispatch_pb2 as pb
+from dispatch_core.service.wireformat import first_field
 
 _SERVICE = "/dispatch.v1.DispatchService/"
 #: The calls an IMMEDIATE dispatch is made of.
@@ -25,47 +26,6 @@ _RECOMMEND_INCIDENT = pb.RecommendUnitsRequest.DESCRIPTOR.fields_by_name["incide
 _RECOMMEND_AD_HOC = pb.RecommendUnitsRequest.DESCRIPTOR.fields_by_name["ad_hoc"].number
 _AD_HOC_GRADE = pb.AdHocTarget.DESCRIPTOR.fields_by_name["grade"].number
 _ASSIGN_INCIDENT = pb.AssignUnitsRequest.DESCRIPTOR.fields_by_name["incident_id"].number
-
-
-def first_field(message: bytes, number: int) -> int | bytes | None:
-    """The first top-level field `number` of a serialized message: an int for a varint,
-    bytes for a length-delimited field, None when absent or malformed."""
-    i, end = 0, len(message)
-    try:
-        while i < end:
-            key, i = _varint(message, i)
-            wire = key & 7
-            if wire == 0:
-                value, i = _varint(message, i)
-                if key >> 3 == number:
-                    return value
-            elif wire == 1:
-                i += 8
-            elif wire == 5:
-                i += 4
-            elif wire == 2:
-                length, i = _varint(message, i)
-                if key >> 3 == number:
-                    return message[i : i + length] if i + length <= end else None
-                i += length
-            else:  # groups are not used by dispatch.v1
-                return None
-    except IndexError:
-        return None
-    return None
-
-
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        byte = data[i]
-        i += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, i
-        shift += 7
-        if shift > 63:
-            raise IndexError("varint too long")
 
 
 class Urgency:

@@ -6,43 +6,17 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dispatch_engine::eta::RankConfig;
 use dispatch_engine::rank::Query;
-use dispatch_engine::store::{UnitSpec, UnitStore};
-use dispatch_engine::types::{Agency, Status};
+use dispatch_engine::store::UnitStore;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// A London-sized fleet: positions spread around the centre, a fifth AVAILABLE, 2% dogs.
+/// A London-sized fleet (`common::fleet`), every unit last seen at t = 1 ms.
 fn fleet(n: usize) -> (UnitStore, Vec<(f64, f64)>) {
-    let mut rng = StdRng::seed_from_u64(42);
-    let mut store = UnitStore::new(RankConfig::default(), 0.01).unwrap();
-    let mut points = Vec::with_capacity(n);
-    for i in 0..n {
-        let status = if i % 5 == 0 { Status::Available } else { Status::ALL[1 + i % 6] };
-        let dog = i % 50 == 0;
-        let spec = UnitSpec {
-            agency: Agency::Police,
-            unit_type: if dog { "dog" } else { "irv" }.into(),
-            capabilities: if dog {
-                vec!["dog".into()]
-            } else if i % 3 == 0 {
-                vec!["taser".into()]
-            } else {
-                vec![]
-            },
-            status: Some(status),
-            ..Default::default()
-        };
-        let id = format!("U{i:06}");
-        store.upsert(&id, &spec).unwrap();
-        let lat = 51.5 + rng.random_range(-0.18..0.18);
-        let lon = -0.12 + rng.random_range(-0.3..0.3);
-        store.update_location(&id, lat, lon, 1).unwrap();
-        points.push((lat, lon));
-    }
-    (store, points)
+    common::fleet(n, |_| 1)
 }
 
 fn ranking(c: &mut Criterion) {

@@ -9,47 +9,24 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use dispatch_engine::command::RequirementGroup;
-use dispatch_engine::eta::RankConfig;
 use dispatch_engine::rank::Query;
-use dispatch_engine::store::{UnitSpec, UnitStore};
+use dispatch_engine::store::UnitStore;
 use dispatch_engine::team;
-use dispatch_engine::types::{Agency, Status};
+use dispatch_engine::types::Agency;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const UNITS: usize = 100_000;
 const NOW: i64 = 1_750_000_000_000;
 
-/// The fleet of `benches/ranking.rs`: a fifth AVAILABLE, 2% dogs, a third with tasers;
-/// positions of every age up to 20 minutes, so stale penalties and exclusions apply.
+/// The fleet of `benches/ranking.rs`, with positions of every age up to 20 minutes, so
+/// stale penalties and exclusions apply.
 fn fleet(n: usize) -> UnitStore {
-    let mut rng = StdRng::seed_from_u64(42);
-    let mut store = UnitStore::new(RankConfig::default(), 0.01).unwrap();
-    for i in 0..n {
-        let status = if i % 5 == 0 { Status::Available } else { Status::ALL[1 + i % 6] };
-        let dog = i % 50 == 0;
-        let spec = UnitSpec {
-            agency: Agency::Police,
-            unit_type: if dog { "dog" } else { "irv" }.into(),
-            capabilities: if dog {
-                vec!["dog".into()]
-            } else if i % 3 == 0 {
-                vec!["taser".into()]
-            } else {
-                vec![]
-            },
-            status: Some(status),
-            ..Default::default()
-        };
-        let id = format!("U{i:06}");
-        store.upsert(&id, &spec).unwrap();
-        let lat = 51.5 + rng.random_range(-0.18..0.18);
-        let lon = -0.12 + rng.random_range(-0.3..0.3);
-        store.update_location(&id, lat, lon, NOW - rng.random_range(0..1_200_000)).unwrap();
-    }
-    store
+    common::fleet(n, |rng| NOW - rng.random_range(0..1_200_000)).0
 }
 
 fn plan() -> Vec<RequirementGroup> {
